@@ -1,0 +1,131 @@
+// Where the store keeps things in Redis, and the Lua that changes them. docs/cluster.md describes the same layout.
+//
+//   P overrides               hash  backend id → ManualOverride JSON (no expiry: manual state persists)
+//   P overrides:restored      hash  backend id → epoch ms of the last restore (tombstone for last-writer-wins)
+//   P ejections               hash  backend id → AutoEjection JSON (until inside; readers skip expired ones)
+//   P ejections:cleared       hash  backend id → epoch ms of the last clear (tombstone)
+//   P version                 int   bumped by every override/ejection write; change notes carry it
+//   P outcomes:<bucketStart>  hash  ok|<id>|<node> and fail|<id>|<node> → count; PEXPIREAT end of retention
+//   P events                  pub/sub channel of change notes
+//
+// In cluster mode every key must hash to one slot (scripts and MULTI touch several), so the prefix becomes a hash
+// tag: "mxgate:" → "{mxgate}:".
+import type { ChangeKind } from './types'
+
+export interface Keys {
+  prefix: string
+  values: Record<ChangeKind, string>
+  tombstones: Record<ChangeKind, string>
+  version: string
+  channel: string
+  bucket(start: number): string
+}
+
+export function keyPrefix(prefix: string, cluster: boolean): string {
+  if (!cluster || prefix.includes('{')) return prefix
+  const base = prefix.replace(/:$/, '')
+  return `{${base === '' ? 'mxgate' : base}}:`
+}
+
+export function layout(prefix: string): Keys {
+  return {
+    prefix,
+    values: { override: `${prefix}overrides`, ejection: `${prefix}ejections` },
+    tombstones: { override: `${prefix}overrides:restored`, ejection: `${prefix}ejections:cleared` },
+    version: `${prefix}version`,
+    channel: `${prefix}events`,
+    bucket: (start) => `${prefix}outcomes:${start}`,
+  }
+}
+
+/** Outcome counter field: ids and node names are percent-encoded so '|' can separate them. */
+export function outcomeField(kind: 'ok' | 'fail', id: string, node: string): string {
+  return `${kind}|${encodeURIComponent(id)}|${encodeURIComponent(node)}`
+}
+
+export function parseOutcomeField(field: string): { kind: 'ok' | 'fail'; id: string; node: string } | null {
+  const parts = field.split('|')
+  if (parts.length !== 3) return null
+  const [kind, id, node] = parts as [string, string, string]
+  if (kind !== 'ok' && kind !== 'fail') return null
+  try {
+    return { kind, id: decodeURIComponent(id), node: decodeURIComponent(node) }
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Set or delete one backend's value, bump the version and publish the note, atomically (so notes arrive in the
+ * order the writes happened). In 'lww' mode (replaying a write made while Redis was away) it first compares `at`
+ * with what Redis holds, value or tombstone, and keeps the newer. Returns {applied 0|1, version}.
+ *
+ * KEYS: values hash, tombstones hash, version. ARGV: id, value JSON or '' to delete, at, 'force'|'lww', channel,
+ * note JSON (an object; the script puts "v" first).
+ */
+export const WRITE_SCRIPT = `
+local id, value, at, mode = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+if mode == 'lww' then
+  local current = redis.call('HGET', KEYS[1], id)
+  local currentAt = nil
+  if current then
+    local ok, obj = pcall(cjson.decode, current)
+    if ok and type(obj) == 'table' then currentAt = tonumber(obj['at']) end
+  else
+    currentAt = tonumber(redis.call('HGET', KEYS[2], id))
+  end
+  if currentAt and currentAt > at then
+    return {0, tonumber(redis.call('GET', KEYS[3]) or '0')}
+  end
+end
+if value == '' then
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('HSET', KEYS[2], id, ARGV[3])
+else
+  redis.call('HSET', KEYS[1], id, value)
+  redis.call('HDEL', KEYS[2], id)
+end
+local v = redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[5], '{"v":' .. v .. ',' .. string.sub(ARGV[6], 2))
+return {1, v}
+`
+
+/**
+ * Delete entries whose "until" has passed (reads skip them anyway; this keeps the hash small). Checked inside the
+ * script, so an entry re-set meanwhile by another node is not lost. KEYS: values hash. ARGV: now. Returns count.
+ */
+export const PRUNE_SCRIPT = `
+local now = tonumber(ARGV[1])
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local ok, obj = pcall(cjson.decode, all[i + 1])
+  if ok and type(obj) == 'table' and type(obj['until']) == 'number' and obj['until'] <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+    n = n + 1
+  end
+end
+return n
+`
+
+/** A change note as published on the channel. */
+export interface ChangeNote {
+  v: number
+  k: ChangeKind
+  id: string
+  /** The writing store instance (not the node name: two stores may share a node name in tests). */
+  src: string
+  /** The stored JSON text, or null for a restore/clear. */
+  value: string | null
+}
+
+export function parseNote(text: string): ChangeNote | null {
+  try {
+    const n = JSON.parse(text) as Partial<ChangeNote>
+    if (typeof n.v !== 'number' || (n.k !== 'override' && n.k !== 'ejection') || typeof n.id !== 'string') return null
+    if (typeof n.src !== 'string' || (n.value !== null && typeof n.value !== 'string')) return null
+    return n as ChangeNote
+  } catch {
+    return null
+  }
+}

@@ -1,0 +1,112 @@
+// Outcome counters shared through Redis: this node's counts are batched and flushed in one pipeline; every node's
+// counts are polled in one pipeline into a local cache, so pooledOutcomes() never touches the network.
+import type { Logger } from '../log'
+import { type Counts, OutcomeBuckets } from './local-state'
+import { type Keys, outcomeField, parseOutcomeField } from './redis-layout'
+import type { RedisClient } from './redis-options'
+import type { StoreTiming } from './types'
+
+/** Buckets this recent are re-read on every poll; older ones only on a full poll (they rarely change). */
+const HOT_BUCKETS = 3
+
+export class OutcomeSync {
+  /** This node's counts (the truth for itself, also while Redis is down). */
+  private readonly own: OutcomeBuckets
+  /** Counts not yet written to Redis. */
+  private readonly unflushed: OutcomeBuckets
+  /** Other nodes' counts as of the last poll. */
+  private readonly others: OutcomeBuckets
+
+  constructor(
+    private readonly keys: Keys,
+    private readonly node: string,
+    private readonly timing: StoreTiming,
+    private readonly log: Logger,
+  ) {
+    this.own = new OutcomeBuckets(timing.bucketMs)
+    this.unflushed = new OutcomeBuckets(timing.bucketMs)
+    this.others = new OutcomeBuckets(timing.bucketMs)
+  }
+
+  record(id: string, ok: number, fail: number, at: number): void {
+    this.own.add(id, ok, fail, at)
+    this.unflushed.add(id, ok, fail, at)
+    const horizon = Date.now() - this.timing.retentionMs
+    this.own.prune(horizon)
+    this.unflushed.prune(horizon)
+  }
+
+  pooled(id: string, windowMs: number, now: number): Counts {
+    const from = now - Math.min(windowMs, this.timing.retentionMs)
+    return this.others.sum(id, from, now, this.own.sum(id, from, now))
+  }
+
+  get unflushedBuckets(): number {
+    return this.unflushed.size
+  }
+
+  /** Write the batched counts in one pipeline; what fails is kept for the next flush. */
+  async flush(client: RedisClient): Promise<void> {
+    const now = Date.now()
+    const pending = this.unflushed.drain()
+    const pipeline = client.pipeline()
+    const sent: Array<{ start: number; id: string; ok: number; fail: number } | null> = []
+    for (const [start, bucket] of pending) {
+      if (start + this.timing.bucketMs <= now - this.timing.retentionMs) continue
+      const key = this.keys.bucket(start)
+      for (const [id, counts] of bucket) {
+        if (counts.ok > 0) {
+          pipeline.hincrby(key, outcomeField('ok', id, this.node), counts.ok)
+          sent.push({ start, id, ok: counts.ok, fail: 0 })
+        }
+        if (counts.fail > 0) {
+          pipeline.hincrby(key, outcomeField('fail', id, this.node), counts.fail)
+          sent.push({ start, id, ok: 0, fail: counts.fail })
+        }
+      }
+      pipeline.pexpireat(key, start + this.timing.retentionMs + this.timing.bucketMs)
+      sent.push(null)
+    }
+    if (sent.length === 0) return
+    let results: Array<[Error | null, unknown]> | null = null
+    try {
+      results = await pipeline.exec()
+    } catch (err) {
+      this.log.debug({ err }, 'outcome flush failed; kept for the next one')
+    }
+    sent.forEach((item, i) => {
+      if (item !== null && (results === null || results[i]?.[0]))
+        this.unflushed.addToBucket(item.start, item.id, item.ok, item.fail)
+    })
+  }
+
+  /** Read other nodes' counts: the hot buckets, or with `full` every bucket in the retention time. */
+  async poll(client: RedisClient, full: boolean, now = Date.now()): Promise<void> {
+    const { bucketMs, retentionMs } = this.timing
+    const newest = this.own.bucketOf(now)
+    const oldest = full ? this.own.bucketOf(now - retentionMs) : newest - (HOT_BUCKETS - 1) * bucketMs
+    const starts: number[] = []
+    const pipeline = client.pipeline()
+    for (let start = newest; start >= oldest; start -= bucketMs) {
+      starts.push(start)
+      pipeline.hgetall(this.keys.bucket(start))
+    }
+    const results = await pipeline.exec()
+    if (results === null) return
+    starts.forEach((start, i) => {
+      const [err, hash] = results[i] ?? [null, null]
+      if (err !== null || hash === null || typeof hash !== 'object') return
+      const counts = new Map<string, Counts>()
+      for (const [field, raw] of Object.entries(hash as Record<string, string>)) {
+        const f = parseOutcomeField(field)
+        const n = Number(raw)
+        if (f === null || f.node === this.node || !Number.isFinite(n)) continue
+        const c = counts.get(f.id) ?? { ok: 0, fail: 0 }
+        c[f.kind] += n
+        counts.set(f.id, c)
+      }
+      this.others.replaceBucket(start, counts)
+    })
+    this.others.prune(now - retentionMs)
+  }
+}

@@ -1,0 +1,251 @@
+// Throwaway redis-server processes for tests: each on a free loopback port with its own temp dir, never the system
+// Redis on 6379. Every process is killed by its test's teardown, and by a process 'exit' hook as a safety net.
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+
+const REDIS_SERVER = process.env.MXGATE_TEST_REDIS_SERVER ?? '/usr/bin/redis-server'
+const READY_TIMEOUT_MS = 10_000
+
+export interface RedisProcess {
+  port: number
+  /** redis://127.0.0.1:PORT for a server, redis-sentinel://127.0.0.1:PORT/NAME for a sentinel. */
+  url: string
+  dir: string
+  /** Graceful stop (SIGTERM), waits for exit, removes the temp dir. Idempotent: use it in t.teardown. */
+  stop(): Promise<void>
+  /** Crash (SIGKILL), waits for exit: clients see the connection drop. Keeps the dir for restart(). */
+  kill(): Promise<void>
+  /** Start again on the same port and dir (after stop or kill), waits until it answers. */
+  restart(): Promise<void>
+}
+
+export interface StartRedisOptions {
+  /** appendonly yes with fsync always, so data survives kill + restart. Default: no persistence at all. */
+  persist?: boolean
+  /** Extra redis-server arguments, e.g. ['--requirepass', 'x']. */
+  args?: string[]
+}
+
+const live = new Set<ChildProcess>()
+process.on('exit', () => {
+  for (const child of live) child.kill('SIGKILL')
+})
+
+/** A free TCP port on 127.0.0.1 (the OS picks it; a tiny race with other processes remains, so callers retry). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  server.close()
+  await once(server, 'close')
+  if (address === null || typeof address === 'string') throw new Error('no TCP address from a listening server')
+  return address.port
+}
+
+/** Send one inline command and return the raw reply text (enough to check readiness). */
+export function rawCommand(port: number, command: string, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port })
+    let reply = ''
+    const timer = setTimeout(() => {
+      socket.destroy()
+      reject(new Error(`no reply to ${command} from 127.0.0.1:${port} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    socket.on('connect', () => socket.write(`${command}\r\n`))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('utf8')
+      // One reply is enough; a complete one ends with CRLF (arrays of bulk strings too, once all parts arrived).
+      if (reply.endsWith('\r\n') && isComplete(reply)) {
+        clearTimeout(timer)
+        socket.end()
+        resolve(reply)
+      }
+    })
+    socket.on('error', (err) => {
+      clearTimeout(timer)
+      reject(err)
+    })
+  })
+}
+
+// A RESP reply is complete when every announced array element / bulk string has arrived.
+function isComplete(reply: string): boolean {
+  const lines = reply.split('\r\n')
+  let pos = 0
+  const next = (): boolean => {
+    const line = lines[pos++]
+    if (line === undefined || line === '') return false
+    const type = line[0]
+    const n = Number(line.slice(1))
+    if (type === '*') {
+      for (let i = 0; i < n; i++) if (!next()) return false
+      return true
+    }
+    if (type === '$') {
+      if (n < 0) return true
+      return lines[pos++] !== undefined && pos < lines.length
+    }
+    return true
+  }
+  return next()
+}
+
+async function waitUntil(check: () => Promise<boolean>, what: string, logFile: string): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  for (let i = 0; i < 1000 && Date.now() < deadline; i++) {
+    if (await check().catch(() => false)) return
+    await new Promise((r) => setTimeout(r, 25))
+  }
+  let log = ''
+  try {
+    log = readFileSync(logFile, 'utf8').split('\n').slice(-15).join('\n')
+  } catch {}
+  throw new Error(`${what} did not become ready within ${READY_TIMEOUT_MS} ms; log tail:\n${log}`)
+}
+
+class Managed {
+  child: ChildProcess | null = null
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+    private readonly argv: () => string[],
+    private readonly ready: () => Promise<boolean>,
+    private readonly what: string,
+  ) {}
+
+  async start(): Promise<void> {
+    const child = spawn(REDIS_SERVER, this.argv(), { cwd: this.dir, stdio: 'ignore' })
+    live.add(child)
+    this.child = child
+    let exited = false
+    child.once('exit', () => {
+      exited = true
+      live.delete(child)
+    })
+    await waitUntil(
+      async () => {
+        if (exited) throw new Error(`${this.what} exited`)
+        return this.ready()
+      },
+      this.what,
+      path.join(this.dir, 'redis.log'),
+    )
+  }
+
+  async end(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child
+    this.child = null
+    if (child === null || child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill(signal)
+    await exited
+  }
+}
+
+async function startManaged(
+  make: (port: number) => { argv: () => string[]; ready: () => Promise<boolean>; what: string },
+  dir: string,
+): Promise<Managed> {
+  let lastError: unknown
+  // The port can be taken between freePort() and bind; try a few.
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort()
+    const { argv, ready, what } = make(port)
+    const managed = new Managed(port, dir, argv, ready, what)
+    try {
+      await managed.start()
+      return managed
+    } catch (err) {
+      lastError = err
+      await managed.end('SIGKILL')
+    }
+  }
+  throw lastError
+}
+
+// stop() also removes the temp dir; kill() keeps it so restart() finds the same data (with persist: true).
+function handle(managed: Managed, url: string): RedisProcess {
+  let cleaned = false
+  return {
+    port: managed.port,
+    url,
+    dir: managed.dir,
+    stop: async () => {
+      await managed.end('SIGTERM')
+      if (!cleaned) rmSync(managed.dir, { recursive: true, force: true })
+      cleaned = true
+    },
+    kill: () => managed.end('SIGKILL'),
+    restart: async () => {
+      if (cleaned) throw new Error(`restart of ${url} after stop(): use kill() to keep its dir`)
+      await managed.end('SIGKILL')
+      await managed.start()
+    },
+  }
+}
+
+/** Spawn a redis-server on a free 127.0.0.1 port. Call stop() (or kill()) in t.teardown. */
+export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisProcess> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mxgate-redis-'))
+  const persistence = opts.persist
+    ? ['--appendonly', 'yes', '--appendfsync', 'always']
+    : ['--appendonly', 'no', '--save', '']
+  const managed = await startManaged(
+    (port) => ({
+      argv: () => [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--logfile',
+        path.join(dir, 'redis.log'),
+        '--daemonize',
+        'no',
+        ...persistence,
+        ...(opts.args ?? []),
+      ],
+      ready: async () => (await rawCommand(port, 'PING')).startsWith('+PONG'),
+      what: `redis-server on 127.0.0.1:${port}`,
+    }),
+    dir,
+  )
+  return handle(managed, `redis://127.0.0.1:${managed.port}`)
+}
+
+/** Spawn a Sentinel watching the master on 127.0.0.1:masterPort under `masterName` (quorum 1). */
+export async function startSentinel(masterPort: number, masterName = 'mxgate-test'): Promise<RedisProcess> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mxgate-sentinel-'))
+  const config = path.join(dir, 'sentinel.conf')
+  const managed = await startManaged(
+    (port) => ({
+      argv: () => {
+        // Sentinel rewrites its config file, so it must be a fresh writable file per start.
+        writeFileSync(
+          config,
+          [
+            `port ${port}`,
+            'bind 127.0.0.1',
+            `dir ${dir}`,
+            `logfile ${path.join(dir, 'redis.log')}`,
+            `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 1`,
+            `sentinel down-after-milliseconds ${masterName} 5000`,
+            '',
+          ].join('\n'),
+        )
+        return [config, '--sentinel']
+      },
+      ready: async () =>
+        (await rawCommand(port, `SENTINEL get-master-addr-by-name ${masterName}`)).includes(String(masterPort)),
+      what: `redis sentinel on 127.0.0.1:${port}`,
+    }),
+    dir,
+  )
+  return handle(managed, `redis-sentinel://127.0.0.1:${managed.port}/${masterName}`)
+}
