@@ -24,6 +24,8 @@ export interface RedisProcess {
 }
 
 export interface StartRedisOptions {
+  /** Listen on this port (e.g. one a client already retries against); default a free one. */
+  port?: number
   /** appendonly yes with fsync always, so data survives kill + restart. Default: no persistence at all. */
   persist?: boolean
   /** Extra redis-server arguments, e.g. ['--requirepass', 'x']. */
@@ -150,11 +152,12 @@ class Managed {
 async function startManaged(
   make: (port: number) => { argv: () => string[]; ready: () => Promise<boolean>; what: string },
   dir: string,
+  fixedPort?: number,
 ): Promise<Managed> {
   let lastError: unknown
   // The port can be taken between freePort() and bind; try a few.
   for (let attempt = 0; attempt < 3; attempt++) {
-    const port = await freePort()
+    const port = fixedPort ?? (await freePort())
     const { argv, ready, what } = make(port)
     const managed = new Managed(port, dir, argv, ready, what)
     try {
@@ -215,6 +218,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisPro
       what: `redis-server on 127.0.0.1:${port}`,
     }),
     dir,
+    opts.port,
   )
   return handle(managed, `redis://127.0.0.1:${managed.port}`)
 }
@@ -248,4 +252,65 @@ export async function startSentinel(masterPort: number, masterName = 'mxgate-tes
     dir,
   )
   return handle(managed, `redis-sentinel://127.0.0.1:${managed.port}/${masterName}`)
+}
+
+export interface TcpProxy {
+  port: number
+  url: string
+  /** Drop every connection and refuse new ones: a network partition between one client and Redis. */
+  cut(): Promise<void>
+  /** Accept connections again on the same port. */
+  heal(): Promise<void>
+  stop(): Promise<void>
+}
+
+/** A loopback TCP proxy to 127.0.0.1:targetPort, so one store can be cut off while others stay connected. */
+export async function startProxy(targetPort: number): Promise<TcpProxy> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: '127.0.0.1', port: targetPort })
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('close', () => sockets.delete(s))
+      s.on('error', () => {
+        client.destroy()
+        upstream.destroy()
+      })
+    }
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('no TCP address from the proxy')
+  const port = address.port
+  const close = async () => {
+    for (const s of sockets) s.destroy()
+    if (server.listening) {
+      server.close()
+      await once(server, 'close')
+    }
+  }
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    cut: close,
+    heal: async () => {
+      if (server.listening) return
+      server.listen(port, '127.0.0.1')
+      await once(server, 'listening')
+    },
+    stop: close,
+  }
+}
+
+/** Poll `check` every 20 ms until it returns true; fail naming `what` after `timeoutMs` (bounded in count too). */
+export async function eventually(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
+    if (check()) return
+    await new Promise((r) => setTimeout(r, 20))
+  }
+  if (!check()) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
 }
