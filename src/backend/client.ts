@@ -1,0 +1,309 @@
+// The SMTP client for one backend: a bounded pool of reusable sessions, a FIFO queue when all are busy.
+import type { Logger } from '../log'
+import type { Envelope } from '../message'
+import type { DeliveryAttempt, FailureKind, Stage, StageFailure } from './outcome'
+import { isPositive } from './reply-parser'
+import { Session, type SessionOptions, StageError, type StageTimeouts, type TransactionResult } from './session'
+
+export interface BackendEndpoint {
+  id: string
+  host: string
+  port: number
+}
+
+export interface ClientOptions {
+  heloName: string
+  /** Per-stage limits in ms; each stage also stops at the delivery deadline, whichever comes first. */
+  timeouts: StageTimeouts
+  /** Concurrent connections to this backend. */
+  maxSessions: number
+  /** Then QUIT and reconnect. */
+  maxMessagesPerSession: number
+  /** A pooled idle session is closed after this. */
+  idleTimeoutMs: number
+  starttls: 'off' | 'opportunistic' | 'required'
+  tls: { rejectUnauthorized: boolean; servername?: string }
+}
+
+/** How long close() lets busy sessions finish their transaction before destroying them. */
+const CLOSE_GRACE_MS = 1000
+
+interface Waiting {
+  timer: NodeJS.Timeout
+  grant: (lease: Session | null | StageFailure) => void
+}
+
+export class BackendClient {
+  private readonly log: Logger
+  private readonly sessionOptions: SessionOptions
+  /** Parked sessions, most recently used last: reuse takes the warmest, the coldest reach their idle timeout. */
+  private readonly idle: Session[] = []
+  private readonly idleTimers = new Map<Session, NodeJS.Timeout>()
+  /** Every session with a socket: connecting, busy, idle or saying QUIT. */
+  private readonly live = new Set<Session>()
+  private readonly waiting: Waiting[] = []
+  /** Sessions counted against maxSessions: connecting, busy or idle (not those saying QUIT on their way out). */
+  private slots = 0
+  private active = 0
+  private closing: Promise<void> | null = null
+
+  constructor(
+    private readonly endpoint: BackendEndpoint,
+    private readonly options: ClientOptions,
+    log: Logger,
+  ) {
+    this.log = log.child({ backend: endpoint.id })
+    const { heloName, timeouts, starttls, tls } = options
+    this.sessionOptions = { host: endpoint.host, port: endpoint.port, heloName, timeouts, starttls, tls }
+  }
+
+  /** Deliveries in progress, queued ones included. */
+  get inFlight(): number {
+    return this.active
+  }
+
+  /** Open connections to the backend. Briefly above maxSessions while retired sessions say QUIT. */
+  get openSessions(): number {
+    return this.live.size
+  }
+
+  /** Hand one message to this backend once. Never rejects: every outcome is in the DeliveryAttempt. */
+  async deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt> {
+    const started = Date.now()
+    this.active++
+    try {
+      return await this.attempt(envelope, body, deadlineAt, started)
+    } catch (err) {
+      // A bug, not a backend outcome; still an outcome, so the relay can fail over instead of hanging.
+      const failure = this.failure('connect', 'protocol', `internal error: ${(err as Error).message}`, started)
+      return this.failed(failure, started)
+    } finally {
+      this.active--
+    }
+  }
+
+  /** Health probe on a fresh connection outside the pool: banner, EHLO, NOOP, QUIT. Null means healthy. */
+  async probe(deadlineAt: number): Promise<StageFailure | null> {
+    const started = Date.now()
+    if (this.closing) return this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started)
+    const session = this.track(Session.connect(this.sessionOptions, this.log))
+    try {
+      await session.ready(deadlineAt)
+    } catch (err) {
+      if (err instanceof StageError) return err.failure
+      throw err
+    }
+    const noop = await session.noop(deadlineAt)
+    if (noop) {
+      session.destroy()
+      return noop
+    }
+    return session.quit(Math.min(deadlineAt, Date.now() + this.options.timeouts.quit))
+  }
+
+  /** QUIT idle sessions, let busy ones finish for a short grace, then destroy what is left. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown()
+    return this.closing
+  }
+
+  private async attempt(envelope: Envelope, body: Buffer, deadlineAt: number, started: number) {
+    if (deadlineAt <= started) {
+      return this.failed(
+        this.failure('connect', 'timeout', 'the delivery deadline passed before the attempt', started),
+        started,
+      )
+    }
+    const lease = await this.acquire(deadlineAt, started)
+    if (lease !== null && !(lease instanceof Session)) return this.failed(lease, started)
+    let session = lease
+    for (let fresh = 0; ; fresh++) {
+      if (session === null) {
+        const opened = await this.open(deadlineAt)
+        if (!(opened instanceof Session)) {
+          this.releaseSlot()
+          return this.failed(opened, started)
+        }
+        session = opened
+      }
+      const reused = session.messages > 0
+      const result = await session.send(envelope, body, deadlineAt)
+      if (result.stale && fresh === 0 && !this.closing) {
+        if (this.log.isLevelEnabled('debug')) this.log.debug('pooled session was closed by the backend; retrying fresh')
+        session.destroy()
+        session = null
+        continue
+      }
+      this.release(session)
+      return this.outcome(result, reused, started)
+    }
+  }
+
+  private outcome(result: TransactionResult, reused: boolean, started: number): DeliveryAttempt {
+    const { accepted, refused, dotReply, failure } = result
+    if (failure) this.warn(failure)
+    const ok = failure === null && dotReply !== null && isPositive(dotReply)
+    const elapsedMs = Date.now() - started
+    return { backendId: this.endpoint.id, ok, accepted, refused, dotReply, failure, elapsedMs, reusedSession: reused }
+  }
+
+  private failed(failure: StageFailure, started: number): DeliveryAttempt {
+    this.warn(failure)
+    return {
+      backendId: this.endpoint.id,
+      ok: false,
+      accepted: [],
+      refused: [],
+      dotReply: null,
+      failure,
+      elapsedMs: Date.now() - started,
+      reusedSession: false,
+    }
+  }
+
+  /** A parked session, or null with a slot reserved for a new connection, or why neither came before the deadline. */
+  private acquire(deadlineAt: number, started: number): Promise<Session | null | StageFailure> {
+    if (this.closing) {
+      return Promise.resolve(this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started))
+    }
+    for (let session = this.idle.pop(); session; session = this.idle.pop()) {
+      clearTimeout(this.idleTimers.get(session))
+      this.idleTimers.delete(session)
+      if (session.reusable) return Promise.resolve(session)
+      session.destroy()
+      this.slots--
+    }
+    if (this.slots < this.options.maxSessions) {
+      this.slots++
+      return Promise.resolve(null)
+    }
+    return new Promise((resolve) => {
+      const waiter: Waiting = {
+        grant: (lease) => {
+          clearTimeout(waiter.timer)
+          resolve(lease)
+        },
+        timer: setTimeout(() => {
+          const i = this.waiting.indexOf(waiter)
+          if (i >= 0) this.waiting.splice(i, 1)
+          const max = this.options.maxSessions
+          const msg = `pool exhausted: all ${max} sessions to ${this.endpoint.id} stayed busy until the delivery deadline; raise maxSessions or add backends`
+          resolve(this.failure('connect', 'timeout', msg, started))
+        }, deadlineAt - Date.now()),
+      }
+      this.waiting.push(waiter)
+    })
+  }
+
+  private async open(deadlineAt: number): Promise<Session | StageFailure> {
+    if (this.closing)
+      return this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, Date.now())
+    const session = this.track(Session.connect(this.sessionOptions, this.log))
+    try {
+      await session.ready(deadlineAt)
+      return session
+    } catch (err) {
+      if (err instanceof StageError) return err.failure
+      throw err
+    }
+  }
+
+  private track(session: Session): Session {
+    this.live.add(session)
+    session.onClose = () => this.closed(session)
+    return session
+  }
+
+  /** After a transaction: park, hand to a queued delivery, RSET first, or retire. */
+  private release(session: Session): void {
+    const spent = session.messages >= this.options.maxMessagesPerSession
+    if (!session.reusable || spent || this.closing) {
+      this.retire(session)
+      return
+    }
+    if (!session.needsRset) {
+      this.park(session)
+      return
+    }
+    // The caller has its answer already; the RSET round trip happens off its path.
+    void session.rset().then((clean) => {
+      if (clean && !this.closing) this.park(session)
+      else this.retire(session)
+    })
+  }
+
+  private park(session: Session): void {
+    const next = this.waiting.shift()
+    if (next) {
+      next.grant(session)
+      return
+    }
+    this.idle.push(session)
+    const timer = setTimeout(() => {
+      const i = this.idle.indexOf(session)
+      if (i < 0) return
+      this.idle.splice(i, 1)
+      this.idleTimers.delete(session)
+      this.retire(session)
+    }, this.options.idleTimeoutMs)
+    timer.unref()
+    this.idleTimers.set(session, timer)
+  }
+
+  /** Give up the session's slot at once and say QUIT (or just close) in the background. */
+  private retire(session: Session): void {
+    if (session.reusable) void session.quit()
+    else session.destroy()
+    this.releaseSlot()
+  }
+
+  private releaseSlot(): void {
+    this.slots--
+    const next = this.waiting.shift()
+    if (next) {
+      this.slots++
+      next.grant(null)
+    }
+  }
+
+  private closed(session: Session): void {
+    this.live.delete(session)
+    const i = this.idle.indexOf(session)
+    if (i < 0) return
+    // The backend closed a parked session (idle timeout on its side, restart): free its slot for someone else.
+    this.idle.splice(i, 1)
+    clearTimeout(this.idleTimers.get(session))
+    this.idleTimers.delete(session)
+    this.releaseSlot()
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const waiter of this.waiting.splice(0)) {
+      waiter.grant(this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, Date.now()))
+    }
+    for (const timer of this.idleTimers.values()) clearTimeout(timer)
+    this.idleTimers.clear()
+    const parked = this.idle.splice(0)
+    this.slots -= parked.length
+    await Promise.all(parked.map((s) => s.quit()))
+    if (this.live.size > 0) {
+      let timer: NodeJS.Timeout | undefined
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_GRACE_MS)
+      })
+      await Promise.race([Promise.all([...this.live].map((s) => s.closed)), grace])
+      clearTimeout(timer)
+    }
+    const left = [...this.live]
+    for (const session of left) session.destroy()
+    await Promise.all(left.map((s) => s.closed))
+  }
+
+  private warn(failure: StageFailure): void {
+    this.log.warn({ stage: failure.stage, kind: failure.kind, code: failure.reply?.code }, failure.message)
+  }
+
+  private failure(stage: Stage, kind: FailureKind, message: string, started: number): StageFailure {
+    return { stage, kind, reply: null, message: `${stage}: ${message}`, elapsedMs: Date.now() - started }
+  }
+}
