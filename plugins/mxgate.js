@@ -1,0 +1,2 @@
+// Haraka loads plugins in a vm sandbox; the real code is compiled TypeScript in dist/.
+Object.assign(exports, require('../dist/haraka/plugin'))

@@ -1,0 +1,73 @@
+// The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
+import path from 'node:path'
+import { ConfigError, loadConfig } from '../config/load'
+import { runDemo } from '../demo/demo'
+import { startRelay } from '../haraka/launch'
+import { runFakeBackendCommand } from './fake-backend-cmd'
+
+const ROOT = path.resolve(__dirname, '..', '..')
+
+const USAGE = `usage: mxgate <command> [options]
+
+commands:
+  start [--config DIR]     run the relay (settings: config/mxgate.ini, DIR/mxgate.ini, MXGATE_* env)
+  check-config [--config DIR]  validate the settings and print them as JSON
+  demo                     three fake backends (one broken), mxgate, a few thousand messages, a summary
+  fake-backend --port N    a test SMTP backend with fault modes (see --help)
+  help                     this text
+`
+
+function configDirArg(argv: string[]): string | undefined {
+  const i = argv.indexOf('--config')
+  if (i === -1) return undefined
+  const dir = argv[i + 1]
+  if (dir === undefined || dir.startsWith('--')) throw new UsageError('--config needs a directory')
+  return path.resolve(dir)
+}
+
+class UsageError extends Error {
+  readonly code = 'EUSAGE'
+}
+
+/** Runs a subcommand; resolves an exit code, or null when the command keeps running (start). */
+export async function main(argv: string[]): Promise<number | null> {
+  const [cmd, ...rest] = argv
+  try {
+    switch (cmd) {
+      case 'start': {
+        const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(rest) })
+        startRelay(ROOT, cfg)
+        return null
+      }
+      case 'check-config': {
+        const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(rest) })
+        process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`)
+        return 0
+      }
+      case 'demo': {
+        return await runDemo(rest)
+      }
+      case 'fake-backend':
+        return await runFakeBackendCommand(rest)
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        process.stdout.write(USAGE)
+        return cmd === undefined ? 2 : 0
+      default:
+        process.stderr.write(`mxgate: unknown command "${cmd}"\n\n${USAGE}`)
+        return 2
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mxgate: configuration error: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`mxgate: ${err.message}\n\n${USAGE}`)
+      return 2
+    }
+    throw err
+  }
+}

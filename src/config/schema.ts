@@ -1,0 +1,120 @@
+// The typed shape of mxgate's settings and their built-in defaults. load.ts fills it from files and environment.
+import type { HostPort } from './units'
+
+export interface BackendConfig {
+  id: string
+  host: string
+  port: number
+  /** Relative share of traffic among admitted backends. */
+  weight: number
+}
+
+export interface MxgateConfig {
+  /** Files the settings came from, base first: for logs and error messages. */
+  files: string[]
+  smtp: {
+    listen: HostPort
+    /** Our name: banner, Received header, EHLO to backends. */
+    hostname: string
+    /** Haraka worker processes: 0 = one process, N = a cluster master with N workers. */
+    workers: number
+    /** Domains we accept mail for (lower case). Anything else is refused with 550 5.7.1. */
+    domains: string[]
+  }
+  relay: {
+    /** A message's whole journey through backends before it is spooled (or 451-ed). */
+    deadlineMs: number
+    /** Backends tried for one message before giving up inline. */
+    maxAttempts: number
+    /** Ask a second backend about an ambiguous 5xx before passing it to the sender. */
+    secondOpinion: boolean
+  }
+  backends: BackendConfig[]
+  client: {
+    maxSessions: number
+    maxMessagesPerSession: number
+    idleTimeoutMs: number
+    timeouts: {
+      connect: number
+      banner: number
+      ehlo: number
+      starttls: number
+      mail: number
+      rcpt: number
+      data: number
+      dot: number
+      rset: number
+      quit: number
+    }
+    starttls: 'off' | 'opportunistic' | 'required'
+    tlsRejectUnauthorized: boolean
+  }
+  breaker: {
+    /** Backend-fault percentage over the window above which the breaker opens (the backend is ejected). */
+    errorThresholdPercent: number
+    windowMs: number
+    windowBuckets: number
+    /** Attempts in the window before the breaker may open at all. */
+    minVolume: number
+    /** First ejection; each repeat within `repeatResetMs` doubles it up to `maxEjectionMs`. */
+    ejectionMs: number
+    maxEjectionMs: number
+    repeatResetMs: number
+    /** After re-admission the backend's share ramps from 10% to 100% over this time. */
+    slowStartMs: number
+  }
+  admin: {
+    listen: HostPort
+    token: string | null
+  }
+  spool: {
+    dir: string
+  }
+  redis: {
+    url: string | null
+    prefix: string
+  }
+}
+
+export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
+  smtp: {
+    listen: { host: '127.0.0.1', port: 2525 },
+    hostname: 'mxgate.localdomain',
+    workers: 0,
+    domains: [],
+  },
+  relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
+  backends: [],
+  client: {
+    maxSessions: 50,
+    maxMessagesPerSession: 1000,
+    idleTimeoutMs: 30_000,
+    timeouts: {
+      connect: 5_000,
+      banner: 10_000,
+      ehlo: 10_000,
+      starttls: 10_000,
+      mail: 10_000,
+      rcpt: 10_000,
+      data: 10_000,
+      dot: 30_000,
+      rset: 5_000,
+      quit: 2_000,
+    },
+    starttls: 'opportunistic',
+    tlsRejectUnauthorized: false,
+  },
+  breaker: {
+    errorThresholdPercent: 50,
+    windowMs: 10_000,
+    windowBuckets: 10,
+    minVolume: 5,
+    ejectionMs: 30_000,
+    maxEjectionMs: 600_000,
+    repeatResetMs: 900_000,
+    slowStartMs: 30_000,
+  },
+  admin: { listen: { host: '127.0.0.1', port: 8025 }, token: null },
+  spool: { dir: './spool' },
+  redis: { url: null, prefix: 'mxgate:' },
+}

@@ -1,0 +1,34 @@
+// The process's engine. The launcher (or a test) installs the config before Haraka loads the plugin; the
+// engine itself is built on first use, so a cluster master that never relays never opens anything.
+import type { MxgateConfig } from '../config/schema'
+import { Engine } from '../engine'
+
+let config: MxgateConfig | null = null
+let engine: Engine | null = null
+
+export function setActiveConfig(cfg: MxgateConfig): void {
+  config = cfg
+}
+
+export function activeConfig(): MxgateConfig {
+  if (!config) {
+    throw new Error('mxgate plugin loaded without a config: start it with `mxgate start`, not `haraka -c`')
+  }
+  return config
+}
+
+export function activeEngine(): Engine {
+  engine ??= new Engine(activeConfig())
+  return engine
+}
+
+/** The engine if one was built; never builds one. */
+export function existingEngine(): Engine | null {
+  return engine
+}
+
+export async function closeActiveEngine(): Promise<void> {
+  const e = engine
+  engine = null
+  if (e) await e.close()
+}

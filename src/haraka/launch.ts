@@ -1,0 +1,92 @@
+// Starts Haraka in this process with mxgate's plugin, listener and worker count taken from the mxgate config.
+// Haraka is required only here, after HARAKA points at the project, because its modules read config at load.
+import cluster from 'node:cluster'
+import type { MxgateConfig } from '../config/schema'
+import { formatHostPort } from '../config/units'
+import { partLogger } from '../log'
+import { closeActiveEngine, existingEngine, setActiveConfig } from './active'
+
+interface HarakaServer {
+  createServer(params: Record<string, unknown>): void
+  stopListeners(): void
+}
+
+const SHUTDOWN_GRACE_MS = 30_000
+
+export function startRelay(root: string, cfg: MxgateConfig): void {
+  const log = partLogger('main')
+  setActiveConfig(cfg)
+  process.env.HARAKA = root
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception; exiting')
+    process.exit(1)
+  })
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const server = require('Haraka/server') as HarakaServer
+  const isMaster = cfg.smtp.workers > 0 && cluster.isPrimary
+
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) {
+      process.exit(1)
+    }
+    stopping = true
+    log.info({ signal }, 'shutting down: no new connections, finishing messages in flight')
+    if (isMaster) {
+      stopWorkers().then(() => process.exit(0))
+      return
+    }
+    server.stopListeners()
+    drain()
+      .then(() => closeActiveEngine())
+      .then(() => process.exit(0))
+      .catch((err: unknown) => {
+        log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+
+  if (!isMaster) {
+    log.info(
+      {
+        listen: formatHostPort(cfg.smtp.listen),
+        backends: cfg.backends.map((b) => `${b.id}=${b.host}:${b.port}`),
+        domains: cfg.smtp.domains,
+        files: cfg.files,
+        worker: cluster.isWorker ? cluster.worker?.id : undefined,
+      },
+      'mxgate starting',
+    )
+  }
+  server.createServer({ listen: formatHostPort(cfg.smtp.listen), nodes: cfg.smtp.workers })
+}
+
+/** Waits until no message is in flight, up to the grace period. */
+async function drain(): Promise<void> {
+  const until = Date.now() + SHUTDOWN_GRACE_MS
+  while (Date.now() < until && (existingEngine()?.inFlight ?? 0) > 0) {
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+async function stopWorkers(): Promise<void> {
+  const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined)
+  await Promise.all(
+    workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          const t = setTimeout(() => {
+            w.kill('SIGKILL')
+            resolve()
+          }, SHUTDOWN_GRACE_MS + 5_000)
+          w.once('exit', () => {
+            clearTimeout(t)
+            resolve()
+          })
+          w.process.kill('SIGTERM')
+        }),
+    ),
+  )
+}

@@ -1,0 +1,102 @@
+// The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
+import constants from 'haraka-constants'
+import { partLogger } from '../log'
+import type { InboundMessage } from '../message'
+import { activeConfig, activeEngine, closeActiveEngine } from './active'
+import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
+import { senderReply } from './replies'
+
+const log = partLogger('smtp')
+
+export function register(this: HarakaPlugin): void {
+  const cfg = activeConfig()
+  // Haraka answers "450 plugin timeout" after this long; our own deadline must always fire first.
+  this.timeout = Math.ceil(cfg.relay.deadlineMs / 1000) + 30
+}
+
+/** Our name in the banner, EHLO reply and Received header (Haraka would use the OS hostname and "Haraka"). */
+export function hook_connect_init(next: Next, connection: HarakaConnection): void {
+  connection.local.host = activeConfig().smtp.hostname
+  connection.local.info = 'mxgate'
+  next()
+}
+
+/** Skip reverse DNS: it costs a lookup per connection and only decorates the Received header. */
+export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void {
+  next(constants.ok, connection.remote.ip)
+}
+
+export function hook_rcpt(next: Next, _connection: HarakaConnection, params: unknown[]): void {
+  const rcpt = params[0] as HarakaAddress
+  const domain = String(rcpt.host ?? '').toLowerCase().replace(/\.$/, '')
+  if (domain !== '' && activeConfig().smtp.domains.includes(domain)) {
+    next(constants.ok)
+    return
+  }
+  next(constants.deny, `5.7.1 <${rcpt.address}>: relay access denied; this server accepts mail only for its own domains`)
+}
+
+/**
+ * Haraka answers every DENY from hook_queue with 550 and every DENYSOFT with 450. The sender must hear the code
+ * mxgate chose (a backend's 554, our 451), so the next reply on this connection gets that code.
+ */
+function respondWithCode(connection: HarakaConnection, code: number): void {
+  const original = connection.respond
+  connection.respond = function (this: HarakaConnection, _code, msg, cb) {
+    connection.respond = original
+    return original.call(this, code, msg, cb)
+  }
+}
+
+export function hook_queue(next: Next, connection: HarakaConnection): void {
+  const txn = connection.transaction
+  if (!txn) {
+    next()
+    return
+  }
+  const started = Date.now()
+  // dot_stuffed: false keeps the stored wire form (dot-stuffed, CRLF): forwarded as-is, no re-encoding.
+  txn.message_stream.get_data({ dot_stuffed: false }, (body) => {
+    const from = txn.mail_from.isNull() ? '' : txn.mail_from.address
+    const msg: InboundMessage = {
+      id: txn.uuid,
+      envelope: { from, to: txn.rcpt_to.map((r) => r.address) },
+      body,
+      receivedAt: started,
+    }
+    activeEngine()
+      .relayMessage(msg)
+      .then((result) => {
+        const reply = senderReply(result)
+        const fields = {
+          id: txn.uuid,
+          from,
+          rcpts: msg.envelope.to.length,
+          size: body.length,
+          outcome: result.outcome,
+          backends: result.deliveries.map((d) => d.backendId),
+          attempts: result.attempts,
+          reply: `${reply.code} ${reply.text}`,
+          ms: Date.now() - started,
+          ...(result.outcome === 'deferred' ? { reason: result.reason, pending: result.pending.length } : {}),
+          ...(result.refused.length > 0 ? { refused: result.refused.map((r) => r.rcpt) } : {}),
+        }
+        if (result.outcome === 'delivered') log.info(fields, 'relayed')
+        else log.warn(fields, result.outcome === 'rejected' ? 'rejected by backend' : 'deferred')
+        if (reply.code < 300) next(constants.ok, reply.text)
+        else {
+          respondWithCode(connection, reply.code)
+          next(reply.code < 500 ? constants.denysoft : constants.deny, reply.text)
+        }
+      })
+      .catch((err: unknown) => {
+        log.error({ id: txn.uuid, err }, 'relay failed unexpectedly')
+        respondWithCode(connection, 451)
+        next(constants.denysoft, '4.3.0 Internal error; try again later')
+      })
+  })
+}
+
+export function shutdown(): void {
+  closeActiveEngine().catch((err: unknown) => log.error({ err }, 'engine close failed'))
+}

@@ -1,0 +1,210 @@
+// One message's journey: pick a backend, deliver, classify, fail over, ask a second opinion, give up in time.
+// Knows nothing of Haraka; the same code serves live mail and (later) the spool.
+import type { DeliveryAttempt, RecipientReply, SmtpReply } from '../backend/outcome'
+import type { MxgateConfig } from '../config/schema'
+import type { Logger } from '../log'
+import type { Envelope, InboundMessage } from '../message'
+import { classifyAttempt, classifyRefusal, type Verdict } from './classify'
+
+export interface BackendDeliverer {
+  deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+}
+
+export interface PoolPort {
+  pick(avoid: ReadonlySet<string>): string | null
+  begin(id: string): void
+  end(id: string): void
+}
+
+export interface HealthPort {
+  track(
+    id: string,
+    fn: () => Promise<DeliveryAttempt>,
+    faultOf: (a: DeliveryAttempt) => string | null,
+  ): Promise<DeliveryAttempt | null>
+  chargeFault(id: string, reason: string): void
+}
+
+export interface AttemptRecord {
+  backendId: string
+  verdict: Verdict['kind']
+  /** The failing stage and reply/error, or the final reply when delivered. */
+  detail: string
+  elapsedMs: number
+}
+
+export interface Delivery {
+  backendId: string
+  recipients: string[]
+  reply: SmtpReply | null
+}
+
+interface Common {
+  attempts: AttemptRecord[]
+  deliveries: Delivery[]
+  /** Recipients refused for good by a backend (the bounce path reports them). */
+  refused: RecipientReply[]
+}
+
+export type RelayResult =
+  | ({ outcome: 'delivered' } & Common)
+  /** Nothing delivered and the message itself was refused for good: pass `reply` to the sender. */
+  | ({ outcome: 'rejected'; reply: SmtpReply } & Common)
+  /**
+   * Some recipients are still `pending`: no backend took them in time. `reply` is set when a backend refused them
+   * temporarily for the message's own reasons (pass it on); otherwise it was the backends' fault (`reason`).
+   */
+  | ({ outcome: 'deferred'; pending: string[]; reason: string; reply: SmtpReply | null } & Common)
+
+export type RelaySettings = MxgateConfig['relay']
+
+export interface RelayDeps {
+  clients: ReadonlyMap<string, BackendDeliverer>
+  pool: PoolPort
+  health: HealthPort
+  settings: RelaySettings
+  log: Logger
+  now?: () => number
+}
+
+function describe(a: DeliveryAttempt, v: Verdict): string {
+  if (v.kind === 'backend') return v.reason
+  const r = v.kind === 'delivered' ? a.dotReply : v.reply
+  return r ? `${r.code} ${r.enhanced ?? ''} ${r.lines[0] ?? ''}`.replace(/\s+/g, ' ').trim() : 'no reply'
+}
+
+export class Relay {
+  private readonly now: () => number
+
+  constructor(private readonly deps: RelayDeps) {
+    this.now = deps.now ?? Date.now
+  }
+
+  /** Tries backends for `msg` until every recipient is settled, the attempts run out or the deadline passes. */
+  async relay(msg: InboundMessage, deadlineAt = this.now() + this.deps.settings.deadlineMs): Promise<RelayResult> {
+    const { pool, health, clients, settings } = this.deps
+    const attempts: AttemptRecord[] = []
+    const deliveries: Delivery[] = []
+    const refused: RecipientReply[] = []
+    // An ambiguous refusal waits for a second backend's view: rcpt → who said it and what.
+    const ambiguity = new Map<string, { backendId: string; reply: SmtpReply }>()
+    const charged = new Set<string>()
+    const avoid = new Set<string>()
+    let pending = [...msg.envelope.to]
+    // Recipients refused temporarily for their own reasons (mailbox full, greylisted) are not tried on another
+    // backend — the backends share the mailbox store, so the answer would be the same — but deferred.
+    const held: string[] = []
+    let tempReply: SmtpReply | null = null
+    let reason = 'no backend is available'
+
+    const refuse = (rcpt: string, reply: SmtpReply) => {
+      refused.push({ rcpt, reply })
+      ambiguity.delete(rcpt)
+    }
+    // A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again.
+    const ambiguous = (rcpt: string, backendId: string, reply: SmtpReply): boolean => {
+      if (!settings.secondOpinion) {
+        refuse(rcpt, reply)
+        return false
+      }
+      const earlier = ambiguity.get(rcpt)
+      if (earlier && earlier.backendId !== backendId) {
+        refuse(rcpt, reply)
+        return false
+      }
+      ambiguity.set(rcpt, { backendId, reply })
+      return true
+    }
+
+    let tries = 0
+    while (pending.length > 0 && tries < settings.maxAttempts && this.now() < deadlineAt) {
+      const id = pool.pick(avoid)
+      if (id === null) break
+      avoid.add(id)
+      const client = clients.get(id)
+      if (!client) throw new Error(`no client for backend ${id}`)
+      const envelope: Envelope = { from: msg.envelope.from, to: pending }
+      pool.begin(id)
+      let attempt: DeliveryAttempt | null
+      try {
+        attempt = await health.track(
+          id,
+          () => client.deliver(envelope, msg.body, deadlineAt),
+          (a) => {
+            const v = classifyAttempt(a)
+            return v.kind === 'backend' ? v.reason : null
+          },
+        )
+      } finally {
+        pool.end(id)
+      }
+      if (attempt === null) continue // its breaker opened meanwhile: not an attempt, pick another
+      tries++
+      const verdict = classifyAttempt(attempt)
+      attempts.push({ backendId: id, verdict: verdict.kind, detail: describe(attempt, verdict), elapsedMs: attempt.elapsedMs })
+
+      const next: string[] = []
+      switch (verdict.kind) {
+        case 'delivered': {
+          deliveries.push({ backendId: id, recipients: attempt.accepted, reply: attempt.dotReply })
+          for (const rcpt of attempt.accepted) {
+            // A backend accepted what another refused ambiguously: that other one was wrong.
+            const earlier = ambiguity.get(rcpt)
+            if (earlier && !charged.has(earlier.backendId)) {
+              charged.add(earlier.backendId)
+              health.chargeFault(
+                earlier.backendId,
+                `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
+              )
+            }
+            ambiguity.delete(rcpt)
+          }
+          for (const r of attempt.refused) {
+            const cls = classifyRefusal(r.reply)
+            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
+            else if (cls === 'message-temporary') {
+              held.push(r.rcpt)
+              tempReply = r.reply
+            } else if (cls === 'backend') {
+              reason = `${id} refused ${r.rcpt}: ${r.reply.code} ${r.reply.enhanced ?? ''}`.trim()
+              next.push(r.rcpt)
+            } else if (ambiguous(r.rcpt, id, r.reply)) next.push(r.rcpt)
+          }
+          break
+        }
+        case 'backend':
+          reason = `${id}: ${verdict.reason}`
+          next.push(...pending)
+          break
+        case 'message':
+          if (verdict.permanent) for (const rcpt of pending) refuse(rcpt, verdict.reply)
+          else {
+            tempReply = verdict.reply
+            held.push(...pending)
+          }
+          break
+        case 'ambiguous':
+          for (const rcpt of pending) if (ambiguous(rcpt, id, verdict.reply)) next.push(rcpt)
+          break
+      }
+      pending = next
+    }
+
+    pending.push(...held)
+    if (pending.length === 0) {
+      if (deliveries.length > 0) return { outcome: 'delivered', attempts, deliveries, refused }
+      return { outcome: 'rejected', reply: refused[0]!.reply, attempts, deliveries, refused }
+    }
+    if (held.length > 0 && tempReply !== null) {
+      reason = `refused for now: ${tempReply.code} ${tempReply.enhanced ?? ''} ${tempReply.lines[0] ?? ''}`.trim()
+    } else if (ambiguity.size > 0) {
+      const first = ambiguity.values().next().value!
+      reason = `${first.backendId} refused with ${first.reply.code} ${first.reply.enhanced ?? ''} and no second backend could confirm it`
+    } else if (tries >= settings.maxAttempts) {
+      reason = `${reason} (after ${tries} attempts)`
+    } else if (this.now() >= deadlineAt) {
+      reason = `${reason} (deadline of ${settings.deadlineMs / 1000}s reached)`
+    }
+    return { outcome: 'deferred', pending, reason, reply: tempReply, attempts, deliveries, refused }
+  }
+}
