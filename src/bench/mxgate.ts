@@ -1,0 +1,84 @@
+// mxgate itself as a relay in front of the sink, started the way an operator starts it: `node bin/mxgate.js start`.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { onCleanup, spawnChild } from './children'
+import { BenchError } from './errors'
+import { freePort, waitForBanner } from './net'
+
+export interface MxgateRelay {
+  port: number
+  pid: number
+  spoolDir: string
+  stop(): Promise<void>
+}
+
+export interface MxgateParams {
+  /** Where the backend "sink" is (a closed port for the spool rows). */
+  backendPort: number
+  /** MXGATE_WORKERS: 0 = one process; N = N workers. */
+  workers: number
+  domain: string
+}
+
+/** bin/mxgate.js of this checkout (dist/bench → repo root). */
+export function mxgateBin(): string {
+  return path.resolve(__dirname, '..', '..', 'bin', 'mxgate.js')
+}
+
+/** Starts mxgate with its own temp spool and free ports; EBENCHUNAVAILABLE while bin/mxgate.js does not exist. */
+export async function startMxgate(p: MxgateParams): Promise<MxgateRelay> {
+  const bin = mxgateBin()
+  if (!existsSync(bin)) throw new BenchError('EBENCHUNAVAILABLE', `${bin} does not exist yet`)
+  const port = await freePort()
+  const adminPort = await freePort()
+  const dir = mkdtempSync(path.join(tmpdir(), 'mxgate-bench-mxgate-'))
+  const spoolDir = path.join(dir, 'spool')
+  const env = {
+    ...process.env,
+    MXGATE_LISTEN: `127.0.0.1:${port}`,
+    MXGATE_BACKENDS: `sink=127.0.0.1:${p.backendPort}`,
+    MXGATE_DOMAINS: p.domain,
+    MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+    MXGATE_SPOOL_DIR: spoolDir,
+    MXGATE_WORKERS: String(p.workers),
+  }
+  const child = spawnChild(process.execPath, [bin, 'start'], {
+    env,
+    cwd: path.resolve(__dirname, '..', '..'),
+    logFile: path.join(dir, 'mxgate.log'),
+  })
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    unregister()
+    await child.stop(5_000)
+    rmSync(dir, { recursive: true, force: true })
+  }
+  const unregister = onCleanup(stop)
+  try {
+    await waitForBanner(port, 'mxgate', 20_000, () => child.alive())
+  } catch (err) {
+    const log = child.output().split('\n').slice(-15).join('\n')
+    await stop()
+    throw new BenchError('EBENCHSTART', `${(err as Error).message}\nmxgate log:\n${log}`, { cause: err })
+  }
+  return { port, pid: child.pid, spoolDir, stop }
+}
+
+/** Regular files under dir (the spool's messages; temp files are counted too until they are renamed). */
+export function countFiles(dir: string): number {
+  let n = 0
+  let entries: import('node:fs').Dirent[]
+  try {
+    entries = readdirSync(dir, { withFileTypes: true })
+  } catch {
+    return 0
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) n += countFiles(path.join(dir, e.name))
+    else if (e.isFile()) n++
+  }
+  return n
+}
