@@ -108,13 +108,13 @@ if (require.main === module) {
       if (stopping) return
       stopping = true
       process.stderr.write(`bench: ${signal}, stopping every process it started\n`)
-      cleanupAll().finally(() => process.exit(130))
+      void cleanupAll().finally(() => process.exit(130))
     })
   }
   stopOn('SIGINT')
   stopOn('SIGTERM')
   process.on('exit', killGroupsSync)
-  main()
+  void main()
     .catch((err: unknown) => {
       process.stderr.write(`bench: ${(err as Error).message}\n`)
       process.exitCode = 1
