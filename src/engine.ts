@@ -27,7 +27,11 @@ export class Engine {
   readonly relay: Relay
   readonly log: Logger
 
-  constructor(readonly config: MxgateConfig) {
+  constructor(
+    readonly config: MxgateConfig,
+    /** Tests pass a fixed random source to make the pool's choice predictable. */
+    options: { random?: () => number } = {},
+  ) {
     this.log = partLogger('engine')
     const opts = clientOptions(config)
     for (const b of config.backends) {
@@ -37,7 +41,7 @@ export class Engine {
       probe: (id, deadlineAt) => this.client(id).probe(deadlineAt),
       log: partLogger('health'),
     })
-    this.pool = new BackendPool(config.backends, this.health)
+    this.pool = new BackendPool(config.backends, this.health, options.random)
     this.relay = new Relay({
       clients: this.clients,
       pool: this.pool,
