@@ -6,7 +6,7 @@ import t from 'tap'
 import { runFakeBackendCommand } from '../src/cli/fake-backend-cmd'
 import { FakeBackend, type FakeBackendOptions } from '../src/testing/fake-backend'
 import { DotDecoder, extractMessageId } from '../src/testing/fake-backend-session'
-import { FaultRuleError, type FaultStage } from '../src/testing/fault-rules'
+import { FaultRuleError, type FaultStage, formatReply, pickFault } from '../src/testing/fault-rules'
 import { makeTestMessage, type SendResult, sendMany, sendMessage } from '../src/testing/smtp-sender'
 
 async function startBackend(tt: tap.Test, opts: FakeBackendOptions = {}): Promise<FakeBackend> {
@@ -345,6 +345,29 @@ t.test('setFaults flips a backend bad and good at run time; bad rules are refuse
     code: 'EFAULTRULE',
     message: /must start with a 3-digit code/,
   })
+})
+
+t.test('fault rules: multi-line replies, first matching rule wins, recipient filter', async (t) => {
+  t.equal(formatReply('451 4.3.0 first\n451 4.3.0 second'), '451-4.3.0 first\r\n451 4.3.0 second\r\n')
+  t.equal(formatReply('550 5.1.1 No\nsuch user'), '550-5.1.1 No\r\n550 such user\r\n')
+  const never = () => 0.99
+  const rules = [
+    { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 bob', rcpt: 'bob' },
+    { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 rare', probability: 0.5 },
+    { stage: 'rcpt', action: 'stall' },
+  ] as const
+  t.equal(pickFault([...rules], 'rcpt', never, 'Bob@x')?.reply, '550 5.1.1 bob', 'the filter is case-insensitive')
+  t.equal(pickFault([...rules], 'rcpt', never, 'eve@x')?.action, 'stall', 'a rule that does not fire is skipped')
+  t.equal(pickFault([...rules], 'mail', never), null)
+
+  const backend = await startBackend(t, {
+    faults: [{ stage: 'data', action: 'reply', reply: '452 4.3.1 Queue full\n452 4.3.1 Try later' }],
+  })
+  const client = await RawClient.open(t, backend.port)
+  await client.read()
+  client.write('EHLO x\r\nMAIL FROM:<a@t>\r\nRCPT TO:<b@t>\r\nDATA\r\n')
+  const replies = await client.read(4)
+  t.equal(replies[3], '452-4.3.1 Queue full\n452 4.3.1 Try later', 'sent as one multi-line reply')
 })
 
 t.test('stop() closes stalled sessions and pending accept delays, and is idempotent', async (t) => {

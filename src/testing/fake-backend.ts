@@ -80,10 +80,12 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
   /** Messages whose final dot was received and then never answered (fault dot/stall). */
   readonly stalledAfterDot: ReceivedMessage[] = []
   readonly counters: FakeBackendCounters = { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 }
+  /** Wait before each 250 after the dot; may be changed at run time to make the backend slow or fast. */
+  acceptDelayMs: number
 
   private faults: FaultRule[]
   private readonly rng: () => number
-  private readonly host_: SessionHost
+  private readonly sessionHost: SessionHost
   private server: net.Server | null = null
   private readonly sockets = new Set<net.Socket>()
   private readonly timers = new Set<NodeJS.Timeout>()
@@ -99,11 +101,14 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.faults = [...(opts.faults ?? [])]
     validateFaultRules(this.faults)
     this.rng = opts.seed === undefined ? Math.random : createRng(opts.seed)
-    const hostname = opts.hostname ?? `${this.id}.fake.test`
-    this.host_ = {
-      hostname,
+    this.acceptDelayMs = opts.acceptDelayMs ?? 0
+    const backend = this
+    this.sessionHost = {
+      hostname: opts.hostname ?? `${this.id}.fake.test`,
       pipelining: opts.pipelining ?? true,
-      acceptDelayMs: opts.acceptDelayMs ?? 0,
+      get acceptDelayMs() {
+        return backend.acceptDelayMs
+      },
       fault: (stage, sessionId, extra = {}) => {
         const rule = pickFault(this.faults, stage, this.rng, extra.rcpt)
         if (rule) {
@@ -213,6 +218,6 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     socket.on('close', () => this.sockets.delete(socket))
     // Clients resetting or vanishing is normal here; the session just ends.
     socket.on('error', () => {})
-    new Session(socket, `${this.id}-${++this.sessionSeq}`, this.host_).begin()
+    new Session(socket, `${this.id}-${++this.sessionSeq}`, this.sessionHost).begin()
   }
 }

@@ -210,13 +210,14 @@ export async function sendMessage(opts: SendOptions): Promise<SendResult> {
     if (!pipelining) sock.write(mailCmd)
     const mailReply = await read()
     stage = 'rcpt'
+    let lastRcpt: Reply | null = null
     for (const [i, rcpt] of opts.to.entries()) {
       if (!pipelining) {
         if (mailReply.code !== 250) break
         sock.write(rcptCmds[i]!)
       }
-      const r = await read()
-      rcptReplies.push({ rcpt, code: r.code, reply: r.text })
+      lastRcpt = await read()
+      rcptReplies.push({ rcpt, code: lastRcpt.code, reply: lastRcpt.text })
     }
     const accepted = rcptReplies.filter((r) => r.code >= 200 && r.code < 300).length
     stage = 'data'
@@ -228,6 +229,7 @@ export async function sendMessage(opts: SendOptions): Promise<SendResult> {
       last = mailReply
     } else if (accepted === 0) {
       stage = 'rcpt'
+      last = lastRcpt
     } else if (dataReply?.code === 354) {
       stage = 'dot'
       sock.write(Buffer.concat([toWireFormat(opts.message), Buffer.from('.\r\n')]))
