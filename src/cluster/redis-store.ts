@@ -360,11 +360,12 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     if (this.client !== null) await this.outcomes.flush(this.client)
   }
 
-  // Every ~2 s: other nodes' counters, the state snapshot (covers lost notes), and writes still unconfirmed.
+  // Every ~2 s: other nodes' counters and the state snapshot (covers lost notes).
   private async poll(): Promise<void> {
     const client = this.client
     if (client === null) return
-    if (this.pending.size > 0) await this.replay()
+    // Writes still unconfirmed (a timeout while connected): replay them through a resync, which reports them.
+    if (this.pending.size > 0) this.schedule('resync', () => this.resync(true))
     const full = ++this.polls % FULL_POLL_EVERY === 0
     await Promise.all([this.loadSnapshot(client), this.outcomes.poll(client, full)])
   }

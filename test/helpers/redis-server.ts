@@ -223,8 +223,16 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisPro
   return handle(managed, `redis://127.0.0.1:${managed.port}`)
 }
 
-/** Spawn a Sentinel watching the master on 127.0.0.1:masterPort under `masterName` (quorum 1). */
-export async function startSentinel(masterPort: number, masterName = 'mxgate-test'): Promise<RedisProcess> {
+export interface StartSentinelOptions {
+  masterName?: string
+  /** How long the master must be unreachable before this sentinel fails it over. Default 5000 ms. */
+  downAfterMs?: number
+}
+
+/** Spawn a Sentinel watching the master on 127.0.0.1:masterPort (quorum 1, so it fails over alone). */
+export async function startSentinel(masterPort: number, opts: StartSentinelOptions = {}): Promise<RedisProcess> {
+  const masterName = opts.masterName ?? 'mxgate-test'
+  const downAfterMs = opts.downAfterMs ?? 5000
   const dir = mkdtempSync(path.join(tmpdir(), 'mxgate-sentinel-'))
   const config = path.join(dir, 'sentinel.conf')
   const managed = await startManaged(
@@ -239,7 +247,8 @@ export async function startSentinel(masterPort: number, masterName = 'mxgate-tes
             `dir ${dir}`,
             `logfile ${path.join(dir, 'redis.log')}`,
             `sentinel monitor ${masterName} 127.0.0.1 ${masterPort} 1`,
-            `sentinel down-after-milliseconds ${masterName} 5000`,
+            `sentinel down-after-milliseconds ${masterName} ${downAfterMs}`,
+            `sentinel failover-timeout ${masterName} ${Math.max(downAfterMs * 4, 2000)}`,
             '',
           ].join('\n'),
         )
