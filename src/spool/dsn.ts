@@ -56,7 +56,7 @@ export function buildDsn(input: DsnInput): Buffer {
     '',
     allDelayed
       ? 'Your message could not be delivered yet to the recipients below. The mail system will keep trying.'
-      : 'Your message could not be delivered to one or more recipients. It is attached below.',
+      : 'Your message could not be delivered to one or more recipients. Its headers are attached below.',
     '',
     ...failed.map((f) => `<${oneLine(f.rcpt)}>: ${oneLine(f.diagnostic)}`),
     '',

@@ -212,6 +212,7 @@ export class SpoolStore {
   }
 
   list(): SpoolEntry[] {
+    this.mustBeOpen()
     return [...this.index.values()].map((ix) => ix.entry)
   }
 
@@ -243,7 +244,7 @@ export class SpoolStore {
   }
 
   /** Durably replace the envelope: a new sidecar <id>.<seq+1>.env (temp, fsync, rename, dir fsync). */
-  update(id: string, patch: EntryPatch): Promise<SpoolEntry> {
+  async update(id: string, patch: EntryPatch): Promise<SpoolEntry> {
     this.mustBeOpen()
     return this.exclusive(id, async () => {
       const cur = this.index.get(id)
@@ -270,7 +271,7 @@ export class SpoolStore {
   }
 
   /** Delete a message for good (delivered or bounced). Idempotent. The message file goes first: see the doc. */
-  remove(id: string): Promise<void> {
+  async remove(id: string): Promise<void> {
     this.mustBeOpen()
     return this.exclusive(id, async () => {
       const seq = this.index.get(id)?.seq ?? 0
@@ -289,6 +290,7 @@ export class SpoolStore {
 
   /** Entries ready for another attempt: not held, something pending, nextAttemptAt <= now; oldest received first. */
   due(now: number, limit: number): SpoolEntry[] {
+    this.mustBeOpen()
     const ready: SpoolEntry[] = []
     for (const { entry } of this.index.values()) {
       if (!entry.held && entry.pending.length > 0 && entry.nextAttemptAt <= now) ready.push(entry)
@@ -410,7 +412,8 @@ export class SpoolStore {
     const worker = async (): Promise<void> => {
       for (let id = todo.pop(); id !== undefined; id = todo.pop()) {
         const seqs = (envs.get(id) ?? []).sort((a, b) => b - a)
-        quarantined += await this.exclusive(id, () => this.load(id, seqs, atOpen))
+        const q = await this.exclusive(id, () => this.load(id, seqs, atOpen))
+        quarantined += q // not `+= await`: that would read `quarantined` before the await
       }
     }
     await Promise.all(Array.from({ length: OPEN_CONCURRENCY }, worker))
