@@ -79,11 +79,25 @@ const HEADER = [
   'peak mem MB (PSS)',
   '× Postfix',
   '× direct',
+  'notes',
 ]
 
+function notes(row: RowReport): string {
+  const parts: string[] = []
+  if (!row.available) parts.push(`not available: ${row.reason ?? 'unknown'}`)
+  else {
+    const first = row.summary.firstAfterMs
+    if (first.n > 0) parts.push(`first message ${formatSpread(first, 0)} ms after the backend returned`)
+    if (row.reason !== undefined) parts.push(row.reason)
+  }
+  const text = parts.join('; ')
+  return text.length > 100 ? `${text.slice(0, 99)}…` : text
+}
+
+/** The cells of one table line; an unavailable row has empty measurements and says why in its notes. */
 export function tableCells(row: RowReport): string[] {
   const size = sizeLabel(row.sizeBytes)
-  if (!row.available) return [row.label, size, `not available: ${row.reason ?? 'unknown'}`, '', '', '', '', '', '']
+  if (!row.available) return [row.label, size, '', '', '', '', '', '', '', notes(row)]
   const s = row.summary
   return [
     row.label,
@@ -95,6 +109,7 @@ export function tableCells(row: RowReport): string[] {
     formatSpread(s.peakMemBytes, 0, 1024 * 1024),
     formatRatio(row.vsPostfix),
     formatRatio(row.vsDirect),
+    notes(row),
   ]
 }
 
