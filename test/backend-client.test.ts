@@ -161,6 +161,22 @@ t.test('a pooled session the backend closed while idle is replaced without a fai
   t.equal(server.connections.length, 2)
 })
 
+t.test('a pooled session that gets an unsolicited reply while idle is dropped, not reused', async (t) => {
+  const { server, client } = await setup(t)
+  t.ok((await client.deliver(env, BODY, soon())).ok)
+  server.connections[0]?.socket.write('421 4.4.2 idle timeout\r\n')
+  await server.waitFor(() => client.openSessions === 0, 'the client to drop the session')
+  t.ok((await client.deliver(env, BODY, soon())).ok)
+  t.equal(server.connections.length, 2)
+})
+
+t.test('a delivery with a deadline beyond the timer range still waits its turn for the pool', async (t) => {
+  const { client } = await setup(t, {}, { maxSessions: 1 })
+  const far = Date.now() + 2 ** 32
+  const [a, b] = await Promise.all([client.deliver(env, BODY, far), client.deliver(env, BODY, far)])
+  t.ok(a.ok && b.ok)
+})
+
 t.test('a pooled session that dies as MAIL is sent is retried once on a fresh connection, not reported', async (t) => {
   for (const [name, action] of [
     ['EOF', CLOSE],
@@ -511,6 +527,12 @@ t.test('STARTTLS against a real SMTP server with a self-signed certificate', asy
   }
 })
 
+t.test('opportunistic STARTTLS delivers in plain text when the backend does not offer it', async (t) => {
+  const { server, client } = await setup(t, {}, { starttls: 'opportunistic' })
+  t.ok((await client.deliver(env, BODY, soon())).ok)
+  t.notOk(server.connections[0]?.commands.includes('STARTTLS'))
+})
+
 t.test('required STARTTLS fails when the backend does not offer it', async (t) => {
   const { client } = await setup(t, {}, { starttls: 'required' })
   t.match((await client.deliver(env, BODY, soon())).failure, {
@@ -520,7 +542,8 @@ t.test('required STARTTLS fails when the backend does not offer it', async (t) =
   })
 })
 
-// Not a test of speed (the machine is shared): prints the order of magnitude for the lead.
+// Not a test of speed (the machine is shared): prints the order of magnitude for the lead. Under tap the client runs
+// with coverage instrumentation; compiled and run alone it is several times faster (see the commit notes).
 t.test('measurement: 5 KB messages over 4 sessions', async (t) => {
   const body = Buffer.from(`Subject: bench\r\n\r\n${'0123456789abcdef'.repeat(319)}\r\n`)
   const run = async (port: number, label: string) => {
@@ -535,22 +558,31 @@ t.test('measurement: 5 KB messages over 4 sessions', async (t) => {
       }
     }
     const started = Date.now()
-    await Promise.all(Array.from({ length: 8 }, worker))
+    await Promise.all(Array.from({ length: 4 }, worker))
     const secs = (Date.now() - started) / 1000
     await client.close()
     t.comment(`${label}: ${sent} messages in ${secs.toFixed(2)} s = ${Math.round(sent / secs)} msg/s, ${failed} failed`)
     t.equal(failed, 0, `${label}: every message delivered`)
   }
-  const sink = await ScriptedSmtp.start({ record: false })
-  t.teardown(() => sink.close())
-  await run(sink.port, 'node scripted sink')
+  let sinkUp = false
   if (fs.existsSync('/usr/sbin/smtp-sink')) {
     const port = await freePort()
-    const proc = spawn('/usr/sbin/smtp-sink', ['-u', 'nobody', `127.0.0.1:${port}`, '256'], { stdio: 'ignore' })
+    // smtp-sink insists on dropping privileges when started as root.
+    const asRoot = process.getuid?.() === 0 ? ['-u', 'nobody'] : []
+    const proc = spawn('/usr/sbin/smtp-sink', [...asRoot, `127.0.0.1:${port}`, '256'], { stdio: 'ignore' })
     t.teardown(() => proc.kill())
     const probe = new BackendClient({ id: 'sink', host: '127.0.0.1', port }, options(), silent)
-    for (let i = 0; i < 100 && (await probe.probe(soon(500))) !== null; i++) await new Promise((r) => setTimeout(r, 20))
+    for (let i = 0; i < 100 && !sinkUp; i++) {
+      sinkUp = (await probe.probe(soon(500))) === null
+      if (!sinkUp) await new Promise((r) => setTimeout(r, 20))
+    }
     await probe.close()
-    await run(port, 'postfix smtp-sink')
+    if (sinkUp) await run(port, 'to postfix smtp-sink')
+  }
+  if (!sinkUp) {
+    // The in-process sink shares the CPU with the client, so this understates the client.
+    const sink = await ScriptedSmtp.start({ record: false })
+    t.teardown(() => sink.close())
+    await run(sink.port, 'to the in-process scripted sink')
   }
 })

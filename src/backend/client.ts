@@ -27,6 +27,8 @@ export interface ClientOptions {
 
 /** How long close() lets busy sessions finish their transaction before destroying them. */
 const CLOSE_GRACE_MS = 1000
+/** setTimeout fires at once for delays beyond 2^31-1 ms; a far deadline must not mean "time out now". */
+const MAX_TIMER_MS = 2 ** 31 - 1
 
 interface Waiting {
   timer: NodeJS.Timeout
@@ -183,13 +185,16 @@ export class BackendClient {
           clearTimeout(waiter.timer)
           resolve(lease)
         },
-        timer: setTimeout(() => {
-          const i = this.waiting.indexOf(waiter)
-          if (i >= 0) this.waiting.splice(i, 1)
-          const max = this.options.maxSessions
-          const msg = `pool exhausted: all ${max} sessions to ${this.endpoint.id} stayed busy until the delivery deadline; raise maxSessions or add backends`
-          resolve(this.failure('connect', 'timeout', msg, started))
-        }, deadlineAt - Date.now()),
+        timer: setTimeout(
+          () => {
+            const i = this.waiting.indexOf(waiter)
+            if (i >= 0) this.waiting.splice(i, 1)
+            const max = this.options.maxSessions
+            const msg = `pool exhausted: all ${max} sessions to ${this.endpoint.id} stayed busy until the delivery deadline; raise maxSessions or add backends`
+            resolve(this.failure('connect', 'timeout', msg, started))
+          },
+          Math.min(deadlineAt - Date.now(), MAX_TIMER_MS),
+        ),
       }
       this.waiting.push(waiter)
     })

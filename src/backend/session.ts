@@ -268,7 +268,13 @@ export class Session {
     }
     const { rejectUnauthorized, servername } = this.opts.tls
     const name = servername ?? (net.isIP(this.opts.host) ? undefined : this.opts.host)
-    const secure = tls.connect({ socket: this.plain, rejectUnauthorized, ...(name ? { servername: name } : {}) })
+    // `host` makes the certificate check use the backend's name or IP (the default would be "localhost").
+    const secure = tls.connect({
+      socket: this.plain,
+      host: this.opts.host,
+      rejectUnauthorized,
+      ...(name ? { servername: name } : {}),
+    })
     this.plain.removeListener('data', this.onData)
     this.sock = secure
     secure.on('data', this.onData)
