@@ -17,7 +17,7 @@ export class IniSyntaxError extends Error {
   constructor(
     readonly file: string,
     readonly line: number,
-    detail: string,
+    readonly detail: string,
   ) {
     super(`${file}:${line}: ${detail}`)
     this.name = 'IniSyntaxError'
@@ -64,9 +64,20 @@ export function parseIni(text: string, file: string): IniSection[] {
 function stripComment(line: string): string {
   const t = line.trimStart()
   if (t.startsWith(';') || t.startsWith('#')) return ''
-  // An inline comment needs whitespace before it, so values such as "a;b" or URLs with '#' survive.
-  const m = /\s[;#]/.exec(line)
-  return m ? line.slice(0, m.index) : line
+  // An inline comment needs whitespace before it and must be outside quotes, so values such as "a;b",
+  // "x ; y" in quotes, or URLs with '#' survive.
+  let quote: string | null = null
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!
+    if (quote !== null) {
+      if (c === quote) quote = null
+    } else if (c === '"' || c === "'") {
+      if (i === 0 || /[\s=]/.test(line[i - 1]!)) quote = c
+    } else if ((c === ';' || c === '#') && i > 0 && /\s/.test(line[i - 1]!)) {
+      return line.slice(0, i)
+    }
+  }
+  return line
 }
 
 function unquote(v: string): string {

@@ -2,7 +2,7 @@
 // Every error names where the bad value came from (file:line or env variable), the key, and how to fix it.
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
-import { type IniSection, parseIni } from './ini'
+import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
 import { isLoopback, parseDuration, parseHostPort } from './units'
 
@@ -218,6 +218,7 @@ function readLayer(file: string, values: Map<string, RawValue>): RawBackend[] | 
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new ConfigError(file, '(file)', 'file not found; check the path given to --config')
     }
+    if (err instanceof IniSyntaxError) throw new ConfigError(`${file}:${err.line}`, '(syntax)', err.detail)
     throw err
   }
   let backends: RawBackend[] | null = null
