@@ -1,0 +1,102 @@
+// What the admin HTTP API needs from a running node. The engine implements it; the admin server and its tests
+// depend only on this, so the arrows stay one way: admin → {health, spool, cluster} through this port.
+import type { Registry } from 'prom-client'
+
+export type BackendState =
+  | 'admitted'
+  | 'probation'
+  | 'ejected'
+  | 'probing'
+  | 'trial'
+  | 'draining'
+  | 'manual-ejected'
+
+export interface BackendView {
+  id: string
+  address: string
+  weight: number
+  state: BackendState
+  /** Why it is in this state: ejection evidence, the operator's reason, … null when admitted. */
+  reason: string | null
+  /** Epoch ms of the last state change. */
+  since: number
+  /** When the current ejection (automatic or manual) ends, if it does. */
+  until: number | null
+  /** Who set a manual state (the token's name), when manual. */
+  by: string | null
+  inFlight: number
+  /** Successful attempts / all attempts over the last 5 minutes on this node; null without traffic. */
+  successRatio: number | null
+  /** Attempts per minute over the last 5 minutes on this node. */
+  messagesPerMinute: number
+}
+
+export interface Actor {
+  /** The admin token's name (audit "who"). */
+  by: string
+  /** The client address (audit "from where"). */
+  from: string
+}
+
+export interface SpoolItemView {
+  id: string
+  from: string
+  to: string[]
+  pending: string[]
+  receivedAt: number
+  attempts: number
+  nextAttemptAt: number
+  held: boolean
+  size: number
+  lastError: string | null
+}
+
+export interface ReadinessView {
+  ready: boolean
+  /** Why not ready (spool over its limits, no admitted backend and spool full, shutting down…). */
+  reasons: string[]
+}
+
+/** Thrown by AdminPort methods for an id that does not exist; the server turns it into 404. */
+export class UnknownIdError extends Error {
+  readonly code = 'EUNKNOWNID'
+  constructor(
+    readonly kind: 'backend' | 'message',
+    readonly id: string,
+    /** The ids that do exist (for the 404 message), possibly truncated. */
+    readonly known: string[],
+  ) {
+    super(`unknown ${kind} "${id}"; known: ${known.length > 0 ? known.join(', ') : '(none)'}`)
+    this.name = 'UnknownIdError'
+  }
+}
+
+export interface AdminPort {
+  nodeName: string
+  backends(): BackendView[]
+  /** Throws UnknownIdError. */
+  backend(id: string): BackendView
+  /** Manual ejection on every node; `forMs` null = until restored. Throws UnknownIdError. */
+  eject(id: string, reason: string, forMs: number | null, actor: Actor): Promise<BackendView>
+  /** No new messages to it; messages in flight finish. Throws UnknownIdError. */
+  drain(id: string, reason: string, actor: Actor): Promise<BackendView>
+  /** Clears manual and automatic ejection; the backend ramps up again. Throws UnknownIdError. */
+  restore(id: string, actor: Actor): Promise<BackendView>
+  /** Liveness: the process answers. */
+  healthy(): boolean
+  /** Readiness for the load balancer. */
+  readiness(): ReadinessView
+  /** prom-client registry whose metrics /metrics exposes. */
+  metrics: Registry
+  spool: {
+    list(): SpoolItemView[]
+    /** Throws UnknownIdError. */
+    show(id: string): SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
+    /** Retry now (one message, or all when id is undefined); resolves how many were scheduled. */
+    flush(id: string | undefined, actor: Actor): Promise<number>
+    hold(id: string, actor: Actor): Promise<SpoolItemView>
+    release(id: string, actor: Actor): Promise<SpoolItemView>
+    /** Give up on a message now: DSN to its sender (never to <>), remove it. */
+    bounce(id: string, actor: Actor): Promise<void>
+  }
+}
