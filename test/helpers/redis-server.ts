@@ -323,3 +323,48 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
   }
   if (!check()) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${what}`)
 }
+
+export interface RedisCluster {
+  nodes: RedisProcess[]
+  /** redis-cluster://127.0.0.1:P1,127.0.0.1:P2,... */
+  url: string
+  stop(): Promise<void>
+}
+
+/** Start `masters` cluster-enabled servers and join them with redis-cli --cluster create (no replicas). */
+export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+  const nodes: RedisProcess[] = []
+  const stop = async () => {
+    for (const n of nodes) await n.stop()
+  }
+  try {
+    for (let i = 0; i < masters; i++) {
+      // The bus port defaults to port + 10000, which can run past 65535 for a high free port: pick it too.
+      const busPort = await freePort()
+      nodes.push(
+        await startRedis({
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-port', String(busPort)],
+        }),
+      )
+    }
+    const create = spawn(
+      REDIS_SERVER.replace(/redis-server$/, 'redis-cli'),
+      ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'],
+      { stdio: 'ignore' },
+    )
+    live.add(create)
+    const [code] = (await once(create, 'exit')) as [number | null]
+    live.delete(create)
+    if (code !== 0) throw new Error(`redis-cli --cluster create exited with ${code}`)
+    const first = nodes[0] as RedisProcess
+    await waitUntil(
+      async () => (await rawCommand(first.port, 'CLUSTER INFO')).includes('cluster_state:ok'),
+      'redis cluster',
+      path.join(first.dir, 'redis.log'),
+    )
+  } catch (err) {
+    await stop()
+    throw err
+  }
+  return { nodes, url: `redis-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, stop }
+}
