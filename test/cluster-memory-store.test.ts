@@ -105,6 +105,9 @@ t.test('outcomes are summed over the window, rounded out to whole buckets, withi
   t.same(store.pooledOutcomes('b1', 5000, now), { ok: 15, fail: 1 })
   t.same(store.pooledOutcomes('b1', 60_000, now), { ok: 15, fail: 1 }, 'capped at retention')
   t.same(store.pooledOutcomes('nobody', 5000, now), { ok: 0, fail: 0 })
+  store.recordOutcomes('b1', -5, 0, now)
+  store.recordOutcomes('b1', 1.5, Number.NaN, now)
+  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 10, fail: 1 }, 'nonsense counts are dropped, not thrown')
 })
 
 t.test('after stop, writes are refused with StoreStoppedError', async (t) => {

@@ -71,6 +71,11 @@ export class OutcomeBuckets {
   }
 }
 
+/** Counts worth recording: non-negative integers, not both zero. Others are dropped (this path must not throw). */
+export function validCounts(ok: number, fail: number): boolean {
+  return Number.isSafeInteger(ok) && Number.isSafeInteger(fail) && ok >= 0 && fail >= 0 && ok + fail > 0
+}
+
 export function validateTiming(timing: StoreTiming): void {
   if (!Number.isInteger(timing.bucketMs) || timing.bucketMs < 100)
     throw new StoreOptionError('bucketMs', `must be an integer of at least 100 ms, got ${timing.bucketMs}`)

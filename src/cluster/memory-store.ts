@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
 import { StoreStoppedError } from './errors'
-import { check, OutcomeBuckets, StateMaps, validateTiming } from './local-state'
+import { check, OutcomeBuckets, StateMaps, validateTiming, validCounts } from './local-state'
 import {
   type AutoEjection,
   type ChangeKind,
@@ -29,6 +29,7 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
   private readonly state = new StateMaps()
   private readonly outcomes: OutcomeBuckets
   private started = false
+  private prunedAt = 0
   private stopped = false
 
   constructor(opts: MemoryStoreOptions = {}) {
@@ -70,9 +71,12 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
   }
 
   recordOutcomes(id: string, ok: number, fail: number, at = Date.now()): void {
-    if (this.stopped || (ok === 0 && fail === 0)) return
+    if (this.stopped || !validCounts(ok, fail)) return
     this.outcomes.add(id, ok, fail, at)
-    this.outcomes.prune(at - this.timing.retentionMs)
+    if (at - this.prunedAt >= this.timing.bucketMs) {
+      this.prunedAt = at
+      this.outcomes.prune(at - this.timing.retentionMs)
+    }
   }
 
   pooledOutcomes(id: string, windowMs: number, now = Date.now()): { ok: number; fail: number } {

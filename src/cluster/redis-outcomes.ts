@@ -16,6 +16,7 @@ export class OutcomeSync {
   private readonly unflushed: OutcomeBuckets
   /** Other nodes' counts as of the last poll. */
   private readonly others: OutcomeBuckets
+  private prunedAt = 0
 
   constructor(
     private readonly keys: Keys,
@@ -31,9 +32,12 @@ export class OutcomeSync {
   record(id: string, ok: number, fail: number, at: number): void {
     this.own.add(id, ok, fail, at)
     this.unflushed.add(id, ok, fail, at)
-    const horizon = Date.now() - this.timing.retentionMs
-    this.own.prune(horizon)
-    this.unflushed.prune(horizon)
+    // Pruning walks every bucket: once per bucket length is enough (this is on the per-message path).
+    const now = Date.now()
+    if (now - this.prunedAt < this.timing.bucketMs) return
+    this.prunedAt = now
+    this.own.prune(now - this.timing.retentionMs)
+    this.unflushed.prune(now - this.timing.retentionMs)
   }
 
   pooled(id: string, windowMs: number, now: number): Counts {

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { type Logger, partLogger } from '../log'
 import { StoreStoppedError } from './errors'
-import { check, encode, parse, StateMaps, type StateValue, validateTiming } from './local-state'
+import { check, encode, parse, StateMaps, type StateValue, validateTiming, validCounts } from './local-state'
 import { defaultNodeName } from './memory-store'
 import { type Keys, keyPrefix, layout, PRUNE_SCRIPT, parseNote, WRITE_SCRIPT } from './redis-layout'
 import {
@@ -183,7 +183,7 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
   }
 
   recordOutcomes(id: string, ok: number, fail: number, at = Date.now()): void {
-    if (this.stopped || (ok === 0 && fail === 0)) return
+    if (this.stopped || !validCounts(ok, fail)) return
     this.outcomes.record(id, ok, fail, at)
   }
 
