@@ -37,4 +37,5 @@ t.test('the Haraka instance: one process on loopback, the bench domain, smtp_for
   t.equal(c.plugins, 'rcpt_to.in_host_list\nqueue/smtp_forward\n')
   t.equal(c.host_list, 'bench.example\n')
   t.equal(c['smtp_forward.ini'], 'host=127.0.0.1\nport=40025\n')
+  t.equal(c['log.ini'], '[main]\nlevel=warn\n', "the log level mxgate's own Haraka runs at")
 })

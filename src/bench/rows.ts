@@ -172,7 +172,7 @@ export async function spoolRows(ctx: RowContext): Promise<RowReport[]> {
         const a = await measureAccept(relay.port, [relay.pid], shape(ctx.opts, size))
         ctx.log(describe(acceptLabel, size, `rep ${i}/${ctx.opts.reps}`, a))
         if (a.ok === 0) {
-          reason = `spool not wired (${a.temp} × 4xx, ${a.perm} × 5xx, ${a.errors} errors: ${a.problems[0] ?? ''})`
+          reason = `spool not wired: ${a.temp + a.perm + a.errors} of ${a.sent} refused (${a.problems[0] ?? ''})`
           break
         }
         spooled += a.ok

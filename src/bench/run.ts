@@ -108,7 +108,7 @@ if (require.main === module) {
       if (stopping) return
       stopping = true
       process.stderr.write(`bench: ${signal}, stopping every process it started\n`)
-      void cleanupAll().finally(() => process.exit(130))
+      void cleanupAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143))
     })
   }
   stopOn('SIGINT')
