@@ -1,11 +1,12 @@
 // The composition root: builds clients, health, pool and relay from one config. Haraka-free, so tests, the
 // demo and the benchmark can run the same engine the plugin runs.
 import { BackendClient, type ClientOptions } from './backend/client'
+import { createStateStore, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
-import { BackendPool } from './pool/picker'
 import type { InboundMessage } from './message'
+import { BackendPool } from './pool/picker'
 import { Relay, type RelayResult } from './relay/relay'
 
 export function clientOptions(cfg: MxgateConfig): ClientOptions {
@@ -23,6 +24,7 @@ export function clientOptions(cfg: MxgateConfig): ClientOptions {
 export class Engine {
   readonly clients = new Map<string, BackendClient>()
   readonly health: HealthRegistry
+  readonly store: StateStore
   readonly pool: BackendPool
   readonly relay: Relay
   readonly log: Logger
@@ -37,8 +39,10 @@ export class Engine {
     for (const b of config.backends) {
       this.clients.set(b.id, new BackendClient({ id: b.id, host: b.host, port: b.port }, opts, partLogger('backend')))
     }
+    this.store = createStateStore({ url: config.redis.url, prefix: config.redis.prefix, logger: partLogger('cluster') })
     this.health = new HealthRegistry(config.backends, config.breaker, {
       probe: (id, deadlineAt) => this.client(id).probe(deadlineAt),
+      store: this.store,
       log: partLogger('health'),
     })
     this.pool = new BackendPool(config.backends, this.health, options.random)
@@ -73,8 +77,14 @@ export class Engine {
     return c
   }
 
+  /** Connects the shared state store (never fails because Redis is down: the node then runs on local state). */
+  async start(): Promise<void> {
+    await this.store.start()
+  }
+
   async close(): Promise<void> {
     this.health.close()
+    await this.store.stop()
     await Promise.all([...this.clients.values()].map((c) => c.close()))
   }
 }

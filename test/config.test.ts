@@ -2,13 +2,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { parseIni } from '../src/config/ini'
 import { ConfigError, loadConfig } from '../src/config/load'
 import { parseDuration, parseHostPort, parseSize } from '../src/config/units'
 import { runMxgate } from './helpers/mxgate-process'
 
-function dirWith(t: Tap.Test, ini: string): string {
+function dirWith(t: Test, ini: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-cfg-'))
   writeFileSync(path.join(dir, 'mxgate.ini'), ini)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
@@ -91,18 +91,55 @@ t.test('layering: override file over base, environment over both', async (t) => 
 t.test('bad config: every error names the place, the key and the fix', async (t) => {
   const cases: [string, string, Record<string, string>?][] = [
     [`${MINIMAL}[smtp2]\nx = 1\n`, 'mxgate.ini:6: smtp2.x: unknown section [smtp2]; known sections: smtp, relay,'],
-    [`${MINIMAL}[relay]\ndeadlin = 3s\n`, 'mxgate.ini:6: relay.deadlin: unknown key; [relay] knows: deadline, max_attempts, second_opinion'],
-    [`${MINIMAL}[relay]\ndeadline = soon\n`, 'mxgate.ini:6: relay.deadline: "soon" is not a duration; write e.g. 500ms, 30s, 5m, 2h'],
-    [`${MINIMAL}[relay]\nmax_attempts = 0\n`, 'mxgate.ini:6: relay.max_attempts: "0" must be a whole number from 1 to 20'],
-    [MINIMAL, 'env MXGATE_LISTEN: smtp.listen: "localhost" is not host:port; write e.g. 127.0.0.1:2525 or [::1]:2525', { MXGATE_LISTEN: 'localhost' }],
-    [`${MINIMAL}[backend.mx1]\naddress = 127.0.0.1:2602\n`, 'mxgate.ini:5: (syntax): section [backend.mx1] appears twice'],
-    [MINIMAL, 'env MXGATE_BACKENDS: backend a: duplicate backend id (first defined at env MXGATE_BACKENDS); ids must be unique', { MXGATE_BACKENDS: 'a=127.0.0.1:1,a=127.0.0.1:2' }],
-    [MINIMAL, 'env MXGATE_BACKENDS: backends: "mx1:25" is not id=host:port; write e.g. mx1=127.0.0.1:2601,mx2=…', { MXGATE_BACKENDS: 'mx1:25' }],
-    ['[smtp]\ndomains = example.com\n', 'backends: no backends configured; add a [backend.ID] section with address = host:port, or set MXGATE_BACKENDS'],
-    ['[backend.mx1]\naddress = 127.0.0.1:2601\n', 'smtp.domains: no domains configured; mxgate accepts mail only for these'],
-    [`${MINIMAL}[backend.bad]\naddress = nowhere\n`, 'mxgate.ini:6: backend.bad.address: "nowhere" is not host:port; write e.g. 10.0.0.5:25 or [::1]:25'],
+    [
+      `${MINIMAL}[relay]\ndeadlin = 3s\n`,
+      'mxgate.ini:6: relay.deadlin: unknown key; [relay] knows: deadline, max_attempts, second_opinion',
+    ],
+    [
+      `${MINIMAL}[relay]\ndeadline = soon\n`,
+      'mxgate.ini:6: relay.deadline: "soon" is not a duration; write e.g. 500ms, 30s, 5m, 2h',
+    ],
+    [
+      `${MINIMAL}[relay]\nmax_attempts = 0\n`,
+      'mxgate.ini:6: relay.max_attempts: "0" must be a whole number from 1 to 20',
+    ],
+    [
+      MINIMAL,
+      'env MXGATE_LISTEN: smtp.listen: "localhost" is not host:port; write e.g. 127.0.0.1:2525 or [::1]:2525',
+      { MXGATE_LISTEN: 'localhost' },
+    ],
+    [
+      `${MINIMAL}[backend.mx1]\naddress = 127.0.0.1:2602\n`,
+      'mxgate.ini:5: (syntax): section [backend.mx1] appears twice',
+    ],
+    [
+      MINIMAL,
+      'env MXGATE_BACKENDS: backend a: duplicate backend id (first defined at env MXGATE_BACKENDS); ids must be unique',
+      { MXGATE_BACKENDS: 'a=127.0.0.1:1,a=127.0.0.1:2' },
+    ],
+    [
+      MINIMAL,
+      'env MXGATE_BACKENDS: backends: "mx1:25" is not id=host:port; write e.g. mx1=127.0.0.1:2601,mx2=…',
+      { MXGATE_BACKENDS: 'mx1:25' },
+    ],
+    [
+      '[smtp]\ndomains = example.com\n',
+      'backends: no backends configured; add a [backend.ID] section with address = host:port, or set MXGATE_BACKENDS',
+    ],
+    [
+      '[backend.mx1]\naddress = 127.0.0.1:2601\n',
+      'smtp.domains: no domains configured; mxgate accepts mail only for these',
+    ],
+    [
+      `${MINIMAL}[backend.bad]\naddress = nowhere\n`,
+      'mxgate.ini:6: backend.bad.address: "nowhere" is not host:port; write e.g. 10.0.0.5:25 or [::1]:25',
+    ],
     [`${MINIMAL}[backend.b2]\nweight = 3\n`, 'mxgate.ini:5: backend.b2.address: missing; add address = host:port'],
-    [MINIMAL, 'env MXGATE_ADMIN_LISTEN: admin.listen: the admin API listens beyond loopback without a token;', { MXGATE_ADMIN_LISTEN: '0.0.0.0:8025' }],
+    [
+      MINIMAL,
+      'env MXGATE_ADMIN_LISTEN: admin.listen: the admin API listens beyond loopback without a token;',
+      { MXGATE_ADMIN_LISTEN: '0.0.0.0:8025' },
+    ],
     [`${MINIMAL}[smtp]\n`, 'mxgate.ini:5: (syntax): section [smtp] appears twice'],
     [`top = 1\n${MINIMAL}`, 'mxgate.ini:1: top: setting outside any [section]; put it under e.g. [smtp]'],
   ]

@@ -4,6 +4,7 @@ import t from 'tap'
 import { toWireForm } from '../src/backend/wire'
 import type { HealthState } from '../src/health/registry'
 import type { InboundMessage } from '../src/message'
+import type { FakeBackendOptions } from '../src/testing/fake-backend'
 import { makeTestMessage } from '../src/testing/smtp-sender'
 import { startRig } from './helpers/engine'
 import { waitFor } from './helpers/ports'
@@ -12,7 +13,12 @@ function message(to: string[] = ['user@example.com'], raw?: Buffer): { msg: Inbo
   const r = raw ?? makeTestMessage({ to })
   return {
     raw: r,
-    msg: { id: randomUUID(), envelope: { from: 'sender@remote.test', to }, body: toWireForm(r), receivedAt: Date.now() },
+    msg: {
+      id: randomUUID(),
+      envelope: { from: 'sender@remote.test', to },
+      body: toWireForm(r),
+      receivedAt: Date.now(),
+    },
   }
 }
 
@@ -81,8 +87,12 @@ t.test('defers with a reason when no backend takes the message', async (t) => {
 })
 
 t.test('never tries more backends than max_attempts', async (t) => {
-  const refuse = { faults: [{ stage: 'connect', action: 'refuse' }] } as const
-  const rig = await startRig([refuse, refuse, refuse, {}], { tweak: (c) => void (c.relay.maxAttempts = 2) })
+  const refuse: FakeBackendOptions = { faults: [{ stage: 'connect', action: 'refuse' }] }
+  const rig = await startRig([refuse, refuse, refuse, {}], {
+    tweak: (c) => {
+      c.relay.maxAttempts = 2
+    },
+  })
   t.teardown(() => rig.close())
   const result = await rig.engine.relayMessage(message().msg)
   t.equal(result.outcome, 'deferred')
@@ -90,7 +100,7 @@ t.test('never tries more backends than max_attempts', async (t) => {
 })
 
 t.test('stops at the deadline even when backends stall', async (t) => {
-  const stall = { faults: [{ stage: 'dot', action: 'stall' }] } as const
+  const stall: FakeBackendOptions = { faults: [{ stage: 'dot', action: 'stall' }] }
   const rig = await startRig([stall, stall, stall], {
     tweak: (c) => {
       c.relay.deadlineMs = 1200
@@ -105,7 +115,10 @@ t.test('stops at the deadline even when backends stall', async (t) => {
 })
 
 t.test('a recipient 5.1.1 goes back to the sender with no penalty for the backend', async (t) => {
-  const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] }, {}])
+  const rig = await startRig([
+    { faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] },
+    {},
+  ])
   t.teardown(() => rig.close())
   const result = await rig.engine.relayMessage(message(['nobody@example.com']).msg)
   t.equal(result.outcome, 'rejected')
@@ -117,7 +130,9 @@ t.test('a recipient 5.1.1 goes back to the sender with no penalty for the backen
 })
 
 t.test('a partly refused message goes on for the accepted recipients; refusals are recorded', async (t) => {
-  const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] }])
+  const rig = await startRig([
+    { faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] },
+  ])
   t.teardown(() => rig.close())
   const result = await rig.engine.relayMessage(message(['nobody@example.com', 'user@example.com']).msg)
   t.equal(result.outcome, 'delivered')
@@ -129,7 +144,10 @@ t.test('a partly refused message goes on for the accepted recipients; refusals a
 })
 
 t.test('a content 5xx at end of data is the message’s: passed back, no failover', async (t) => {
-  const rig = await startRig([{ faults: [{ stage: 'dot', action: 'reply', reply: '554 5.6.0 Message content rejected' }] }, {}])
+  const rig = await startRig([
+    { faults: [{ stage: 'dot', action: 'reply', reply: '554 5.6.0 Message content rejected' }] },
+    {},
+  ])
   t.teardown(() => rig.close())
   const result = await rig.engine.relayMessage(message().msg)
   t.equal(result.outcome, 'rejected')
@@ -174,9 +192,14 @@ t.test('second opinion: when both backends refuse the same way, the refusal is t
 })
 
 t.test('second opinion off: an ambiguous 5xx goes straight back to the sender', async (t) => {
-  const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Relaying denied' }] }, {}], {
-    tweak: (c) => void (c.relay.secondOpinion = false),
-  })
+  const rig = await startRig(
+    [{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Relaying denied' }] }, {}],
+    {
+      tweak: (c) => {
+        c.relay.secondOpinion = false
+      },
+    },
+  )
   t.teardown(() => rig.close())
   const result = await rig.engine.relayMessage(message().msg)
   t.equal(result.outcome, 'rejected')
@@ -227,7 +250,11 @@ t.test('the breaker ejects a failing backend, probes it, and re-admits it after 
 t.test('a backend that fails only a few messages stays admitted by the breaker (the detector’s job)', async (t) => {
   const rig = await startRig(
     [{ seed: 7, faults: [{ stage: 'dot', action: 'reply', reply: '451 4.3.0 flaky', probability: 0.1 }] }, {}],
-    { tweak: (c) => void (c.breaker.minVolume = 5) },
+    {
+      tweak: (c) => {
+        c.breaker.minVolume = 5
+      },
+    },
   )
   t.teardown(() => rig.close())
   const results = []

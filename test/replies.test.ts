@@ -33,7 +33,14 @@ t.test('maps relay outcomes to SMTP replies', async (t) => {
     text: '4.4.1 No mail server is available to take this message now; try again later',
   })
   t.same(
-    senderReply({ outcome: 'deferred', pending: ['a'], reason: 'x', reply: null, ...common, attempts: [attempt, attempt] }),
+    senderReply({
+      outcome: 'deferred',
+      pending: ['a'],
+      reason: 'x',
+      reply: null,
+      ...common,
+      attempts: [attempt, attempt],
+    }),
     { code: 451, text: '4.4.1 No mail server accepted this message (2 tried); try again later' },
   )
 })

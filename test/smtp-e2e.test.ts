@@ -1,18 +1,18 @@
 // mxgate as operators run it: a real process with Haraka listening, real fake backends, a real SMTP client.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { FakeBackend } from '../src/testing/fake-backend'
 import { makeTestMessage, sendMessage } from '../src/testing/smtp-sender'
 import { type MxgateProcess, startMxgate } from './helpers/mxgate-process'
 import { waitFor } from './helpers/ports'
 
-async function backend(t: Tap.Test, opts: ConstructorParameters<typeof FakeBackend>[0] = {}): Promise<FakeBackend> {
+async function backend(t: Test, opts: ConstructorParameters<typeof FakeBackend>[0] = {}): Promise<FakeBackend> {
   const b = new FakeBackend(opts)
   await b.start()
   t.teardown(() => b.stop())
   return b
 }
 
-async function mxgate(t: Tap.Test, backends: FakeBackend[], env: Record<string, string> = {}): Promise<MxgateProcess> {
+async function mxgate(t: Test, backends: FakeBackend[], env: Record<string, string> = {}): Promise<MxgateProcess> {
   const m = await startMxgate({ backends: backends.map((b) => `${b.id}=127.0.0.1:${b.port}`).join(','), env })
   t.teardown(() => m.stop())
   return m
@@ -34,7 +34,10 @@ t.test('relays a message byte for byte, adding one Received header', async (t) =
   t.match(r.reply, /^250 2\.0\.0 Message accepted/)
   const got = b1.received[0]!
   const text = got.raw.toString('latin1')
-  t.match(text, /^Received: from sender\.mxgate\.test \(127\.0\.0\.1 \[127\.0\.0\.1\]\)\r\n\tby mxgate\.localdomain \(mxgate\) with ESMTP id /)
+  t.match(
+    text,
+    /^Received: from sender\.mxgate\.test \(127\.0\.0\.1 \[127\.0\.0\.1\]\)\r\n\tby mxgate\.localdomain \(mxgate\) with ESMTP id /,
+  )
   const afterReceived = got.raw.subarray(got.raw.indexOf('Message-ID:'))
   t.ok(afterReceived.equals(raw), 'the sender’s bytes follow unchanged')
   t.equal((text.match(/^Received:/gm) ?? []).length, 1)
@@ -73,14 +76,20 @@ t.test('passes a backend’s permanent refusal back with its own code', async (t
 })
 
 t.test('passes a temporary recipient refusal back as 4xx', async (t) => {
-  const b1 = await backend(t, { id: 'mx1', faults: [{ stage: 'rcpt', action: 'reply', reply: '452 4.2.2 Mailbox full' }] })
+  const b1 = await backend(t, {
+    id: 'mx1',
+    faults: [{ stage: 'rcpt', action: 'reply', reply: '452 4.2.2 Mailbox full' }],
+  })
   const m = await mxgate(t, [b1])
   const r = await send(m, ['user@example.com'], makeTestMessage())
   t.match(r.reply, /^452 4\.2\.2 Mailbox full/)
 })
 
 t.test('fails over, ejects the broken backend with its reason, and reuses backend sessions', async (t) => {
-  const bad = await backend(t, { id: 'bad', faults: [{ stage: 'banner', action: 'reply', reply: '421 4.3.2 Go away' }] })
+  const bad = await backend(t, {
+    id: 'bad',
+    faults: [{ stage: 'banner', action: 'reply', reply: '421 4.3.2 Go away' }],
+  })
   const good = await backend(t, { id: 'good' })
   const m = await mxgate(t, [bad, good])
   for (let i = 0; i < 20; i++) {

@@ -99,9 +99,13 @@ const SETTINGS: Record<string, Setter> = {
   'smtp.hostname': text((c, v) => {
     c.smtp.hostname = v ?? ''
   }, false),
-  'smtp.workers': int((c, v) => {
-    c.smtp.workers = v
-  }, 0, 64),
+  'smtp.workers': int(
+    (c, v) => {
+      c.smtp.workers = v
+    },
+    0,
+    64,
+  ),
   'smtp.domains': (c, raw) => {
     const d = parseDomains(raw)
     if (isErr(d)) return d
@@ -111,18 +115,30 @@ const SETTINGS: Record<string, Setter> = {
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),
-  'relay.max_attempts': int((c, v) => {
-    c.relay.maxAttempts = v
-  }, 1, 20),
+  'relay.max_attempts': int(
+    (c, v) => {
+      c.relay.maxAttempts = v
+    },
+    1,
+    20,
+  ),
   'relay.second_opinion': bool((c, v) => {
     c.relay.secondOpinion = v
   }),
-  'backend_client.max_sessions': int((c, v) => {
-    c.client.maxSessions = v
-  }, 1, 10_000),
-  'backend_client.max_messages_per_session': int((c, v) => {
-    c.client.maxMessagesPerSession = v
-  }, 1, 1_000_000),
+  'backend_client.max_sessions': int(
+    (c, v) => {
+      c.client.maxSessions = v
+    },
+    1,
+    10_000,
+  ),
+  'backend_client.max_messages_per_session': int(
+    (c, v) => {
+      c.client.maxMessagesPerSession = v
+    },
+    1,
+    1_000_000,
+  ),
   'backend_client.idle_timeout': duration((c, v) => {
     c.client.idleTimeoutMs = v
   }),
@@ -146,12 +162,20 @@ const SETTINGS: Record<string, Setter> = {
   'breaker.window': duration((c, v) => {
     c.breaker.windowMs = v
   }, 1000),
-  'breaker.window_buckets': int((c, v) => {
-    c.breaker.windowBuckets = v
-  }, 1, 1000),
-  'breaker.min_volume': int((c, v) => {
-    c.breaker.minVolume = v
-  }, 1, 100_000),
+  'breaker.window_buckets': int(
+    (c, v) => {
+      c.breaker.windowBuckets = v
+    },
+    1,
+    1000,
+  ),
+  'breaker.min_volume': int(
+    (c, v) => {
+      c.breaker.minVolume = v
+    },
+    1,
+    100_000,
+  ),
   'breaker.ejection_time': duration((c, v) => {
     c.breaker.ejectionMs = v
   }, 100),
@@ -239,7 +263,8 @@ function readLayer(file: string, values: Map<string, RawValue>): RawBackend[] | 
         const raw = { value: e.value, source: `${file}:${e.line}` }
         if (e.key === 'address') b.address = raw
         else if (e.key === 'weight') b.weight = raw
-        else throw new ConfigError(raw.source, `${section.name}.${e.key}`, 'unknown key; a backend has address and weight')
+        else
+          throw new ConfigError(raw.source, `${section.name}.${e.key}`, 'unknown key; a backend has address and weight')
       }
       backends.push(b)
       continue
@@ -250,7 +275,11 @@ function readLayer(file: string, values: Map<string, RawValue>): RawBackend[] | 
       if (!(key in SETTINGS)) throw new ConfigError(source, key, unknownKeyHint(key))
       values.set(key, { value: e.value, source })
     }
-    if (section.name !== '' && section.entries.length === 0 && !SETTING_KEYS.some((k) => k.startsWith(`${section.name}.`))) {
+    if (
+      section.name !== '' &&
+      section.entries.length === 0 &&
+      !SETTING_KEYS.some((k) => k.startsWith(`${section.name}.`))
+    ) {
       throw new ConfigError(where, `[${section.name}]`, 'unknown section')
     }
   }
@@ -292,7 +321,11 @@ function buildBackends(raw: RawBackend[]): BackendConfig[] {
     }
     const first = seen.get(b.id)
     if (first !== undefined) {
-      throw new ConfigError(b.source, `backend ${b.id}`, `duplicate backend id (first defined at ${first}); ids must be unique`)
+      throw new ConfigError(
+        b.source,
+        `backend ${b.id}`,
+        `duplicate backend id (first defined at ${first}); ids must be unique`,
+      )
     }
     seen.set(b.id, b.source)
     if (!b.address) throw new ConfigError(b.source, `backend.${b.id}.address`, 'missing; add address = host:port')
@@ -374,7 +407,11 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
     )
   }
   if (cfg.breaker.maxEjectionMs < cfg.breaker.ejectionMs) {
-    throw new ConfigError(src('breaker.max_ejection_time'), 'breaker.max_ejection_time', 'must not be below ejection_time')
+    throw new ConfigError(
+      src('breaker.max_ejection_time'),
+      'breaker.max_ejection_time',
+      'must not be below ejection_time',
+    )
   }
   if (!isLoopback(cfg.admin.listen.host) && cfg.admin.token === null) {
     throw new ConfigError(

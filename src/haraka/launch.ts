@@ -33,7 +33,9 @@ export function startRelay(root: string, cfg: MxgateConfig): void {
     stopping = true
     log.info({ signal }, 'shutting down: no new connections, finishing messages in flight')
     if (isMaster) {
-      stopWorkers().then(() => process.exit(0))
+      stopWorkers()
+        .catch((err: unknown) => log.error({ err }, 'stopping workers failed'))
+        .finally(() => process.exit(0))
       return
     }
     server.stopListeners()

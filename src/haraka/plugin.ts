@@ -28,12 +28,17 @@ export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void
 
 export function hook_rcpt(next: Next, _connection: HarakaConnection, params: unknown[]): void {
   const rcpt = params[0] as HarakaAddress
-  const domain = String(rcpt.host ?? '').toLowerCase().replace(/\.$/, '')
+  const domain = String(rcpt.host ?? '')
+    .toLowerCase()
+    .replace(/\.$/, '')
   if (domain !== '' && activeConfig().smtp.domains.includes(domain)) {
     next(constants.ok)
     return
   }
-  next(constants.deny, `5.7.1 <${rcpt.address}>: relay access denied; this server accepts mail only for its own domains`)
+  next(
+    constants.deny,
+    `5.7.1 <${rcpt.address}>: relay access denied; this server accepts mail only for its own domains`,
+  )
 }
 
 /**

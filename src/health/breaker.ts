@@ -18,7 +18,10 @@ export class BackendFault extends Error {
   }
 }
 
-type Action = (fn: () => Promise<DeliveryAttempt>, faultOf: (a: DeliveryAttempt) => string | null) => Promise<DeliveryAttempt>
+type Action = (
+  fn: () => Promise<DeliveryAttempt>,
+  faultOf: (a: DeliveryAttempt) => string | null,
+) => Promise<DeliveryAttempt>
 
 const action: Action = async (fn, faultOf) => {
   const attempt = await fn()
@@ -72,7 +75,10 @@ export class BackendBreaker {
    * Runs one delivery through the breaker. Resolves the attempt (fault or not), or null when the breaker refused
    * to run it (open, or half-open with its single trial already taken).
    */
-  async run(fn: () => Promise<DeliveryAttempt>, faultOf: (a: DeliveryAttempt) => string | null): Promise<DeliveryAttempt | null> {
+  async run(
+    fn: () => Promise<DeliveryAttempt>,
+    faultOf: (a: DeliveryAttempt) => string | null,
+  ): Promise<DeliveryAttempt | null> {
     try {
       return await this.cb.fire(fn, faultOf)
     } catch (err) {

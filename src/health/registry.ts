@@ -3,11 +3,18 @@
 //   admitted ──breaker opens──▶ ejected ──timer──▶ probing ──probe ok──▶ trial ──1 message ok──▶ probation ──▶ admitted
 //                                  ▲                  │ probe fails          │ trial fails
 //                                  └──────────────────┴──────────────────────┘ (ejection time doubles)
+//
+// Manual state (operator's eject/drain, shared through the state store) wins over all of this: while it holds the
+// backend gets no new messages whatever its breaker says; when it is lifted the backend ramps up again.
+// Automatic ejections are shared too: a node that ejects a backend tells the others, which take it out as well and
+// then recover it on their own probes.
 import { EventEmitter } from 'node:events'
 import type { DeliveryAttempt, StageFailure } from '../backend/outcome'
+import type { ManualOverride, StateStore } from '../cluster/types'
 import type { BackendConfig } from '../config/schema'
 import type { Logger } from '../log'
 import { BackendBreaker, type BreakerSettings, type WindowStats } from './breaker'
+import { RecentCounter } from './recent'
 
 export type HealthState = 'admitted' | 'probation' | 'ejected' | 'probing' | 'trial'
 
@@ -23,6 +30,10 @@ export interface BackendStatus {
   ejections: number
   window: WindowStats
   lastFault: string | null
+  /** The operator's override in force, which wins over `state` for admission. */
+  manual: ManualOverride | null
+  /** Attempts on this node over the last 5 minutes. */
+  recent: { ok: number; fail: number; spanMs: number }
 }
 
 export interface Admission {
@@ -34,6 +45,8 @@ export interface Admission {
 export interface HealthDeps {
   /** Fresh-connection health check (EHLO/NOOP/QUIT); null when healthy. */
   probe: (backendId: string, deadlineAt: number) => Promise<StageFailure | null>
+  /** Where manual overrides and automatic ejections are shared with other nodes (memory store: this process). */
+  store: StateStore
   log: Logger
   now?: () => number
   probeTimeoutMs?: number
@@ -51,12 +64,20 @@ interface Entry {
   lastFault: string | null
   trialInFlight: boolean
   timer: NodeJS.Timeout | null
+  /** The manual override last applied (to notice when it is lifted or lapses). */
+  manual: ManualOverride | null
+  /** Set while opening the breaker because another node ejected the backend. */
+  remote: { node: string; reason: string } | null
+  recent: RecentCounter
 }
 
 export class HealthRegistry extends EventEmitter {
   private readonly entries = new Map<string, Entry>()
   private readonly now: () => number
   private closed = false
+  private readonly tick: NodeJS.Timeout
+  private readonly onStoreChange = (ev: { id: string }) => this.reconcile(ev.id)
+  private readonly onResync = () => this.reconcileAll()
 
   constructor(
     backends: BackendConfig[],
@@ -66,6 +87,12 @@ export class HealthRegistry extends EventEmitter {
     super()
     this.now = deps.now ?? Date.now
     for (const b of backends) this.add(b.id)
+    deps.store.on('change', this.onStoreChange)
+    deps.store.on('resync', this.onResync)
+    // Manual overrides can lapse by themselves (`until`); a cheap periodic look notices it.
+    this.tick = setInterval(() => this.reconcileAll(), 1000)
+    this.tick.unref()
+    this.reconcileAll()
   }
 
   private add(id: string): void {
@@ -83,6 +110,9 @@ export class HealthRegistry extends EventEmitter {
       lastFault: null,
       trialInFlight: false,
       timer: null,
+      manual: null,
+      remote: null,
+      recent: new RecentCounter(),
     }
     entry.breaker = new BackendBreaker(id, this.settings, () => this.nextEjectionMs(entry))
     const cb = entry.breaker.cb
@@ -118,13 +148,26 @@ export class HealthRegistry extends EventEmitter {
     e.ejections = fresh ? 1 : e.ejections + 1
     const w = e.breaker.window()
     const pct = w.attempts > 0 ? Math.round((100 * w.faults) / w.attempts) : 0
+    const until = this.now() + e.breaker.resetTimeoutMs
+    if (e.remote) {
+      this.transition(e, 'ejected', `ejected by ${e.remote.node}: ${e.remote.reason}`, until)
+      return
+    }
     const evidence =
       e.state === 'probing'
-        ? e.reason
+        ? (e.reason ?? 'probe failed')
         : e.state === 'trial'
           ? `trial message failed: ${e.lastFault ?? 'unknown'}`
           : `${w.faults} of ${w.attempts} attempts failed (${pct}%) within ${this.settings.windowMs / 1000}s; last: ${e.lastFault ?? 'unknown'}`
-    this.transition(e, 'ejected', evidence, this.now() + e.breaker.resetTimeoutMs)
+    this.transition(e, 'ejected', evidence, until)
+    const store = this.deps.store
+    this.publish(
+      store.setEjection(e.id, { reason: evidence, at: this.now(), until, count: e.ejections, node: store.node }),
+    )
+  }
+
+  private publish(p: Promise<void>): void {
+    p.catch((err: unknown) => this.deps.log.warn({ err }, 'could not share backend state'))
   }
 
   private onHalfOpen(e: Entry): void {
@@ -151,14 +194,21 @@ export class HealthRegistry extends EventEmitter {
 
   private onClose(e: Entry): void {
     if (this.closed) return
-    const now = this.now()
-    e.lastAdmittedAt = now
+    e.lastAdmittedAt = this.now()
+    e.remote = null
+    const shared = this.deps.store.ejections().get(e.id)
+    if (shared && shared.node === this.deps.store.node) this.publish(this.deps.store.setEjection(e.id, null))
+    this.startProbation(e)
+  }
+
+  /** Re-admission: ramps the backend's share up over slow_start (or admits it at once without one). */
+  private startProbation(e: Entry): void {
     if (this.settings.slowStartMs <= 0) {
       this.transition(e, 'admitted', null)
       return
     }
-    this.transition(e, 'probation', `re-admitted; ramping up over ${this.settings.slowStartMs / 1000}s`)
     if (e.timer) clearTimeout(e.timer)
+    this.transition(e, 'probation', `re-admitted; ramping up over ${this.settings.slowStartMs / 1000}s`)
     e.timer = setTimeout(() => {
       e.timer = null
       if (e.state === 'probation') {
@@ -181,6 +231,7 @@ export class HealthRegistry extends EventEmitter {
   admission(id: string): Admission {
     const e = this.entries.get(id)
     if (!e) return { allowed: false, weightFactor: 0 }
+    if (this.deps.store.overrides().has(id)) return { allowed: false, weightFactor: 0 }
     switch (e.state) {
       case 'admitted':
         return { allowed: true, weightFactor: 1 }
@@ -212,6 +263,8 @@ export class HealthRegistry extends EventEmitter {
       return await e.breaker.run(fn, (a) => {
         const reason = faultOf(a)
         if (reason !== null) e.lastFault = reason
+        e.recent.add(reason === null)
+        this.deps.store.recordOutcomes(id, reason === null ? 1 : 0, reason === null ? 0 : 1)
         return reason
       })
     } finally {
@@ -237,6 +290,82 @@ export class HealthRegistry extends EventEmitter {
     e.breaker.run(failed, () => reason).catch((err: unknown) => this.deps.log.error({ err }, 'chargeFault'))
   }
 
+  private entry(id: string): Entry {
+    const e = this.entries.get(id)
+    if (!e) throw new Error(`unknown backend ${id}`)
+    return e
+  }
+
+  /** An operator's ejection, shared with every node; `forMs` null lasts until restored. */
+  async eject(id: string, reason: string, forMs: number | null, by: string): Promise<void> {
+    this.entry(id)
+    const now = this.now()
+    await this.deps.store.setOverride(id, {
+      state: 'ejected',
+      by,
+      reason,
+      at: now,
+      until: forMs === null ? null : now + forMs,
+    })
+    this.reconcile(id)
+  }
+
+  /** No new messages to the backend; those in flight finish. */
+  async drain(id: string, reason: string, by: string): Promise<void> {
+    this.entry(id)
+    await this.deps.store.setOverride(id, { state: 'draining', by, reason, at: this.now(), until: null })
+    this.reconcile(id)
+  }
+
+  /** Clears manual and automatic ejection everywhere; the backend ramps up again. */
+  async restore(id: string, by: string): Promise<void> {
+    const e = this.entry(id)
+    const store = this.deps.store
+    await Promise.all([store.setOverride(id, null), store.setEjection(id, null)])
+    this.deps.log.info({ backend: id, by }, `backend ${id} restored by ${by}`)
+    e.remote = null
+    if (e.breaker.state !== 'closed')
+      e.breaker.close() // → onClose → probation
+    else this.reconcile(id)
+  }
+
+  private reconcileAll(): void {
+    if (this.closed) return
+    for (const id of this.entries.keys()) this.reconcile(id)
+  }
+
+  /** Brings local state in line with the shared store: manual overrides, other nodes' ejections. */
+  private reconcile(id: string): void {
+    const e = this.entries.get(id)
+    if (!e || this.closed) return
+    const store = this.deps.store
+    const manual = store.overrides().get(id) ?? null
+    if (manual && (e.manual === null || e.manual.at !== manual.at || e.manual.state !== manual.state)) {
+      e.manual = manual
+      const label = manual.state === 'ejected' ? 'manual-ejected' : 'draining'
+      this.deps.log.warn(
+        { backend: id, to: label, by: manual.by, reason: manual.reason, until: manual.until },
+        `backend ${id} ${label} by ${manual.by}: ${manual.reason}`,
+      )
+      this.emit('state', this.status(id))
+    } else if (!manual && e.manual) {
+      const was = e.manual
+      e.manual = null
+      this.deps.log.info({ backend: id, was: was.state }, `backend ${id} manual ${was.state} lifted`)
+      if (e.breaker.state !== 'closed') e.breaker.close()
+      else this.startProbation(e)
+    }
+    const shared = store.ejections().get(id)
+    if (shared && shared.node !== store.node && shared.until > this.now() && e.breaker.state === 'closed') {
+      e.remote = { node: shared.node, reason: shared.reason }
+      e.breaker.open(shared.until - this.now())
+    } else if (!shared && e.remote && e.breaker.state !== 'closed') {
+      // The node that ejected it has re-admitted it: follow, carefully.
+      e.remote = null
+      e.breaker.close()
+    }
+  }
+
   status(id: string): BackendStatus {
     const e = this.entries.get(id)
     if (!e) throw new Error(`unknown backend ${id}`)
@@ -249,6 +378,8 @@ export class HealthRegistry extends EventEmitter {
       ejections: e.ejections,
       window: e.breaker.window(),
       lastFault: e.lastFault,
+      manual: this.deps.store.overrides().get(id) ?? null,
+      recent: e.recent.totals(this.now()),
     }
   }
 
@@ -258,6 +389,9 @@ export class HealthRegistry extends EventEmitter {
 
   close(): void {
     this.closed = true
+    clearInterval(this.tick)
+    this.deps.store.off('change', this.onStoreChange)
+    this.deps.store.off('resync', this.onResync)
     for (const e of this.entries.values()) {
       if (e.timer) clearTimeout(e.timer)
       e.breaker.shutdown()

@@ -141,7 +141,12 @@ export class Relay {
       if (attempt === null) continue // its breaker opened meanwhile: not an attempt, pick another
       tries++
       const verdict = classifyAttempt(attempt)
-      attempts.push({ backendId: id, verdict: verdict.kind, detail: describe(attempt, verdict), elapsedMs: attempt.elapsedMs })
+      attempts.push({
+        backendId: id,
+        verdict: verdict.kind,
+        detail: describe(attempt, verdict),
+        elapsedMs: attempt.elapsedMs,
+      })
 
       const next: string[] = []
       switch (verdict.kind) {

@@ -1,12 +1,12 @@
 // An in-process engine (no Haraka) over real fake backends, with small timeouts so fault tests run fast.
 import os from 'node:os'
 import path from 'node:path'
+import pino from 'pino'
 import { loadConfig } from '../../src/config/load'
 import type { MxgateConfig } from '../../src/config/schema'
 import { Engine } from '../../src/engine'
 import { setRootLogger } from '../../src/log'
 import { FakeBackend, type FakeBackendOptions } from '../../src/testing/fake-backend'
-import pino from 'pino'
 
 // Tests keep logs off the console unless MXGATE_TEST_LOG is set.
 setRootLogger(pino({ level: process.env.MXGATE_TEST_LOG ?? 'silent' }))
@@ -51,6 +51,7 @@ export async function startRig(
   const backends = await startBackends(specs)
   const config = testConfig(backends, opts.tweak)
   const engine = new Engine(config, opts.order === 'random' ? {} : { random: () => 0 })
+  await engine.start()
   return {
     engine,
     backends,
