@@ -1,0 +1,381 @@
+// `mxgate status | eject | drain | restore | spool …`: operator commands. They talk to a node's admin API only.
+// Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error or unknown backend/message.
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { BackendView, SpoolItemView } from '../admin/types'
+import {
+  AdminClient,
+  AdminProtocolError,
+  type AdminResponse,
+  AdminUnreachableError,
+  AdminUrlError,
+  DEFAULT_ADMIN_URL,
+} from './admin-client'
+import { formatAgo, formatBytes, formatIn } from './duration'
+import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
+
+export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool'] as const
+
+export const OPS_USAGE = `operator commands (talk to a node's admin API):
+  status [--json] [--watch [SECONDS]]   backends: state, why, since, in flight, success ratio, msgs/min
+  eject ID --reason TEXT [--for 30m]    take a backend out on every node (until restored, or for a while)
+  drain ID [--reason TEXT]              no new messages to it; messages in flight finish
+  restore ID                            clear manual and automatic ejection; it ramps up again
+  spool ls [--json]                     messages waiting in this node's spool
+  spool show ID                         one message: envelope, attempts, last errors
+  spool flush [ID]                      retry one message, or all, now
+  spool hold ID | release ID            stop / resume retrying a message
+  spool bounce ID                       give up: DSN to the sender, remove it
+
+  --admin URL    the node's admin API (default MXGATE_ADMIN_URL or ${DEFAULT_ADMIN_URL})
+  --token T      admin token for changes (default MXGATE_ADMIN_TOKEN)
+  --json         print the API's JSON instead of text
+`
+
+export interface OpsIo {
+  stdout: { write(s: string): unknown; isTTY?: boolean; columns?: number }
+  stderr: { write(s: string): unknown }
+  env?: NodeJS.ProcessEnv
+  /** Stops --watch like SIGINT does. */
+  signal?: AbortSignal
+  /** Stops --watch after this many redraws (tests); MXGATE_WATCH_MAX does the same from the environment. */
+  maxWatchIterations?: number
+}
+
+class UsageError extends Error {
+  readonly code = 'EUSAGE'
+  constructor(message: string) {
+    super(message)
+    this.name = 'UsageError'
+  }
+}
+
+interface Parsed {
+  positionals: string[]
+  values: Map<string, string>
+  flags: Set<string>
+}
+
+const COMMON_VALUES = ['--admin', '--token']
+const OPTION_ARGS: Record<string, string> = {
+  '--admin': ' URL',
+  '--token': ' T',
+  '--reason': ' TEXT',
+  '--for': ' DURATION',
+  '--watch': ' [SECONDS]',
+}
+const SPEC: Record<string, { values: string[]; flags: string[] }> = {
+  status: { values: [], flags: ['--json', '--watch'] },
+  eject: { values: ['--reason', '--for'], flags: ['--json'] },
+  drain: { values: ['--reason'], flags: ['--json'] },
+  restore: { values: [], flags: ['--json'] },
+  spool: { values: [], flags: ['--json'] },
+}
+
+/** `--opt value`, `--opt=value`, flags, positionals; `--watch` takes an optional number of seconds. */
+function parseArgs(cmd: string, argv: string[]): Parsed {
+  const spec = SPEC[cmd]!
+  const values = [...COMMON_VALUES, ...spec.values]
+  const out: Parsed = { positionals: [], values: new Map(), flags: new Set() }
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!
+    if (arg === '--') {
+      out.positionals.push(...argv.slice(i + 1))
+      break
+    }
+    if (arg === '-h' || arg === '--help') {
+      out.flags.add('--help')
+      continue
+    }
+    if (!arg.startsWith('--')) {
+      out.positionals.push(arg)
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const name = eq === -1 ? arg : arg.slice(0, eq)
+    if (values.includes(name)) {
+      const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
+      if (value === undefined || (eq === -1 && value.startsWith('--'))) throw new UsageError(`${name} needs a value`)
+      out.values.set(name, value)
+    } else if (name === '--watch') {
+      out.flags.add(name)
+      const next = eq === -1 ? argv[i + 1] : arg.slice(eq + 1)
+      if (next !== undefined && /^\d+(\.\d+)?$/.test(next)) {
+        out.values.set('--watch', next)
+        if (eq === -1) i++
+      } else if (eq !== -1) throw new UsageError(`--watch takes a number of seconds, got "${next}"`)
+    } else if (spec.flags.includes(name) && eq === -1) {
+      out.flags.add(name)
+    } else {
+      const known = [...values, ...spec.flags].map((o) => `${o}${OPTION_ARGS[o] ?? ''}`).join(', ')
+      throw new UsageError(`unknown option ${name}; ${cmd} takes ${known}`)
+    }
+  }
+  return out
+}
+
+function oneId(p: Parsed, what: string, usage: string): string {
+  const [id, ...extra] = p.positionals
+  if (id === undefined || id === '') throw new UsageError(`which ${what}? usage: ${usage}`)
+  if (extra.length > 0) throw new UsageError(`unexpected argument "${extra[0]}"; usage: ${usage}`)
+  return id
+}
+
+function noPositionals(p: Parsed, usage: string): void {
+  if (p.positionals.length > 0) throw new UsageError(`unexpected argument "${p.positionals[0]}"; usage: ${usage}`)
+}
+
+/** A non-2xx answer: prints one line naming the node, the status and the server's message; returns the exit code. */
+function failed(name: string, client: AdminClient, res: AdminResponse, io: OpsIo): number {
+  const body = res.body as { error?: unknown }
+  const error = typeof body?.error === 'string' ? body.error : JSON.stringify(res.body)
+  if (res.status === 400 || res.status === 404 || res.status === 413) {
+    io.stderr.write(`mxgate ${name}: ${error}\n`)
+    return 2
+  }
+  if (res.status === 401 || res.status === 403) {
+    const hint = client.hasToken ? '' : ' (no token was sent: pass --token T or set MXGATE_ADMIN_TOKEN)'
+    io.stderr.write(`mxgate ${name}: refused by ${client.display} (${res.status}): ${error}${hint}\n`)
+    return 1
+  }
+  const kind = res.status >= 500 ? 'failed' : 'refused'
+  io.stderr.write(`mxgate ${name}: the admin API at ${client.display} ${kind} (${res.status}): ${error}\n`)
+  return 1
+}
+
+interface Ctx {
+  name: string
+  client: AdminClient
+  io: OpsIo
+  json: boolean
+  style: TableStyle
+}
+
+async function call(ctx: Ctx, method: 'GET' | 'POST', path: string, body?: object): Promise<AdminResponse | number> {
+  const res = await ctx.client.request(method, path, body)
+  return res.status >= 200 && res.status < 300 ? res : failed(ctx.name, ctx.client, res, ctx.io)
+}
+
+function printJson(ctx: Ctx, value: unknown): void {
+  ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+}
+
+const enc = encodeURIComponent
+
+function backendLine(verb: string, b: BackendView, now: number): string {
+  return `${verb} ${b.id}: now ${b.state}; ${whyText(b, now)}\n`
+}
+
+async function status(ctx: Ctx, p: Parsed): Promise<number> {
+  noPositionals(p, 'mxgate status [--json] [--watch [SECONDS]]')
+  if (!p.flags.has('--watch')) return statusOnce(ctx, null)
+  const seconds = Number(p.values.get('--watch') ?? '2')
+  if (!(seconds >= 0.1 && seconds <= 3600)) throw new UsageError(`--watch takes 0.1 to 3600 seconds, got ${seconds}`)
+  const envMax = Number(ctx.io.env?.MXGATE_WATCH_MAX)
+  const max = ctx.io.maxWatchIterations ?? (Number.isInteger(envMax) && envMax > 0 ? envMax : Number.POSITIVE_INFINITY)
+  const stop = new AbortController()
+  const onSigint = () => stop.abort()
+  process.once('SIGINT', onSigint)
+  ctx.io.signal?.addEventListener('abort', onSigint, { once: true })
+  let code = 0
+  try {
+    for (let i = 0; i < max && !stop.signal.aborted; i++) {
+      code = await statusOnce(ctx, seconds)
+      if (i + 1 >= max) break
+      await sleep(seconds * 1000, undefined, { signal: stop.signal }).catch(() => undefined)
+    }
+  } finally {
+    process.off('SIGINT', onSigint)
+    ctx.io.signal?.removeEventListener('abort', onSigint)
+  }
+  return stop.signal.aborted ? 0 : code
+}
+
+/** One status frame; in watch mode a TTY is redrawn in place and JSON is one line per frame. */
+async function statusOnce(ctx: Ctx, everySeconds: number | null): Promise<number> {
+  const watching = everySeconds !== null
+  let res: AdminResponse | number
+  try {
+    res = await call(ctx, 'GET', '/api/backends')
+  } catch (err) {
+    if (!watching || !(err instanceof AdminUnreachableError)) throw err
+    ctx.io.stderr.write(`mxgate status: ${err.message}\n`)
+    return 1
+  }
+  if (typeof res === 'number') return res
+  if (ctx.json) {
+    ctx.io.stdout.write(watching ? `${JSON.stringify(res.body)}\n` : `${JSON.stringify(res.body, null, 2)}\n`)
+    return 0
+  }
+  const body = res.body as { node: string; backends: BackendView[] }
+  const now = res.serverNow ?? Date.now()
+  const table = statusTable(body.node, body.backends, now, ctx.style)
+  const clear = watching && ctx.io.stdout.isTTY ? '\u001b[H\u001b[2J' : ''
+  const stamp = watching ? `${new Date(now).toISOString()}  every ${everySeconds}s, Ctrl-C stops\n` : ''
+  ctx.io.stdout.write(`${clear}${stamp}${table}${watching && !clear ? '\n' : ''}`)
+  return 0
+}
+
+async function eject(ctx: Ctx, p: Parsed): Promise<number> {
+  const usage = 'mxgate eject ID --reason TEXT [--for 30m]'
+  const id = oneId(p, 'backend', usage)
+  const reason = p.values.get('--reason')?.trim()
+  if (!reason) throw new UsageError(`--reason is required: say why you eject ${id}; usage: ${usage}`)
+  const forText = p.values.get('--for')
+  const body = forText === undefined ? { reason } : { reason, for: forText }
+  const res = await call(ctx, 'POST', `/api/backends/${enc(id)}/eject`, body)
+  if (typeof res === 'number') return res
+  if (ctx.json) printJson(ctx, res.body)
+  else ctx.io.stdout.write(backendLine('ejected', res.body as BackendView, res.serverNow ?? Date.now()))
+  return 0
+}
+
+async function drain(ctx: Ctx, p: Parsed): Promise<number> {
+  const id = oneId(p, 'backend', 'mxgate drain ID [--reason TEXT]')
+  const reason = p.values.get('--reason')?.trim()
+  const res = await call(ctx, 'POST', `/api/backends/${enc(id)}/drain`, reason ? { reason } : {})
+  if (typeof res === 'number') return res
+  if (ctx.json) printJson(ctx, res.body)
+  else ctx.io.stdout.write(backendLine('draining', res.body as BackendView, res.serverNow ?? Date.now()))
+  return 0
+}
+
+async function restore(ctx: Ctx, p: Parsed): Promise<number> {
+  const id = oneId(p, 'backend', 'mxgate restore ID')
+  const res = await call(ctx, 'POST', `/api/backends/${enc(id)}/restore`, {})
+  if (typeof res === 'number') return res
+  if (ctx.json) printJson(ctx, res.body)
+  else ctx.io.stdout.write(backendLine('restored', res.body as BackendView, res.serverNow ?? Date.now()))
+  return 0
+}
+
+type SpoolDetail = SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
+
+function spoolDetail(node: string | null, m: SpoolDetail, now: number): string {
+  const when = (at: number) => `${new Date(at).toISOString()} (${formatAgo(at, now)})`
+  const pending = m.pending.length === m.to.length ? '' : ` (pending: ${m.pending.join(', ') || 'none'})`
+  const lines = [
+    `message ${m.id}${node ? ` on node ${node}` : ''}`,
+    `  from       ${m.from === '' ? '<>' : m.from}`,
+    `  to         ${m.to.join(', ')}${pending}`,
+    `  received   ${when(m.receivedAt)}`,
+    `  size       ${formatBytes(m.size)}`,
+    `  attempts   ${m.attempts}`,
+    `  next       ${m.held ? 'held (mxgate spool release to resume)' : `${formatIn(m.nextAttemptAt, now)} (${new Date(m.nextAttemptAt).toISOString()})`}`,
+    `  last error ${m.lastError ?? '-'}`,
+  ]
+  if (m.lastErrors.length > 0) {
+    lines.push('  errors')
+    for (const e of m.lastErrors)
+      lines.push(`    ${new Date(e.at).toISOString()}  ${e.backendId} at ${e.stage}: ${e.message}`)
+  }
+  return `${lines.join('\n')}\n`
+}
+
+async function spool(ctx: Ctx, p: Parsed): Promise<number> {
+  const [sub, ...rest] = p.positionals
+  const sp: Parsed = { ...p, positionals: rest }
+  const usageOf = (u: string) => `mxgate spool ${u}`
+  switch (sub) {
+    case 'ls':
+    case 'list': {
+      noPositionals(sp, usageOf('ls [--json]'))
+      const res = await call(ctx, 'GET', '/api/spool')
+      if (typeof res === 'number') return res
+      if (ctx.json) printJson(ctx, res.body)
+      else {
+        const body = res.body as { node: string; messages: SpoolItemView[] }
+        ctx.io.stdout.write(spoolTable(body.node, body.messages, res.serverNow ?? Date.now(), ctx.style))
+      }
+      return 0
+    }
+    case 'show': {
+      const id = oneId(sp, 'message', usageOf('show ID'))
+      const res = await call(ctx, 'GET', `/api/spool/${enc(id)}`)
+      if (typeof res === 'number') return res
+      if (ctx.json) printJson(ctx, res.body)
+      else ctx.io.stdout.write(spoolDetail(res.node, res.body as SpoolDetail, res.serverNow ?? Date.now()))
+      return 0
+    }
+    case 'flush': {
+      if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}"; usage: ${usageOf('flush [ID]')}`)
+      const res = await call(ctx, 'POST', '/api/spool/flush', rest[0] === undefined ? {} : { id: rest[0] })
+      if (typeof res === 'number') return res
+      const body = res.body as { node: string; scheduled: number }
+      if (ctx.json) printJson(ctx, body)
+      else
+        ctx.io.stdout.write(
+          `node ${body.node}: ${body.scheduled} message${body.scheduled === 1 ? '' : 's'} scheduled for retry now\n`,
+        )
+      return 0
+    }
+    case 'hold':
+    case 'release': {
+      const id = oneId(sp, 'message', usageOf(`${sub} ID`))
+      const res = await call(ctx, 'POST', `/api/spool/${enc(id)}/${sub}`, {})
+      if (typeof res === 'number') return res
+      const m = res.body as SpoolItemView
+      if (ctx.json) printJson(ctx, m)
+      else {
+        const next = nextAttemptText(m, res.serverNow ?? Date.now())
+        ctx.io.stdout.write(`${sub === 'hold' ? 'held' : 'released'} ${m.id}: next attempt ${next}\n`)
+      }
+      return 0
+    }
+    case 'bounce': {
+      const id = oneId(sp, 'message', usageOf('bounce ID'))
+      const res = await call(ctx, 'POST', `/api/spool/${enc(id)}/bounce`, {})
+      if (typeof res === 'number') return res
+      if (ctx.json) printJson(ctx, res.body)
+      else ctx.io.stdout.write(`bounced ${id}: removed from the spool; a DSN goes to its sender (none for <>)\n`)
+      return 0
+    }
+    case undefined:
+      throw new UsageError('which spool command? expected ls, show, flush, hold, release or bounce')
+    default:
+      throw new UsageError(`unknown spool command "${sub}"; expected ls, show, flush, hold, release or bounce`)
+  }
+}
+
+const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => Promise<number>> = {
+  status,
+  eject,
+  drain,
+  restore,
+  spool,
+}
+
+function isOpsCommand(cmd: string): cmd is (typeof OPS_COMMANDS)[number] {
+  return (OPS_COMMANDS as readonly string[]).includes(cmd)
+}
+
+/** Runs one ops command; resolves the exit code. Every error path prints one line on stderr. */
+export async function runOpsCommand(cmd: string, argv: string[], io: OpsIo = process): Promise<number> {
+  const env = io.env ?? process.env
+  const name = cmd === 'spool' && argv[0] !== undefined && !argv[0].startsWith('-') ? `spool ${argv[0]}` : cmd
+  try {
+    if (!isOpsCommand(cmd)) throw new UsageError(`"${cmd}" is not an ops command; expected ${OPS_COMMANDS.join(', ')}`)
+    const p = parseArgs(cmd, argv)
+    if (p.flags.has('--help')) {
+      io.stdout.write(OPS_USAGE)
+      return 0
+    }
+    const token = p.values.get('--token') ?? (env.MXGATE_ADMIN_TOKEN || undefined)
+    if (token !== undefined && !p.values.has('--token') && token.includes(',')) {
+      throw new UsageError('MXGATE_ADMIN_TOKEN holds a list of tokens (name:token,…); pass one token with --token T')
+    }
+    const client = new AdminClient(p.values.get('--admin') ?? (env.MXGATE_ADMIN_URL || DEFAULT_ADMIN_URL), token)
+    const style: TableStyle = { colour: wantsColour(io.stdout.isTTY, env) }
+    if (io.stdout.isTTY && io.stdout.columns !== undefined) style.columns = io.stdout.columns
+    return await HANDLERS[cmd]({ name, client, io, json: p.flags.has('--json'), style }, p)
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof AdminUrlError) {
+      io.stderr.write(`mxgate ${name}: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof AdminUnreachableError || err instanceof AdminProtocolError) {
+      io.stderr.write(`mxgate ${name}: ${err.message}\n`)
+      return 1
+    }
+    throw err
+  }
+}
