@@ -1,5 +1,5 @@
 // mxgate itself as a relay in front of the sink, started the way an operator starts it: `node bin/mxgate.js start`.
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { onCleanup, spawnChild } from './children'
@@ -19,7 +19,24 @@ export interface MxgateParams {
   /** MXGATE_WORKERS: 0 = one process; N = N workers. */
   workers: number
   domain: string
+  /** mxgate.ini text layered over config/mxgate.ini (`start --config DIR`); none = stock settings. */
+  ini?: string
 }
+
+/**
+ * The spool rows' only changes: how long a refused backend stays ejected and when a spooled message is first retried.
+ * Stock (30 s, 1 min) the drain would begin after the bench's cap; the drain itself (drain_rate, concurrency) and
+ * everything else stay stock. The same idea as the demo's shorter timings.
+ */
+export const SPOOL_ROW_INI = [
+  '; written by the bench for the spool rows; layered over config/mxgate.ini',
+  '[breaker]',
+  'ejection_time = 2s',
+  'max_ejection_time = 4s',
+  '[spool]',
+  'retry_first = 2s',
+  '',
+].join('\n')
 
 /** bin/mxgate.js of this checkout (dist/bench → repo root). */
 export function mxgateBin(): string {
@@ -43,7 +60,12 @@ export async function startMxgate(p: MxgateParams): Promise<MxgateRelay> {
     MXGATE_SPOOL_DIR: spoolDir,
     MXGATE_WORKERS: String(p.workers),
   }
-  const child = spawnChild(process.execPath, [bin, 'start'], {
+  const args = [bin, 'start']
+  if (p.ini !== undefined) {
+    writeFileSync(path.join(dir, 'mxgate.ini'), p.ini)
+    args.push('--config', dir)
+  }
+  const child = spawnChild(process.execPath, args, {
     env,
     cwd: path.resolve(__dirname, '..', '..'),
     logFile: path.join(dir, 'mxgate.log'),
