@@ -191,7 +191,7 @@ export async function spoolRows(ctx: RowContext): Promise<RowReport[]> {
           spooled,
           () => countFiles(spoolDir),
           returnedAt,
-          settleCap(ctx.opts),
+          drainCap(ctx.opts),
         )
         ctx.log(describe(drainLabel, size, `rep ${i}/${ctx.opts.reps}`, d))
         drains.push(d)
