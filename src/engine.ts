@@ -1,5 +1,6 @@
 // The composition root: builds clients, health, pool and relay from one config. Haraka-free, so tests, the
 // demo and the benchmark can run the same engine the plugin runs.
+import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
@@ -7,7 +8,11 @@ import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
 import { BackendPool } from './pool/picker'
-import { Relay, type RelayResult } from './relay/relay'
+import { Acceptor, type AcceptResult } from './relay/accept'
+import { BounceSender } from './relay/bounce'
+import { Relay } from './relay/relay'
+import { SpoolRunner } from './relay/spool-runner'
+import { SpoolStore } from './spool/store'
 
 export function clientOptions(cfg: MxgateConfig): ClientOptions {
   return {
@@ -27,7 +32,12 @@ export class Engine {
   readonly store: StateStore
   readonly pool: BackendPool
   readonly relay: Relay
+  readonly spool: SpoolStore
+  readonly acceptor: Acceptor
+  readonly bounces: BounceSender
+  readonly runner: SpoolRunner
   readonly log: Logger
+  readonly node = `${hostname()}:${process.pid}`
 
   constructor(
     readonly config: MxgateConfig,
@@ -53,15 +63,42 @@ export class Engine {
       settings: config.relay,
       log: partLogger('relay'),
     })
+    const sp = config.spool
+    this.spool = new SpoolStore(
+      {
+        dir: sp.dir,
+        maxMessages: sp.maxMessages,
+        maxBytes: sp.maxBytes,
+        minFreeBytes: sp.minFreeBytes,
+        fsync: sp.fsync,
+      },
+      partLogger('spool'),
+    )
+    this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'))
+    this.bounces = new BounceSender(sp.bounceRelay, opts, config.smtp.hostname, partLogger('bounce'))
+    this.runner = new SpoolRunner({
+      spool: this.spool,
+      relay: this.relay,
+      bounces: this.bounces,
+      settings: sp,
+      log: partLogger('spool'),
+      owner: this.node,
+      // Haraka workers share one spool directory.
+      shared: config.smtp.workers > 0,
+    })
+    // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
+    this.health.on('state', (s: { state: string }) => {
+      if (s.state === 'probation' || s.state === 'admitted') this.runner.wake()
+    })
   }
 
   private inFlightCount = 0
 
-  /** Relays one message; counted so a graceful shutdown can wait for messages in flight. */
-  async relayMessage(msg: InboundMessage): Promise<RelayResult> {
+  /** Relays one message (spooling it when no backend takes it); counted so a shutdown can wait for it. */
+  async accept(msg: InboundMessage): Promise<AcceptResult> {
     this.inFlightCount++
     try {
-      return await this.relay.relay(msg)
+      return await this.acceptor.accept(msg)
     } finally {
       this.inFlightCount--
     }
@@ -80,11 +117,15 @@ export class Engine {
   /** Connects the shared state store (never fails because Redis is down: the node then runs on local state). */
   async start(): Promise<void> {
     await this.store.start()
+    await this.spool.open()
+    this.runner.start()
   }
 
   async close(): Promise<void> {
+    await this.runner.stop()
     this.health.close()
     await this.store.stop()
+    await this.bounces.close()
     await Promise.all([...this.clients.values()].map((c) => c.close()))
   }
 }

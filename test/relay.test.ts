@@ -32,7 +32,7 @@ t.test('forwards a message byte for byte to a healthy backend', async (t) => {
     Buffer.from(`${'x'.repeat(2000)}\r\nlast line without newline`),
   ])
   const { msg } = message(['user@example.com'], raw)
-  const result = await rig.engine.relayMessage(msg)
+  const result = await rig.engine.relay.relay(msg)
   t.equal(result.outcome, 'delivered')
   const got = rig.backends[0]!.received[0]!
   t.same(got.to, ['user@example.com'])
@@ -57,7 +57,7 @@ for (const f of faults) {
     const rig = await startRig([{ faults: [f.rule] }, {}])
     t.teardown(() => rig.close())
     const { msg } = message()
-    const result = await rig.engine.relayMessage(msg)
+    const result = await rig.engine.relay.relay(msg)
     t.equal(result.outcome, 'delivered')
     t.same(
       result.attempts.map((a) => [a.backendId, a.verdict]),
@@ -78,7 +78,7 @@ t.test('defers with a reason when no backend takes the message', async (t) => {
     { faults: [{ stage: 'dot', action: 'reply', reply: '451 4.3.0 nope' }] },
   ])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'deferred')
   if (result.outcome !== 'deferred') return
   t.same(result.pending, ['user@example.com'])
@@ -94,7 +94,7 @@ t.test('never tries more backends than max_attempts', async (t) => {
     },
   })
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'deferred')
   t.equal(result.attempts.length, 2)
 })
@@ -109,7 +109,7 @@ t.test('stops at the deadline even when backends stall', async (t) => {
   })
   t.teardown(() => rig.close())
   const started = Date.now()
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'deferred')
   t.ok(Date.now() - started < 4000, 'bounded by the message deadline, not the stage timeout')
 })
@@ -120,7 +120,7 @@ t.test('a recipient 5.1.1 goes back to the sender with no penalty for the backen
     {},
   ])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message(['nobody@example.com']).msg)
+  const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
   t.equal(result.outcome, 'rejected')
   if (result.outcome !== 'rejected') return
   t.equal(result.reply.code, 550)
@@ -134,7 +134,7 @@ t.test('a partly refused message goes on for the accepted recipients; refusals a
     { faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] },
   ])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message(['nobody@example.com', 'user@example.com']).msg)
+  const result = await rig.engine.relay.relay(message(['nobody@example.com', 'user@example.com']).msg)
   t.equal(result.outcome, 'delivered')
   t.same(rig.backends[0]!.received[0]!.to, ['user@example.com'])
   t.same(
@@ -149,7 +149,7 @@ t.test('a content 5xx at end of data is the message’s: passed back, no failove
     {},
   ])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'rejected')
   t.equal(rig.backends[1]!.received.length, 0)
 })
@@ -157,7 +157,7 @@ t.test('a content 5xx at end of data is the message’s: passed back, no failove
 t.test('a temporary per-message refusal (4.2.2 mailbox full) is deferred, not failed over', async (t) => {
   const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '452 4.2.2 Mailbox full' }] }, {}])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'deferred')
   if (result.outcome !== 'deferred') return
   t.equal(result.reply?.code, 452)
@@ -167,7 +167,7 @@ t.test('a temporary per-message refusal (4.2.2 mailbox full) is deferred, not fa
 t.test('second opinion: an ambiguous 5.7.1 that another backend accepts is charged to the first', async (t) => {
   const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Relaying denied' }] }, {}])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'delivered')
   t.same(
     result.attempts.map((a) => [a.backendId, a.verdict]),
@@ -183,7 +183,7 @@ t.test('second opinion: when both backends refuse the same way, the refusal is t
   const rule = { stage: 'dot', action: 'reply', reply: '550 5.7.1 Policy rejection' } as const
   const rig = await startRig([{ faults: [rule] }, { faults: [rule] }])
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'rejected')
   if (result.outcome !== 'rejected') return
   t.equal(result.reply.enhanced, '5.7.1')
@@ -201,7 +201,7 @@ t.test('second opinion off: an ambiguous 5xx goes straight back to the sender', 
     },
   )
   t.teardown(() => rig.close())
-  const result = await rig.engine.relayMessage(message().msg)
+  const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'rejected')
   t.equal(result.attempts.length, 1)
 })
@@ -219,12 +219,12 @@ t.test('the breaker ejects a failing backend, probes it, and re-admits it after 
   rig.engine.health.on('state', (s: { id: string; state: HealthState }) => {
     if (s.id === 'b1') states.push(s.state)
   })
-  for (let i = 0; i < 4; i++) await rig.engine.relayMessage(message().msg)
+  for (let i = 0; i < 4; i++) await rig.engine.relay.relay(message().msg)
   t.equal(rig.engine.health.status('b1').state, 'ejected', 'ejected after min_volume failures')
   t.match(rig.engine.health.status('b1').reason, /4 of 4 attempts failed \(100%\).*ECONNREFUSED/)
 
   // While ejected, mail goes straight to the healthy backend.
-  const during = await rig.engine.relayMessage(message().msg)
+  const during = await rig.engine.relay.relay(message().msg)
   t.same(
     during.attempts.map((a) => a.backendId),
     ['b2'],
@@ -236,7 +236,7 @@ t.test('the breaker ejects a failing backend, probes it, and re-admits it after 
 
   await rig.backends[0]!.setFaults([])
   t.ok(await waitFor(() => rig.engine.health.status('b1').state === 'trial', 5000), 'probe passes → trial')
-  const trial = await rig.engine.relayMessage(message().msg)
+  const trial = await rig.engine.relay.relay(message().msg)
   t.same(
     trial.attempts.map((a) => [a.backendId, a.verdict]),
     [['b1', 'delivered']],
@@ -258,7 +258,7 @@ t.test('a backend that fails only a few messages stays admitted by the breaker (
   )
   t.teardown(() => rig.close())
   const results = []
-  for (let i = 0; i < 40; i++) results.push(await rig.engine.relayMessage(message().msg))
+  for (let i = 0; i < 40; i++) results.push(await rig.engine.relay.relay(message().msg))
   t.equal(results.filter((r) => r.outcome === 'delivered').length, 40, 'every message delivered via failover')
   t.equal(rig.engine.health.status('b1').state, 'admitted')
 })

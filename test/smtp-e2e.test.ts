@@ -1,8 +1,11 @@
 // mxgate as operators run it: a real process with Haraka listening, real fake backends, a real SMTP client.
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import t, { type Test } from 'tap'
 import { FakeBackend } from '../src/testing/fake-backend'
 import { makeTestMessage, sendMessage } from '../src/testing/smtp-sender'
-import { type MxgateProcess, startMxgate } from './helpers/mxgate-process'
+import { type MxgateProcess, type StartOptions, startMxgate } from './helpers/mxgate-process'
 import { waitFor } from './helpers/ports'
 
 async function backend(t: Test, opts: ConstructorParameters<typeof FakeBackend>[0] = {}): Promise<FakeBackend> {
@@ -12,8 +15,20 @@ async function backend(t: Test, opts: ConstructorParameters<typeof FakeBackend>[
   return b
 }
 
-async function mxgate(t: Test, backends: FakeBackend[], env: Record<string, string> = {}): Promise<MxgateProcess> {
-  const m = await startMxgate({ backends: backends.map((b) => `${b.id}=127.0.0.1:${b.port}`).join(','), env })
+function configDir(t: Test, ini: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-cfg-'))
+  writeFileSync(path.join(dir, 'mxgate.ini'), ini)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+async function mxgate(
+  t: Test,
+  backends: FakeBackend[],
+  env: Record<string, string> = {},
+  extra: Pick<StartOptions, 'args' | 'keepSpool'> = {},
+): Promise<MxgateProcess> {
+  const m = await startMxgate({ backends: backends.map((b) => `${b.id}=127.0.0.1:${b.port}`).join(','), env, ...extra })
   t.teardown(() => m.stop())
   return m
 }
@@ -55,14 +70,42 @@ t.test('refuses recipients outside our domains with 550 5.7.1 (never an open rel
   t.same(b1.received.at(-1)?.to, ['user@EXAMPLE.com'])
 })
 
-t.test('answers 451 4.4.1 when no backend takes the message', async (t) => {
+t.test('spools when no backend takes the message, survives SIGKILL, delivers once a backend is back', async (t) => {
   const b1 = await backend(t, { id: 'mx1', faults: [{ stage: 'connect', action: 'refuse' }] })
-  const m = await mxgate(t, [b1])
-  const r = await send(m, ['user@example.com'], makeTestMessage())
-  t.equal(r.ok, false)
-  t.equal(r.stage, 'dot')
-  t.match(r.reply, /^451 4\.4\.1 No mail server accepted this message \(1 tried\)/)
-  t.ok(await waitFor(() => m.logs.some((l) => l.msg === 'deferred' && /ECONNREFUSED/.test(String(l.reason)))))
+  const cfgDir = configDir(t, '[spool]\nretry_first = 500ms\nretry_max = 1s\n[breaker]\nejection_time = 500ms\n')
+  const m = await mxgate(t, [b1], {}, { args: ['--config', cfgDir], keepSpool: true })
+  t.teardown(() => rmSync(m.spoolDir, { recursive: true, force: true }))
+  const raw = makeTestMessage({ messageId: 'spooled-1@test' })
+  const r = await send(m, ['user@example.com'], raw)
+  t.equal(r.ok, true, r.reply)
+  t.match(r.reply, /^250 2\.0\.0 Message accepted for delivery \(queued\)/)
+  // The 250 promised durability: kill -9 right away and the message must be on disk.
+  m.proc.kill('SIGKILL')
+  await m.stop()
+  const files = readdirSync(m.spoolDir).filter((f) => f.endsWith('.msg'))
+  t.ok(files.length >= 1, `spool file present after SIGKILL: ${files.join(', ')}`)
+
+  await b1.setFaults([])
+  const m2 = await mxgate(t, [b1], { MXGATE_SPOOL_DIR: m.spoolDir }, { args: ['--config', cfgDir], keepSpool: true })
+  t.ok(await waitFor(() => b1.received.length >= 1, 15_000), 'delivered after restart')
+  t.equal(b1.received.length, 1, 'exactly once')
+  t.equal(b1.received[0]?.messageId, 'spooled-1@test')
+  t.ok(await waitFor(() => m2.logs.some((l) => l.msg === 'spooled message settled'), 5000))
+  t.ok(
+    await waitFor(() => readdirSync(m.spoolDir).filter((f) => f.endsWith('.msg')).length === 0, 5000),
+    `spool empty: ${readdirSync(m.spoolDir).join(', ')}`,
+  )
+})
+
+t.test('answers 451 4.3.4 when the spool is full', async (t) => {
+  const b1 = await backend(t, { id: 'mx1', faults: [{ stage: 'connect', action: 'refuse' }] })
+  const cfgDir = configDir(t, '[spool]\nmax_messages = 1\n')
+  const m = await mxgate(t, [b1], {}, { args: ['--config', cfgDir] })
+  const first = await send(m, ['user@example.com'], makeTestMessage())
+  t.match(first.reply, /^250 /)
+  const second = await send(m, ['user@example.com'], makeTestMessage())
+  t.match(second.reply, /^451 4\.3\.4 Insufficient system storage/)
+  t.ok(await waitFor(() => m.logs.some((l) => l.msg === 'spool refused the message')))
 })
 
 t.test('passes a backend’s permanent refusal back with its own code', async (t) => {

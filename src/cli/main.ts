@@ -36,7 +36,7 @@ export async function main(argv: string[]): Promise<number | null> {
     switch (cmd) {
       case 'start': {
         const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(rest) })
-        startRelay(ROOT, cfg)
+        await startRelay(ROOT, cfg)
         return null
       }
       case 'check-config': {

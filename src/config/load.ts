@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
-import { isLoopback, parseDuration, parseHostPort } from './units'
+import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
 
 export class ConfigError extends Error {
   readonly code = 'ECONFIG'
@@ -46,6 +46,15 @@ function int(set: (cfg: MxgateConfig, n: number) => void, min: number, max: numb
     if (!/^\d+$/.test(raw) || n < min || n > max) {
       return { error: `"${raw}" must be a whole number from ${min} to ${max}` }
     }
+    set(cfg, n)
+    return true
+  }
+}
+
+function size(set: (cfg: MxgateConfig, bytes: number) => void): Setter {
+  return (cfg, raw) => {
+    const n = parseSize(raw)
+    if (n === null) return { error: `"${raw}" is not a size; write e.g. 500MB, 10GB, 65536` }
     set(cfg, n)
     return true
   }
@@ -197,6 +206,60 @@ const SETTINGS: Record<string, Setter> = {
   'spool.dir': text((c, v) => {
     c.spool.dir = v ?? ''
   }, false),
+  'spool.max_messages': int(
+    (c, v) => {
+      c.spool.maxMessages = v
+    },
+    1,
+    100_000_000,
+  ),
+  'spool.max_size': size((c, v) => {
+    c.spool.maxBytes = v
+  }),
+  'spool.min_free_disk': size((c, v) => {
+    c.spool.minFreeBytes = v
+  }),
+  'spool.fsync': bool((c, v) => {
+    c.spool.fsync = v
+  }),
+  'spool.retry_first': duration((c, v) => {
+    c.spool.retryFirstMs = v
+  }, 100),
+  'spool.retry_max': duration((c, v) => {
+    c.spool.retryMaxMs = v
+  }, 100),
+  'spool.lifetime': duration((c, v) => {
+    c.spool.lifetimeMs = v
+  }, 1000),
+  'spool.on_expiry': (c, raw) => {
+    if (raw !== 'hold' && raw !== 'bounce') return { error: `"${raw}" must be hold or bounce` }
+    c.spool.onExpiry = raw
+    return true
+  },
+  'spool.drain_rate': int(
+    (c, v) => {
+      c.spool.drainRate = v
+    },
+    1,
+    100_000,
+  ),
+  'spool.concurrency': int(
+    (c, v) => {
+      c.spool.concurrency = v
+    },
+    1,
+    1000,
+  ),
+  'spool.bounce_relay': (c, raw) => {
+    if (raw === '') {
+      c.spool.bounceRelay = null
+      return true
+    }
+    const hp = parseHostPort(raw)
+    if (!hp) return { error: `"${raw}" is not host:port; write e.g. smarthost.example.com:25, or leave it empty` }
+    c.spool.bounceRelay = hp
+    return true
+  },
   'redis.url': text((c, v) => {
     c.redis.url = v
   }, true),
@@ -412,6 +475,9 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
       'breaker.max_ejection_time',
       'must not be below ejection_time',
     )
+  }
+  if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
+    throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }
   if (!isLoopback(cfg.admin.listen.host) && cfg.admin.token === null) {
     throw new ConfigError(

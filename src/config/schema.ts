@@ -69,6 +69,24 @@ export interface MxgateConfig {
   }
   spool: {
     dir: string
+    /** Over any limit new mail gets 451 4.3.4 and /readyz fails. */
+    maxMessages: number
+    maxBytes: number
+    minFreeBytes: number
+    /** Off only for tests and benchmarks: without fsync a crash can lose mail that was answered 250. */
+    fsync: boolean
+    /** Retry backoff: first delay, doubling to the cap, with jitter. */
+    retryFirstMs: number
+    retryMaxMs: number
+    /** How long a message may stay in the spool before `onExpiry` applies. */
+    lifetimeMs: number
+    onExpiry: 'hold' | 'bounce'
+    /** Spool deliveries started per second per node (so a recovering backend is not flooded). */
+    drainRate: number
+    /** Spool deliveries in flight at once per node (live mail always has the rest). */
+    concurrency: number
+    /** Where delivery status notifications go (a smarthost that relays to the internet); null = hold instead. */
+    bounceRelay: HostPort | null
   }
   redis: {
     url: string | null
@@ -115,6 +133,19 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     slowStartMs: 30_000,
   },
   admin: { listen: { host: '127.0.0.1', port: 8025 }, token: null },
-  spool: { dir: './spool' },
+  spool: {
+    dir: './spool',
+    maxMessages: 100_000,
+    maxBytes: 10 * 1024 ** 3,
+    minFreeBytes: 1024 ** 3,
+    fsync: true,
+    retryFirstMs: 60_000,
+    retryMaxMs: 1_800_000,
+    lifetimeMs: 5 * 86_400_000,
+    onExpiry: 'hold',
+    drainRate: 50,
+    concurrency: 8,
+    bounceRelay: null,
+  },
   redis: { url: null, prefix: 'mxgate:' },
 }

@@ -4,7 +4,7 @@ import cluster from 'node:cluster'
 import type { MxgateConfig } from '../config/schema'
 import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
-import { closeActiveEngine, existingEngine, setActiveConfig } from './active'
+import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
 
 interface HarakaServer {
   createServer(params: Record<string, unknown>): void
@@ -13,7 +13,7 @@ interface HarakaServer {
 
 const SHUTDOWN_GRACE_MS = 30_000
 
-export function startRelay(root: string, cfg: MxgateConfig): void {
+export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
   const log = partLogger('main')
   setActiveConfig(cfg)
   process.env.HARAKA = root
@@ -62,6 +62,8 @@ export function startRelay(root: string, cfg: MxgateConfig): void {
       'mxgate starting',
     )
   }
+  // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
+  if (!isMaster) await activeEngine().start()
   server.createServer({ listen: formatHostPort(cfg.smtp.listen), nodes: cfg.smtp.workers })
 }
 

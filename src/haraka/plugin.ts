@@ -4,7 +4,7 @@ import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine } from './active'
 import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
-import { senderReply } from './replies'
+import { acceptReply } from './replies'
 
 const log = partLogger('smtp')
 
@@ -70,15 +70,18 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
       receivedAt: started,
     }
     activeEngine()
-      .relayMessage(msg)
-      .then((result) => {
-        const reply = senderReply(result)
+      .accept(msg)
+      .then((accepted) => {
+        const reply = acceptReply(accepted)
+        const result = accepted.relay
         const fields = {
           id: txn.uuid,
           from,
           rcpts: msg.envelope.to.length,
           size: body.length,
-          outcome: result.outcome,
+          outcome: accepted.outcome === 'relayed' ? result.outcome : accepted.outcome,
+          ...(accepted.outcome === 'spooled' ? { spoolId: accepted.spoolId } : {}),
+          ...(accepted.outcome === 'spool-failed' ? { spoolError: accepted.error.message } : {}),
           backends: result.deliveries.map((d) => d.backendId),
           attempts: result.attempts,
           reply: `${reply.code} ${reply.text}`,
@@ -86,7 +89,9 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
           ...(result.outcome === 'deferred' ? { reason: result.reason, pending: result.pending.length } : {}),
           ...(result.refused.length > 0 ? { refused: result.refused.map((r) => r.rcpt) } : {}),
         }
-        if (result.outcome === 'delivered') log.info(fields, 'relayed')
+        if (accepted.outcome === 'spooled') log.info(fields, 'spooled')
+        else if (accepted.outcome === 'spool-failed') log.error(fields, 'spool refused the message')
+        else if (result.outcome === 'delivered') log.info(fields, 'relayed')
         else log.warn(fields, result.outcome === 'rejected' ? 'rejected by backend' : 'deferred')
         if (reply.code < 300) next(constants.ok, reply.text)
         else {

@@ -1,6 +1,8 @@
 // What the sender hears for each relay outcome. Pure, so every mapping is unit-tested.
 import type { SmtpReply } from '../backend/outcome'
+import type { AcceptResult } from '../relay/accept'
 import type { RelayResult } from '../relay/relay'
+import { SpoolFullError } from '../spool/errors'
 
 export interface SenderReply {
   code: number
@@ -14,6 +16,19 @@ function passBack(reply: SmtpReply, fallbackEnhanced: string): SenderReply {
   const code = reply.code >= 400 && reply.code < 600 ? reply.code : Number(fallbackEnhanced[0]) * 100 + 51
   const enhanced = reply.enhanced && reply.enhanced[0] === String(code)[0] ? reply.enhanced : fallbackEnhanced
   return { code, text: `${enhanced} ${text}` }
+}
+
+export function acceptReply(result: AcceptResult): SenderReply {
+  switch (result.outcome) {
+    case 'relayed':
+      return senderReply(result.relay)
+    case 'spooled':
+      return { code: 250, text: '2.0.0 Message accepted for delivery (queued)' }
+    case 'spool-failed':
+      return result.error instanceof SpoolFullError
+        ? { code: 451, text: '4.3.4 Insufficient system storage to take this message now; try again later' }
+        : { code: 451, text: '4.3.0 Local error while storing this message; try again later' }
+  }
 }
 
 export function senderReply(result: RelayResult): SenderReply {

@@ -1,4 +1,5 @@
 // An in-process engine (no Haraka) over real fake backends, with small timeouts so fault tests run fast.
+import { mkdtempSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import pino from 'pino'
@@ -36,6 +37,7 @@ export function testConfig(backends: FakeBackend[], tweak?: (c: MxgateConfig) =>
   const t = cfg.client.timeouts
   Object.assign(t, { connect: 500, banner: 500, ehlo: 500, mail: 500, rcpt: 500, data: 500, dot: 800, rset: 300 })
   cfg.relay.deadlineMs = 5000
+  cfg.spool.dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-spool-'))
   cfg.breaker.ejectionMs = 300
   cfg.breaker.maxEjectionMs = 2000
   cfg.breaker.slowStartMs = 200
@@ -59,6 +61,7 @@ export async function startRig(
     async close() {
       await engine.close()
       await Promise.all(backends.map((b) => b.stop()))
+      rmSync(config.spool.dir, { recursive: true, force: true })
     },
   }
 }

@@ -1,6 +1,8 @@
 // Runs the real `mxgate start` (Haraka and all) as a child process on free loopback ports.
 import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import { freePort } from './ports'
 
@@ -14,6 +16,7 @@ export interface MxgateProcess {
   /** Parsed JSON log lines from stdout (pino), in order. */
   logs: Record<string, unknown>[]
   stderr: () => string
+  spoolDir: string
   /** SIGTERM, then SIGKILL after 10 s; resolves the exit code. */
   stop(): Promise<number | null>
 }
@@ -24,6 +27,8 @@ export interface StartOptions {
   domains?: string
   env?: Record<string, string>
   args?: string[]
+  /** Leave the spool directory behind at stop (a test restarts a node on it). */
+  keepSpool?: boolean
 }
 
 async function waitForBanner(port: number, ms: number): Promise<boolean> {
@@ -50,6 +55,7 @@ async function waitForBanner(port: number, ms: number): Promise<boolean> {
 export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
   const port = await freePort()
   const adminPort = await freePort()
+  const spoolDir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-spool-'))
   const proc = spawn(process.execPath, [BIN, 'start', ...(opts.args ?? [])], {
     cwd: ROOT,
     env: {
@@ -58,6 +64,7 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
       MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
       MXGATE_BACKENDS: opts.backends,
       MXGATE_DOMAINS: opts.domains ?? 'example.com',
+      MXGATE_SPOOL_DIR: spoolDir,
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -88,13 +95,14 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
     const t = setTimeout(() => proc.kill('SIGKILL'), 10_000)
     const code = await exited
     clearTimeout(t)
+    if (!opts.keepSpool) rmSync(spoolDir, { recursive: true, force: true })
     return code
   }
   if (!(await waitForBanner(port, 15_000))) {
     await stop()
     throw new Error(`mxgate did not start on port ${port}: ${err}`)
   }
-  return { port, adminPort, proc, logs, stderr: () => err, stop }
+  return { port, adminPort, proc, logs, stderr: () => err, stop, spoolDir }
 }
 
 /** Runs `mxgate ARGS` to completion; resolves its exit code and output. */
