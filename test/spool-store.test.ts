@@ -114,6 +114,7 @@ t.test('limits refuse a message with SpoolFullError naming the limit, and write 
       message: /bytes free/,
     })
     t.same(filesIn(dir), [])
+    t.match(store.stats(), { full: true, reason: /bytes free on the spool disk/ }, 'stats() says why, for /readyz')
   })
   t.test('concurrent writes cannot overshoot maxMessages', async (t) => {
     const dir = tempDir(t)

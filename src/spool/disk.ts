@@ -102,6 +102,10 @@ export class FreeSpaceGauge {
     return this.value - this.reservedSince
   }
 
+  stale(now = Date.now()): boolean {
+    return now - this.at >= this.maxAgeMs
+  }
+
   /** The last known value without touching the disk (for stats()). */
   cached(): number {
     return this.value - this.reservedSince

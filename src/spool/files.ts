@@ -1,8 +1,10 @@
-// File names in the spool directory and reading spool files from disk (header only, or whole).
+// Spool files on disk: their names, reading them (header only, or whole), placing them durably, startup cleanup.
+import { randomBytes } from 'node:crypto'
 import fs, { promises as fsp } from 'node:fs'
+import { uptime } from 'node:os'
 import { join } from 'node:path'
-import { HOST_TAG } from './disk'
-import { SpoolCorruptError } from './errors'
+import { type DirSyncer, type FaultHook, HOST_TAG, pidAlive } from './disk'
+import { SpoolCorruptError, SpoolWriteError } from './errors'
 import {
   bodyOffset,
   decodeHeader,
@@ -118,4 +120,76 @@ export async function writeAll(fh: fsp.FileHandle, bufs: Buffer[]): Promise<void
     const { bytesWritten } = await fh.write(rest, 0, rest.length, pos)
     pos += bytesWritten
   }
+}
+
+export interface PlaceOptions {
+  fsync: boolean
+  fault?: FaultHook | undefined
+  dirSync: DirSyncer
+  counter: { file: number }
+}
+
+/**
+ * Write `bufs` to a temp file (O_EXCL), fsync it, rename it to `name`, fsync the directory (group commit).
+ * On any failure nothing is left behind and a SpoolWriteError names the step.
+ */
+export async function placeDurably(dir: string, name: string, bufs: Buffer[], o: PlaceOptions): Promise<void> {
+  const tmp = join(dir, tempName(randomBytes(6).toString('hex')))
+  const final = join(dir, name)
+  let fh: fsp.FileHandle | undefined
+  let step = 'open'
+  let placed = false
+  try {
+    await o.fault?.('open', tmp)
+    fh = await fsp.open(tmp, 'wx', 0o640)
+    step = 'write'
+    await o.fault?.('write', tmp)
+    await writeAll(fh, bufs)
+    if (o.fsync) {
+      // The directory fsync below persists the name only; without this the renamed file can come back empty.
+      step = 'fsync'
+      await o.fault?.('fsync', tmp)
+      await fh.sync()
+      o.counter.file++
+    }
+    step = 'close'
+    await fh.close()
+    fh = undefined
+    step = 'rename'
+    await o.fault?.('rename', tmp)
+    await fsp.rename(tmp, final)
+    placed = true
+    step = 'dirsync'
+    await o.dirSync.sync()
+  } catch (err) {
+    await fh?.close().catch(() => undefined)
+    // No half-written file stays; a renamed file whose directory fsync failed goes too, since the sender will
+    // get a 4xx and send again.
+    await fsp.unlink(placed ? final : tmp).catch(() => undefined)
+    throw new SpoolWriteError(step, placed ? final : tmp, err)
+  }
+}
+
+/**
+ * Delete temp files whose writer is dead: written before the last boot, older than `maxAgeMs`, or from a pid
+ * on this host that no longer exists. Their senders never got 250 (that comes only after the rename), so they
+ * still have the message. Returns how many were deleted.
+ */
+export async function discardDeadTemps(dir: string, names: string[], maxAgeMs: number): Promise<number> {
+  const bootAt = Date.now() - uptime() * 1000
+  let discarded = 0
+  for (const name of names) {
+    const p = parseName(name)
+    if (p.kind !== 'temp') continue
+    const st = await fsp.stat(join(dir, name)).catch(() => null)
+    if (!st) continue
+    const writerDead =
+      st.mtimeMs < bootAt ||
+      Date.now() - st.mtimeMs > maxAgeMs ||
+      (p.host === HOST_TAG && p.pid !== process.pid && !pidAlive(p.pid))
+    if (!writerDead) continue
+    await fsp.unlink(join(dir, name)).catch(() => undefined)
+    discarded++
+  }
+  return discarded
 }

@@ -2,12 +2,12 @@
 // docs/spool-format.md for the format, the write protocol and what survives which crash.
 import { randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
-import { uptime } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { Logger } from '../log'
 import type { InboundMessage } from '../message'
+import { Catalog, type Indexed } from './catalog'
 import { type Claim, ClaimFiles } from './claims'
-import { DirSyncer, type FaultHook, FreeSpaceGauge, HOST_TAG, pidAlive } from './disk'
+import { DirSyncer, type FaultHook, FreeSpaceGauge, fsyncDir } from './disk'
 import {
   errnoOf,
   SpoolConfigError,
@@ -18,14 +18,14 @@ import {
   SpoolWriteError,
 } from './errors'
 import {
+  discardDeadTemps,
   envName,
   msgName,
   parseName,
+  placeDurably,
   readEnvelope,
   readMessageBody,
   readMessageHeader,
-  tempName,
-  writeAll,
 } from './files'
 import {
   encodeEnvelope,
@@ -75,27 +75,17 @@ export interface SpoolStats {
   reason: string | null
 }
 
-interface Indexed {
-  entry: SpoolEntry
-  /** Sequence number of the envelope sidecar in force; 0 = the header inside the message file. */
-  seq: number
-}
-
 /** Files indexed between two turns of the event loop at startup and refresh (about 10-50 ms of work). */
 const YIELD_EVERY = 256
 
 export class SpoolStore {
-  private readonly index = new Map<string, Indexed>()
-  private bytes = 0
-  private inflightMessages = 0
-  private inflightBytes = 0
+  private readonly index: Catalog
   private opened = false
   private readonly dirSync: DirSyncer
   private readonly gauge: FreeSpaceGauge
   private readonly claims: ClaimFiles
   private readonly chains = new Map<string, Promise<unknown>>()
-  /** File fsyncs issued (each written file gets its own). */
-  fileSyncs = 0
+  private readonly syncCount = { file: 0 }
 
   constructor(
     private readonly opts: SpoolOptions,
@@ -106,6 +96,7 @@ export class SpoolStore {
       if (!Number.isFinite(v) || v < 0) throw new SpoolConfigError(key, `must be a number >= 0, got ${String(v)}`)
     }
     if (!opts.dir) throw new SpoolConfigError('dir', 'must be a directory path')
+    this.index = new Catalog(opts)
     this.dirSync = new DirSyncer(opts.dir, opts.fsync, opts.fault)
     this.gauge = new FreeSpaceGauge(opts.dir)
     this.claims = new ClaimFiles(join(opts.dir, 'claims'), opts.claimLeaseMs ?? 15 * 60_000, log)
@@ -116,35 +107,35 @@ export class SpoolStore {
     return this.dirSync.syncs
   }
 
+  /** File fsyncs issued (each written file gets its own). */
+  get fileSyncs(): number {
+    return this.syncCount.file
+  }
+
+  private place(name: string, bufs: Buffer[]): Promise<void> {
+    const { dir, fsync, fault } = this.opts
+    return placeDurably(dir, name, bufs, { fsync, fault, dirSync: this.dirSync, counter: this.syncCount })
+  }
+
   /** Create the directories, discard temp files of dead writers, index every complete file, quarantine bad ones. */
   async open(): Promise<{ resumed: number; discardedTemp: number; quarantined: number }> {
     const { dir } = this.opts
     await fsp.mkdir(join(dir, 'claims'), { recursive: true })
     await fsp.mkdir(join(dir, 'quarantine'), { recursive: true })
-    const names = await fsp.readdir(dir)
-    const bootAt = Date.now() - uptime() * 1000
-    const maxAge = this.opts.tempMaxAgeMs ?? 3_600_000
-    let discardedTemp = 0
-    for (const name of names) {
-      const p = parseName(name)
-      if (p.kind !== 'temp') continue
-      const st = await fsp.stat(join(dir, name)).catch(() => null)
-      if (!st) continue
-      const writerDead =
-        st.mtimeMs < bootAt ||
-        Date.now() - st.mtimeMs > maxAge ||
-        (p.host === HOST_TAG && p.pid !== process.pid && !pidAlive(p.pid))
-      if (!writerDead) continue
-      // Its sender never got 250 (we answer only after the rename), so it still has the message.
-      await fsp.unlink(join(dir, name)).catch(() => undefined)
-      discardedTemp++
+    if (this.opts.fsync) {
+      // A freshly created spool dir must itself survive a crash, or every file in it is lost with it.
+      await fsyncDir(dirname(resolve(dir)))
+      await fsyncDir(dir)
     }
+    if (this.opts.minFreeBytes > 0) await this.gauge.available()
+    const names = await fsp.readdir(dir)
+    const discardedTemp = await discardDeadTemps(dir, names, this.opts.tempMaxAgeMs ?? 3_600_000)
     const before = this.index.size
     const quarantined = await this.scan(names, true)
     await this.claims.sweep((id) => this.index.has(id))
     this.opened = true
     const resumed = this.index.size - before
-    this.log.info({ dir, resumed, discardedTemp, quarantined, bytes: this.bytes }, 'spool opened')
+    this.log.info({ dir, resumed, discardedTemp, quarantined, bytes: this.index.bytes }, 'spool opened')
     return { resumed, discardedTemp, quarantined }
   }
 
@@ -152,7 +143,7 @@ export class SpoolStore {
   async refresh(): Promise<{ added: number; removed: number; updated: number }> {
     this.mustBeOpen()
     // Only ids indexed before the readdir can be judged gone: a write that lands during it is not in `names`.
-    const known = [...this.index.keys()]
+    const known = this.index.ids()
     const names = await fsp.readdir(this.opts.dir)
     const present = new Set<string>()
     for (const name of names) {
@@ -162,12 +153,12 @@ export class SpoolStore {
     let removed = 0
     for (const id of known) {
       if (this.index.has(id) && !present.has(id) && !this.chains.has(id)) {
-        this.drop(id)
+        this.index.drop(id)
         removed++
       }
     }
     const before = this.index.size
-    const seqsBefore = new Map([...this.index].map(([id, ix]) => [id, ix.seq]))
+    const seqsBefore = this.index.seqs()
     await this.scan(names, false)
     let updated = 0
     for (const [id, seq] of seqsBefore) if ((this.index.get(id)?.seq ?? seq) !== seq) updated++
@@ -203,18 +194,17 @@ export class SpoolStore {
         held: false,
         size,
       }
-      await this.durablyPlace(msgName(id), [encodeMessageHead(entry, msg.body), msg.body])
-      this.put(id, { entry: freeze(entry), seq: 0 })
+      await this.place(msgName(id), [encodeMessageHead(entry, msg.body), msg.body])
+      this.index.put(id, { entry, seq: 0 })
       return this.index.get(id)!.entry
     } finally {
-      this.inflightMessages--
-      this.inflightBytes -= size
+      this.index.end(size)
     }
   }
 
   list(): SpoolEntry[] {
     this.mustBeOpen()
-    return [...this.index.values()].map((ix) => ix.entry)
+    return this.index.entries()
   }
 
   get(id: string): SpoolEntry | undefined {
@@ -222,9 +212,13 @@ export class SpoolStore {
   }
 
   stats(): SpoolStats {
+    // Keep the free-space figure fresh for /readyz even when no writes come in (it is cached for a second).
+    if (this.opts.minFreeBytes > 0 && this.gauge.stale()) {
+      this.gauge.available().catch((err: unknown) => this.log.warn({ err }, 'statfs on the spool dir failed'))
+    }
     // "Full" means the next message (of at least one byte) would be refused.
-    const reason = this.fullReason(1, this.opts.minFreeBytes > 0 ? this.gauge.cached() : Number.POSITIVE_INFINITY)
-    return { messages: this.index.size, bytes: this.bytes, full: reason !== null, reason: reason?.detail ?? null }
+    const reason = this.index.fullReason(1, this.opts.minFreeBytes > 0 ? this.gauge.cached() : Number.POSITIVE_INFINITY)
+    return { messages: this.index.size, bytes: this.index.bytes, full: reason !== null, reason: reason?.detail ?? null }
   }
 
   async readBody(id: string): Promise<Buffer> {
@@ -233,12 +227,12 @@ export class SpoolStore {
       return await readMessageBody(this.opts.dir, id)
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') {
-        this.drop(id)
+        this.index.drop(id)
         throw new SpoolNotFoundError(id)
       }
       if (err instanceof SpoolCorruptError) {
         await this.quarantine(msgName(id), err.reason)
-        this.drop(id)
+        this.index.drop(id)
       }
       throw err
     }
@@ -259,14 +253,14 @@ export class SpoolStore {
       }
       // Another process may have delivered and removed it: do not leave an orphan sidecar behind.
       if (!(await exists(join(this.opts.dir, msgName(id))))) {
-        this.drop(id)
+        this.index.drop(id)
         throw new SpoolNotFoundError(id)
       }
       const seq = cur.seq + 1
-      await this.durablyPlace(envName(id, seq), [encodeEnvelope(next)])
+      await this.place(envName(id, seq), [encodeEnvelope(next)])
       // The old sidecar is now shadowed (highest seq wins), so its removal needs no fsync.
       if (cur.seq > 0) await fsp.unlink(join(this.opts.dir, envName(id, cur.seq))).catch(() => undefined)
-      this.put(id, { entry: freeze(next), seq })
+      this.index.put(id, { entry: next, seq })
       return this.index.get(id)!.entry
     })
   }
@@ -285,19 +279,14 @@ export class SpoolStore {
       } catch (err) {
         throw new SpoolWriteError('remove', file, err)
       }
-      this.drop(id)
+      this.index.drop(id)
     })
   }
 
   /** Entries ready for another attempt: not held, something pending, nextAttemptAt <= now; oldest received first. */
   due(now: number, limit: number): SpoolEntry[] {
     this.mustBeOpen()
-    const ready: SpoolEntry[] = []
-    for (const { entry } of this.index.values()) {
-      if (!entry.held && entry.pending.length > 0 && entry.nextAttemptAt <= now) ready.push(entry)
-    }
-    ready.sort((a, b) => a.receivedAt - b.receivedAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    return ready.slice(0, Math.max(0, limit))
+    return this.index.due(now, limit)
   }
 
   /** Claim a message for delivery across processes; null when someone else holds it or it is gone. */
@@ -306,7 +295,7 @@ export class SpoolStore {
     const c = await this.claims.acquire(id, owner)
     if (c && !(await exists(join(this.opts.dir, msgName(id))))) {
       await this.claims.release(c)
-      this.drop(id)
+      this.index.drop(id)
       return null
     }
     return c
@@ -314,45 +303,6 @@ export class SpoolStore {
 
   release(claim: Claim): Promise<void> {
     return this.claims.release(claim)
-  }
-
-  /** Write `bufs` to a temp file (O_EXCL), fsync it, rename it to `name`, fsync the directory (group commit). */
-  private async durablyPlace(name: string, bufs: Buffer[]): Promise<void> {
-    const { dir, fault } = this.opts
-    const tmp = join(dir, tempName(randomBytes(6).toString('hex')))
-    const final = join(dir, name)
-    let fh: fsp.FileHandle | undefined
-    let step = 'open'
-    let placed = false
-    try {
-      await fault?.('open', tmp)
-      fh = await fsp.open(tmp, 'wx', 0o640)
-      step = 'write'
-      await fault?.('write', tmp)
-      await writeAll(fh, bufs)
-      if (this.opts.fsync) {
-        // The directory fsync below persists the name only; without this the renamed file can come back empty.
-        step = 'fsync'
-        await fault?.('fsync', tmp)
-        await fh.sync()
-        this.fileSyncs++
-      }
-      step = 'close'
-      await fh.close()
-      fh = undefined
-      step = 'rename'
-      await fault?.('rename', tmp)
-      await fsp.rename(tmp, final)
-      placed = true
-      step = 'dirsync'
-      await this.dirSync.sync()
-    } catch (err) {
-      await fh?.close().catch(() => undefined)
-      // No half-written file stays; a renamed file whose directory fsync failed goes too, since the sender will
-      // get a 4xx and send again.
-      await fsp.unlink(placed ? final : tmp).catch(() => undefined)
-      throw new SpoolWriteError(step, placed ? final : tmp, err)
-    }
   }
 
   /** Check the limits and count the message as in flight, with no await between the two (no overshoot). */
@@ -365,28 +315,10 @@ export class SpoolStore {
         throw new SpoolWriteError('statfs', this.opts.dir, err)
       }
     }
-    const full = this.fullReason(size, free)
+    const full = this.index.fullReason(size, free)
     if (full) throw new SpoolFullError(full.limit, full.detail)
-    this.inflightMessages++
-    this.inflightBytes += size
+    this.index.begin(size)
     this.gauge.reserve(size)
-  }
-
-  /** Which limit one more message of `size` bytes would break, counting writes still in flight. */
-  private fullReason(size: number, free: number): { limit: SpoolFullError['limit']; detail: string } | null {
-    const { maxMessages, maxBytes, minFreeBytes } = this.opts
-    const messages = this.index.size + this.inflightMessages
-    const bytes = this.bytes + this.inflightBytes
-    if (messages + 1 > maxMessages) {
-      return { limit: 'maxMessages', detail: `${messages} messages spooled, limit ${maxMessages}` }
-    }
-    if (bytes + size > maxBytes) {
-      return { limit: 'maxBytes', detail: `${bytes} bytes spooled + ${size} would pass the limit of ${maxBytes}` }
-    }
-    if (free - size < minFreeBytes) {
-      return { limit: 'minFreeBytes', detail: `${free} bytes free on the spool disk, keeping ${minFreeBytes}` }
-    }
-    return null
   }
 
   /** Index every message file in `names` (and its newest sidecar). Returns how many files were quarantined. */
@@ -431,7 +363,7 @@ export class SpoolStore {
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') return 0 // removed meanwhile by another process
       await this.quarantine(msgName(id), err instanceof SpoolCorruptError ? err.reason : String(err))
-      this.drop(id)
+      this.index.drop(id)
       return 1
     }
     let best: Indexed = { entry: base, seq: 0 }
@@ -455,7 +387,7 @@ export class SpoolStore {
       }
     }
     const known = this.index.get(id)
-    if (!known || best.seq > known.seq) this.put(id, { entry: freeze(best.entry), seq: best.seq })
+    if (!known || best.seq > known.seq) this.index.put(id, { entry: best.entry, seq: best.seq })
     return quarantined
   }
 
@@ -463,18 +395,6 @@ export class SpoolStore {
     const aside = join(this.opts.dir, 'quarantine', `${name}.${Date.now()}`)
     await fsp.rename(join(this.opts.dir, name), aside).catch(() => undefined)
     this.log.error({ file: name, quarantinedAs: aside, reason }, 'corrupt spool file moved to quarantine')
-  }
-
-  private put(id: string, ix: Indexed): void {
-    this.bytes += ix.entry.size - (this.index.get(id)?.entry.size ?? 0)
-    this.index.set(id, ix)
-  }
-
-  private drop(id: string): void {
-    const ix = this.index.get(id)
-    if (!ix) return
-    this.bytes -= ix.entry.size
-    this.index.delete(id)
   }
 
   /** Run `fn` after every earlier operation on the same id, so sidecar sequence numbers never collide. */
@@ -492,11 +412,6 @@ export class SpoolStore {
   private mustBeOpen(): void {
     if (!this.opened) throw new SpoolStateError(`spool ${this.opts.dir} is not open: await open() first`)
   }
-}
-
-function freeze(e: SpoolEntry): SpoolEntry {
-  for (const a of [e.to, e.pending, e.done, e.bounced, e.lastErrors]) Object.freeze(a)
-  return Object.freeze(e)
 }
 
 function definedOnly(patch: EntryPatch): EntryPatch {
