@@ -7,12 +7,14 @@ import type { MxgateConfig } from './config/schema'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
+import { Metrics } from './metrics'
 import { BackendPool } from './pool/picker'
 import { Acceptor, type AcceptResult } from './relay/accept'
 import { BounceSender } from './relay/bounce'
 import { Relay } from './relay/relay'
 import { SpoolRunner } from './relay/spool-runner'
 import { SpoolStore } from './spool/store'
+import { registerStateMetrics } from './state-metrics'
 
 export function clientOptions(cfg: MxgateConfig): ClientOptions {
   return {
@@ -38,6 +40,9 @@ export class Engine {
   readonly runner: SpoolRunner
   readonly log: Logger
   readonly node = `${hostname()}:${process.pid}`
+  readonly metrics = new Metrics()
+  /** True once the spool finished recovery (readiness and gauges wait for it). */
+  spoolOpen = false
 
   constructor(
     readonly config: MxgateConfig,
@@ -62,6 +67,7 @@ export class Engine {
       health: this.health,
       settings: config.relay,
       log: partLogger('relay'),
+      observe: (a) => this.metrics.attempt(a),
     })
     const sp = config.spool
     this.spool = new SpoolStore(
@@ -86,6 +92,7 @@ export class Engine {
       // Haraka workers share one spool directory.
       shared: config.smtp.workers > 0,
     })
+    registerStateMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
       if (s.state === 'probation' || s.state === 'admitted') this.runner.wake()
@@ -97,8 +104,19 @@ export class Engine {
   /** Relays one message (spooling it when no backend takes it); counted so a shutdown can wait for it. */
   async accept(msg: InboundMessage): Promise<AcceptResult> {
     this.inFlightCount++
+    const started = performance.now()
     try {
-      return await this.acceptor.accept(msg)
+      const result = await this.acceptor.accept(msg)
+      const outcome =
+        result.outcome === 'spooled'
+          ? 'spooled'
+          : result.outcome === 'spool-failed'
+            ? 'spool_failed'
+            : result.relay.outcome === 'delivered'
+              ? 'relayed'
+              : result.relay.outcome
+      this.metrics.message(outcome, (performance.now() - started) / 1000, result.relay.refused.length)
+      return result
     } finally {
       this.inFlightCount--
     }
@@ -118,6 +136,7 @@ export class Engine {
   async start(): Promise<void> {
     await this.store.start()
     await this.spool.open()
+    this.spoolOpen = true
     this.runner.start()
   }
 

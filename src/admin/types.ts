@@ -2,14 +2,7 @@
 // depend only on this, so the arrows stay one way: admin → {health, spool, cluster} through this port.
 import type { Registry } from 'prom-client'
 
-export type BackendState =
-  | 'admitted'
-  | 'probation'
-  | 'ejected'
-  | 'probing'
-  | 'trial'
-  | 'draining'
-  | 'manual-ejected'
+export type BackendState = 'admitted' | 'probation' | 'ejected' | 'probing' | 'trial' | 'draining' | 'manual-ejected'
 
 export interface BackendView {
   id: string
@@ -91,7 +84,9 @@ export interface AdminPort {
   spool: {
     list(): SpoolItemView[]
     /** Throws UnknownIdError. */
-    show(id: string): SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
+    show(
+      id: string,
+    ): SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
     /** Retry now (one message, or all when id is undefined); resolves how many were scheduled. */
     flush(id: string | undefined, actor: Actor): Promise<number>
     hold(id: string, actor: Actor): Promise<SpoolItemView>

@@ -1,13 +1,15 @@
 // The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
 import path from 'node:path'
+import { TokenConfigError } from '../admin/auth'
 import { ConfigError, loadConfig } from '../config/load'
 import { runDemo } from '../demo/demo'
 import { startRelay } from '../haraka/launch'
 import { runFakeBackendCommand } from './fake-backend-cmd'
+import { OPS_USAGE, runOpsCommand } from './ops'
 
 const ROOT = path.resolve(__dirname, '..', '..')
 
-const USAGE = `usage: mxgate <command> [options]
+const USAGE = () => `usage: mxgate <command> [options]
 
 commands:
   start [--config DIR]     run the relay (settings: config/mxgate.ini, DIR/mxgate.ini, MXGATE_* env)
@@ -15,7 +17,8 @@ commands:
   demo                     three fake backends (one broken), mxgate, a few thousand messages, a summary
   fake-backend --port N    a test SMTP backend with fault modes (see --help)
   help                     this text
-`
+
+${OPS_USAGE}`
 
 function configDirArg(argv: string[]): string | undefined {
   const i = argv.indexOf('--config')
@@ -47,16 +50,22 @@ export async function main(argv: string[]): Promise<number | null> {
       case 'demo': {
         return await runDemo(rest)
       }
+      case 'status':
+      case 'eject':
+      case 'drain':
+      case 'restore':
+      case 'spool':
+        return await runOpsCommand(cmd, rest)
       case 'fake-backend':
         return await runFakeBackendCommand(rest)
       case undefined:
       case 'help':
       case '--help':
       case '-h':
-        process.stdout.write(USAGE)
+        process.stdout.write(USAGE())
         return cmd === undefined ? 2 : 0
       default:
-        process.stderr.write(`mxgate: unknown command "${cmd}"\n\n${USAGE}`)
+        process.stderr.write(`mxgate: unknown command "${cmd}"\n\n${USAGE()}`)
         return 2
     }
   } catch (err) {
@@ -64,8 +73,12 @@ export async function main(argv: string[]): Promise<number | null> {
       process.stderr.write(`mxgate: configuration error: ${err.message}\n`)
       return 2
     }
+    if (err instanceof TokenConfigError) {
+      process.stderr.write(`mxgate: configuration error: admin.token: ${err.message}\n`)
+      return 2
+    }
     if (err instanceof UsageError) {
-      process.stderr.write(`mxgate: ${err.message}\n\n${USAGE}`)
+      process.stderr.write(`mxgate: ${err.message}\n\n${USAGE()}`)
       return 2
     }
     throw err

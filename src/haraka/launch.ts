@@ -1,9 +1,12 @@
 // Starts Haraka in this process with mxgate's plugin, listener and worker count taken from the mxgate config.
 // Haraka is required only here, after HARAKA points at the project, because its modules read config at load.
 import cluster from 'node:cluster'
+import { parseTokens } from '../admin/auth'
+import { startAdminServer } from '../admin/server'
 import type { MxgateConfig } from '../config/schema'
 import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
+import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
 
 interface HarakaServer {
@@ -15,6 +18,9 @@ const SHUTDOWN_GRACE_MS = 30_000
 
 export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
   const log = partLogger('main')
+  const tokens = parseTokens(cfg.admin.token)
+  let admin: NodeAdmin | null = null
+  let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
   process.on('uncaughtException', (err) => {
@@ -39,7 +45,9 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
       return
     }
     server.stopListeners()
+    if (admin) admin.shuttingDown = true
     drain()
+      .then(() => adminServer?.close())
       .then(() => closeActiveEngine())
       .then(() => process.exit(0))
       .catch((err: unknown) => {
@@ -63,7 +71,13 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     )
   }
   // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
-  if (!isMaster) await activeEngine().start()
+  if (!isMaster) {
+    const engine = activeEngine()
+    await engine.start()
+    admin = new NodeAdmin(engine)
+    // With workers, every worker serves the admin port through the cluster's shared handle.
+    adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
+  }
   server.createServer({ listen: formatHostPort(cfg.smtp.listen), nodes: cfg.smtp.workers })
 }
 

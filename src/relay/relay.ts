@@ -65,6 +65,8 @@ export interface RelayDeps {
   settings: RelaySettings
   log: Logger
   now?: () => number
+  /** Sees every attempt (metrics). */
+  observe?: (a: AttemptRecord) => void
 }
 
 function describe(a: DeliveryAttempt, v: Verdict): string {
@@ -141,12 +143,14 @@ export class Relay {
       if (attempt === null) continue // its breaker opened meanwhile: not an attempt, pick another
       tries++
       const verdict = classifyAttempt(attempt)
-      attempts.push({
+      const record: AttemptRecord = {
         backendId: id,
         verdict: verdict.kind,
         detail: describe(attempt, verdict),
         elapsedMs: attempt.elapsedMs,
-      })
+      }
+      attempts.push(record)
+      this.deps.observe?.(record)
 
       const next: string[] = []
       switch (verdict.kind) {

@@ -37,6 +37,9 @@ export class SpoolRunner {
   private lastRefill = Date.now()
   private lastBounceScan = 0
   private busy = false
+  /** A round was asked for while one ran: run another right after. */
+  private again = false
+  private tokenTimer: NodeJS.Timeout | null = null
   private stopped = false
   readonly counters: SpoolCounters = { delivered: 0, retried: 0, bounced: 0, expired: 0 }
   /** Resolves when the current round and its deliveries are done (for tests and shutdown). */
@@ -78,12 +81,20 @@ export class SpoolRunner {
   }
 
   private round(): void {
-    if (this.stopped || this.busy) return
+    if (this.stopped) return
+    if (this.busy) {
+      this.again = true
+      return
+    }
     this.busy = true
     const p = this.fill()
       .catch((err: unknown) => this.deps.log.error({ err }, 'spool round failed'))
       .finally(() => {
         this.busy = false
+        if (this.again) {
+          this.again = false
+          this.round()
+        }
       })
     this.track(p)
   }
@@ -103,6 +114,16 @@ export class SpoolRunner {
         this.tokens -= 1
         this.launch(entry)
       }
+    } else if (this.tokens < 1 && this.tokenTimer === null && spool.due(Date.now(), 1).length > 0) {
+      // Out of tokens with work waiting: come back when the next token is there, not at the next tick.
+      this.tokenTimer = setTimeout(
+        () => {
+          this.tokenTimer = null
+          this.round()
+        },
+        Math.ceil(((1 - this.tokens) / settings.drainRate) * 1000),
+      )
+      this.tokenTimer.unref()
     }
     // Messages whose recipients are all settled but which still owe their sender a DSN.
     if (Date.now() - this.lastBounceScan > 5000) {
@@ -120,6 +141,8 @@ export class SpoolRunner {
       .catch((err: unknown) => this.deps.log.error({ id: entry.id, err }, 'spool delivery failed'))
       .finally(() => {
         this.running--
+        // Keep the pipe full: start the next due message now rather than at the next tick.
+        this.round()
       })
     this.track(p)
   }
@@ -238,6 +261,7 @@ export class SpoolRunner {
   async stop(): Promise<void> {
     this.stopped = true
     if (this.timer) clearInterval(this.timer)
+    if (this.tokenTimer) clearTimeout(this.tokenTimer)
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight])
   }
 }

@@ -1,0 +1,89 @@
+// Prometheus metrics of one node. Hot-path counters are label children resolved once, so counting costs an
+// increment; gauges that mirror state are computed at scrape time.
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { AttemptRecord } from './relay/relay'
+
+export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'spooled' | 'spool_failed'
+
+export class Metrics {
+  readonly registry = new Registry()
+  private readonly messages: Counter<'outcome'>
+  private readonly attempts: Counter<'backend' | 'verdict'>
+  private readonly refused: Counter
+  private readonly denied: Counter
+  private readonly duration: Histogram<'outcome'>
+  private readonly attemptChildren = new Map<string, Counter.Internal>()
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'mxgate_' })
+    const registers = [this.registry]
+    this.messages = new Counter({
+      name: 'mxgate_messages_total',
+      help: 'Messages whose DATA ended, by what mxgate answered: relayed (a backend took it or refused it for good), spooled, deferred (4xx), spool_failed (4xx)',
+      labelNames: ['outcome'],
+      registers,
+    })
+    this.attempts = new Counter({
+      name: 'mxgate_backend_attempts_total',
+      help: 'Delivery attempts per backend by verdict: delivered, backend (the backend’s fault), message (the message’s fault), ambiguous',
+      labelNames: ['backend', 'verdict'],
+      registers,
+    })
+    this.refused = new Counter({
+      name: 'mxgate_recipients_refused_total',
+      help: 'Recipients a backend refused for good after mxgate accepted the message (owed a DSN)',
+      registers,
+    })
+    this.denied = new Counter({
+      name: 'mxgate_rcpt_denied_total',
+      help: 'RCPT commands refused with 550 5.7.1 because the domain is not ours',
+      registers,
+    })
+    this.duration = new Histogram({
+      name: 'mxgate_message_duration_seconds',
+      help: 'From end of DATA to mxgate’s reply, by outcome',
+      labelNames: ['outcome'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    })
+  }
+
+  message(outcome: MessageOutcome, seconds: number, refusedRecipients: number): void {
+    this.messages.labels(outcome).inc()
+    this.duration.labels(outcome).observe(seconds)
+    if (refusedRecipients > 0) this.refused.inc(refusedRecipients)
+  }
+
+  attempt(a: AttemptRecord): void {
+    const key = `${a.backendId}\u0000${a.verdict}`
+    let child = this.attemptChildren.get(key)
+    if (!child) {
+      child = this.attempts.labels(a.backendId, a.verdict)
+      this.attemptChildren.set(key, child)
+    }
+    child.inc()
+  }
+
+  rcptDenied(): void {
+    this.denied.inc()
+  }
+
+  /** A gauge computed at scrape time from live state. */
+  gauge<L extends string>(
+    name: string,
+    help: string,
+    labelNames: L[],
+    collect: (set: (labels: Partial<Record<L, string>>, value: number) => void) => void,
+  ): void {
+    new Gauge<L>({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        collect((labels, value) => this.set(labels, value))
+      },
+    })
+  }
+}

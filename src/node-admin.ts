@@ -1,0 +1,144 @@
+// The admin port of a running node: what the admin API reads and changes, answered from the engine.
+import { type Actor, type AdminPort, type BackendView, type SpoolItemView, UnknownIdError } from './admin/types'
+import { formatHostPort } from './config/units'
+import type { Engine } from './engine'
+import type { SpoolEntry } from './spool/format'
+
+function itemView(e: SpoolEntry): SpoolItemView {
+  const last = e.lastErrors.at(-1)
+  return {
+    id: e.id,
+    from: e.from,
+    to: [...e.to],
+    pending: [...e.pending],
+    receivedAt: e.receivedAt,
+    attempts: e.attempts,
+    nextAttemptAt: e.nextAttemptAt,
+    held: e.held,
+    size: e.size,
+    lastError: last ? `${last.backendId}: ${last.message}` : null,
+  }
+}
+
+export class NodeAdmin implements AdminPort {
+  shuttingDown = false
+
+  constructor(private readonly engine: Engine) {}
+
+  get nodeName(): string {
+    return this.engine.node
+  }
+
+  get metrics() {
+    return this.engine.metrics.registry
+  }
+
+  private known(id: string): void {
+    if (!this.engine.health.has(id)) throw new UnknownIdError('backend', id, this.engine.health.ids())
+  }
+
+  backends(): BackendView[] {
+    return this.engine.health.ids().map((id) => this.backend(id))
+  }
+
+  backend(id: string): BackendView {
+    this.known(id)
+    const s = this.engine.health.status(id)
+    const cfg = this.engine.config.backends.find((b) => b.id === id)!
+    const m = s.manual
+    const attempts = s.recent.ok + s.recent.fail
+    return {
+      id,
+      address: formatHostPort(cfg),
+      weight: cfg.weight,
+      state: m ? (m.state === 'ejected' ? 'manual-ejected' : 'draining') : s.state,
+      reason: m ? m.reason : s.reason,
+      since: m ? m.at : s.since,
+      until: m ? m.until : s.until,
+      by: m ? m.by : null,
+      inFlight: this.engine.pool.inFlightOf(id),
+      successRatio: attempts > 0 ? s.recent.ok / attempts : null,
+      messagesPerMinute: attempts / (s.recent.spanMs / 60_000),
+    }
+  }
+
+  async eject(id: string, reason: string, forMs: number | null, actor: Actor): Promise<BackendView> {
+    this.known(id)
+    await this.engine.health.eject(id, reason, forMs, actor.by)
+    return this.backend(id)
+  }
+
+  async drain(id: string, reason: string, actor: Actor): Promise<BackendView> {
+    this.known(id)
+    await this.engine.health.drain(id, reason, actor.by)
+    return this.backend(id)
+  }
+
+  async restore(id: string, actor: Actor): Promise<BackendView> {
+    this.known(id)
+    await this.engine.health.restore(id, actor.by)
+    return this.backend(id)
+  }
+
+  healthy(): boolean {
+    return true
+  }
+
+  readiness() {
+    const reasons: string[] = []
+    if (this.shuttingDown) reasons.push('shutting down')
+    if (!this.engine.spoolOpen) reasons.push('spool is still being recovered')
+    else {
+      const st = this.engine.spool.stats()
+      if (st.full) reasons.push(`spool full: ${st.reason ?? 'a limit is reached'}`)
+    }
+    return { ready: reasons.length === 0, reasons }
+  }
+
+  private entry(id: string): SpoolEntry {
+    const e = this.engine.spool.get(id)
+    if (!e)
+      throw new UnknownIdError(
+        'message',
+        id,
+        this.engine.spool
+          .list()
+          .slice(0, 20)
+          .map((x) => x.id),
+      )
+    return e
+  }
+
+  readonly spool = {
+    list: (): SpoolItemView[] => this.engine.spool.list().map(itemView),
+    show: (id: string) => {
+      const e = this.entry(id)
+      return { ...itemView(e), lastErrors: e.lastErrors.map((x) => ({ ...x })) }
+    },
+    flush: async (id: string | undefined, _actor: Actor): Promise<number> => {
+      if (id !== undefined) this.entry(id)
+      return this.engine.runner.flush(id)
+    },
+    hold: async (id: string, _actor: Actor): Promise<SpoolItemView> => {
+      this.entry(id)
+      return itemView(await this.engine.spool.update(id, { held: true }))
+    },
+    release: async (id: string, _actor: Actor): Promise<SpoolItemView> => {
+      this.entry(id)
+      const e = await this.engine.spool.update(id, { held: false, nextAttemptAt: Date.now() })
+      this.engine.runner.wake()
+      return itemView(e)
+    },
+    bounce: async (id: string, actor: Actor): Promise<void> => {
+      const e = this.entry(id)
+      const claim = await this.engine.spool.claim(id, this.engine.node)
+      if (!claim) throw new Error(`message ${id} is being delivered right now; try again in a moment`)
+      try {
+        const body = await this.engine.spool.readBody(id)
+        await this.engine.runner.bounceNow(e, body, `returned by an operator (${actor.by})`)
+      } finally {
+        await this.engine.spool.release(claim)
+      }
+    },
+  }
+}

@@ -1,0 +1,50 @@
+// Gauges that mirror a node's live state at scrape time: backend states, in-flight, spool, Redis.
+import type { Engine } from './engine'
+
+const STATES = ['admitted', 'probation', 'trial', 'probing', 'ejected', 'manual-ejected', 'draining'] as const
+
+export function registerStateMetrics(engine: Engine): void {
+  const m = engine.metrics
+  m.gauge(
+    'mxgate_backend_state',
+    'Current state of each backend (1 for the state it is in)',
+    ['backend', 'state'],
+    (set) => {
+      for (const s of engine.health.statuses()) {
+        const current = s.manual ? (s.manual.state === 'ejected' ? 'manual-ejected' : 'draining') : s.state
+        for (const state of STATES) set({ backend: s.id, state }, state === current ? 1 : 0)
+      }
+    },
+  )
+  m.gauge('mxgate_backend_ejections', 'Consecutive automatic ejections of each backend', ['backend'], (set) => {
+    for (const s of engine.health.statuses()) set({ backend: s.id }, s.ejections)
+  })
+  m.gauge('mxgate_backend_in_flight', 'Messages being delivered to each backend now', ['backend'], (set) => {
+    for (const id of engine.health.ids()) set({ backend: id }, engine.pool.inFlightOf(id))
+  })
+  m.gauge('mxgate_spool_messages', 'Messages in the spool', [], (set) => {
+    set({}, engine.spoolOpen ? engine.spool.stats().messages : 0)
+  })
+  m.gauge('mxgate_spool_bytes', 'Bytes of message bodies in the spool', [], (set) => {
+    set({}, engine.spoolOpen ? engine.spool.stats().bytes : 0)
+  })
+  m.gauge('mxgate_spool_full', '1 when the spool refuses new messages (a limit is reached)', [], (set) => {
+    set({}, engine.spoolOpen && engine.spool.stats().full ? 1 : 0)
+  })
+  m.gauge('mxgate_spool_settled_total', 'Spooled messages settled, by how', ['how'], (set) => {
+    const c = engine.runner.counters
+    set({ how: 'delivered' }, c.delivered)
+    set({ how: 'bounced' }, c.bounced)
+    set({ how: 'expired' }, c.expired)
+  })
+  if (engine.config.redis.url !== null) {
+    m.gauge(
+      'mxgate_redis_up',
+      '1 while the shared state store (Redis) is reachable; 0 = this node runs alone',
+      [],
+      (set) => {
+        set({}, engine.store.up ? 1 : 0)
+      },
+    )
+  }
+}
