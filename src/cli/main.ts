@@ -1,6 +1,8 @@
 // The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
 import path from 'node:path'
-import { TokenConfigError } from '../admin/auth'
+import { parseTokens, TokenConfigError } from '../admin/auth'
+import { parseRedisUrl, RedisUrlError } from '../cluster'
+import type { MxgateConfig } from '../config/schema'
 import { ConfigError, loadConfig } from '../config/load'
 import { runDemo } from '../demo/demo'
 import { startRelay } from '../haraka/launch'
@@ -32,18 +34,26 @@ class UsageError extends Error {
   readonly code = 'EUSAGE'
 }
 
+/** Loads the settings and checks the values other parts parse (Redis URL, admin tokens) before anything starts. */
+function loadChecked(argv: string[]): MxgateConfig {
+  const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(argv) })
+  if (cfg.redis.url !== null) parseRedisUrl(cfg.redis.url)
+  parseTokens(cfg.admin.token)
+  return cfg
+}
+
 /** Runs a subcommand; resolves an exit code, or null when the command keeps running (start). */
 export async function main(argv: string[]): Promise<number | null> {
   const [cmd, ...rest] = argv
   try {
     switch (cmd) {
       case 'start': {
-        const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(rest) })
+        const cfg = loadChecked(rest)
         await startRelay(ROOT, cfg)
         return null
       }
       case 'check-config': {
-        const cfg = loadConfig({ baseDir: path.join(ROOT, 'config'), overrideDir: configDirArg(rest) })
+        const cfg = loadChecked(rest)
         process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`)
         return 0
       }
@@ -71,6 +81,10 @@ export async function main(argv: string[]): Promise<number | null> {
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`mxgate: configuration error: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof RedisUrlError) {
+      process.stderr.write(`mxgate: configuration error: redis.url: ${err.message}\n`)
       return 2
     }
     if (err instanceof TokenConfigError) {
