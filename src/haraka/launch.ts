@@ -23,6 +23,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
+  tuneHaraka()
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)
@@ -79,6 +80,26 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
   }
   server.createServer({ listen: formatHostPort(cfg.smtp.listen), nodes: cfg.smtp.workers })
+}
+
+interface MessageStreamClass {
+  prototype: { destroy(this: { spooling: boolean }): void }
+}
+
+/**
+ * Per-message costs Haraka pays for features mxgate does not use, removed once per process (each cluster worker
+ * runs this too). Behaviour on the wire stays the same; bench/README.md ("What each lever bought") has the numbers.
+ */
+function tuneHaraka(): void {
+  // haraka-message-stream unlinks its spool file on every transaction reset, even when it never wrote one (an
+  // unlink syscall through the thread pool per message). connection.ini sets spool_after=-1, so a message never
+  // goes to a file (mxgate holds it in memory for the relay anyway); only a stream that did spool has a file.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const MessageStream = require('haraka-message-stream') as MessageStreamClass
+  const destroy = MessageStream.prototype.destroy
+  MessageStream.prototype.destroy = function (this: { spooling: boolean }) {
+    if (this.spooling) destroy.call(this)
+  }
 }
 
 /** Waits until no message is in flight, up to the grace period. */
