@@ -29,6 +29,8 @@ export interface MxgateCluster {
 export interface StartClusterOptions {
   redisUrl: string
   backends: FakeBackend[]
+  /** Backend weights by id (default 100 each). */
+  weights?: Record<string, number>
   /** MXGATE_ADMIN_TOKEN for every node. */
   token: string
   /** Contents of DIR/mxgate.ini passed as `--config DIR` (short breaker timings). */
@@ -42,7 +44,8 @@ export async function startCluster(opts: StartClusterOptions): Promise<MxgateClu
   const configDir = path.join(root, 'config')
   mkdirSync(configDir)
   writeFileSync(path.join(configDir, 'mxgate.ini'), opts.ini)
-  const backends = opts.backends.map((b) => `${b.id}=127.0.0.1:${b.port}`).join(',')
+  const weightOf = (id: string) => (opts.weights?.[id] === undefined ? '' : `*${opts.weights[id]}`)
+  const backends = opts.backends.map((b) => `${b.id}=127.0.0.1:${b.port}${weightOf(b.id)}`).join(',')
   const spoolDirs = labels.map((l) => path.join(root, `spool-${l}`))
   let nodes: ClusterNode[] = []
 
