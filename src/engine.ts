@@ -1,8 +1,9 @@
 // The composition root: builds clients, health, pool and relay from one config. Haraka-free, so tests, the
 // demo and the benchmark can run the same engine the plugin runs.
+import cluster from 'node:cluster'
 import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
-import { createStateStore, type StateStore } from './cluster'
+import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
@@ -25,6 +26,14 @@ export function clientOptions(cfg: MxgateConfig): ClientOptions {
     idleTimeoutMs: cfg.client.idleTimeoutMs,
     starttls: cfg.client.starttls,
     tls: { rejectUnauthorized: cfg.client.tlsRejectUnauthorized },
+  }
+}
+
+function workerChannel(): IpcChannel {
+  return {
+    send: (m) => process.send?.(m),
+    on: (_e, fn) => process.on('message', fn),
+    off: (_e, fn) => process.off('message', fn),
   }
 }
 
@@ -54,7 +63,13 @@ export class Engine {
     for (const b of config.backends) {
       this.clients.set(b.id, new BackendClient({ id: b.id, host: b.host, port: b.port }, opts, partLogger('backend')))
     }
-    this.store = createStateStore({ url: config.redis.url, prefix: config.redis.prefix, logger: partLogger('cluster') })
+    this.store = createStateStore({
+      url: config.redis.url,
+      prefix: config.redis.prefix,
+      logger: partLogger('cluster'),
+      // Haraka workers without Redis share state through the master process.
+      ...(cluster.isWorker ? { ipc: workerChannel() } : {}),
+    })
     this.health = new HealthRegistry(config.backends, config.breaker, {
       probe: (id, deadlineAt) => this.client(id).probe(deadlineAt),
       store: this.store,

@@ -81,3 +81,33 @@ t.test('operators eject, watch and restore a backend on a running node', async (
   const after = JSON.parse((await cli(['status', '--json'])).stdout) as { backends: { id: string; state: string }[] }
   t.equal(after.backends.find((b) => b.id === 'mx1')?.state, 'probation', 'restored backends ramp up')
 })
+
+t.test('with worker processes and no Redis, an eject reaches every worker through the master', async (t) => {
+  const mx1 = await backend(t, 'mx1')
+  const mx2 = await backend(t, 'mx2')
+  const node = await startMxgate({
+    backends: `mx1=127.0.0.1:${mx1.port},mx2=127.0.0.1:${mx2.port}`,
+    env: { MXGATE_WORKERS: '2', MXGATE_ADMIN_TOKEN: 'ops:s3cret' },
+  })
+  t.teardown(() => node.stop())
+  const r = await runMxgate(['eject', 'mx1', '--reason', 'test', '--admin', `http://127.0.0.1:${node.adminPort}`], {
+    MXGATE_ADMIN_TOKEN: 's3cret',
+  })
+  t.equal(r.code, 0, r.stderr)
+  await new Promise((res) => setTimeout(res, 500))
+  // Connections are spread over both workers; none of them may pick mx1 any more.
+  for (let i = 0; i < 12; i++) {
+    const s = await sendMessage({
+      host: '127.0.0.1',
+      port: node.port,
+      from: 's@remote.test',
+      to: ['u@example.com'],
+      message: makeTestMessage(),
+    })
+    t.equal(s.ok, true, s.reply)
+  }
+  t.equal(mx1.received.length, 0, 'no worker sends to the ejected backend')
+  t.equal(mx2.received.length, 12)
+  const pids = new Set(node.logs.filter((l) => l.msg === 'relayed').map((l) => l.pid))
+  t.ok(pids.size >= 2, `messages were handled by ${pids.size} worker processes`)
+})

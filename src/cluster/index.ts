@@ -1,6 +1,7 @@
 // The one way the rest of mxgate gets a state store: Redis when a URL is configured, memory otherwise.
 import type { Logger } from '../log'
-import { MemoryStore } from './memory-store'
+import { type IpcChannel, IpcStore } from './ipc-store'
+import { defaultNodeName, MemoryStore } from './memory-store'
 import { RedisStore } from './redis-store'
 import type { StateStore, StoreTiming } from './types'
 
@@ -12,6 +13,8 @@ export interface StateStoreConfig {
   node?: string
   timing?: Partial<StoreTiming>
   logger?: Logger
+  /** In a Haraka worker without Redis: the IPC channel to the master, which keeps the node's shared state. */
+  ipc?: IpcChannel
 }
 
 /** Throws RedisUrlError for a bad URL (at config time, before anything starts). */
@@ -20,7 +23,10 @@ export function createStateStore(config: StateStoreConfig): StateStore {
     ...(config.node === undefined ? {} : { node: config.node }),
     ...(config.timing === undefined ? {} : { timing: config.timing }),
   }
-  if (config.url === null) return new MemoryStore(common)
+  if (config.url === null) {
+    if (config.ipc) return new IpcStore(config.ipc, config.node ?? defaultNodeName())
+    return new MemoryStore(common)
+  }
   return new RedisStore({
     url: config.url,
     prefix: config.prefix,
@@ -30,6 +36,7 @@ export function createStateStore(config: StateStoreConfig): StateStore {
 }
 
 export { InvalidStateError, RedisUrlError, StoreOptionError, StoreStoppedError } from './errors'
+export type { IpcChannel } from './ipc-store'
 export { MemoryStore } from './memory-store'
 export { parseRedisUrl } from './redis-options'
 export { RedisStore } from './redis-store'

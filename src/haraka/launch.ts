@@ -3,6 +3,7 @@
 import cluster from 'node:cluster'
 import { parseTokens } from '../admin/auth'
 import { startAdminServer } from '../admin/server'
+import { startIpcHub } from '../cluster/ipc-hub'
 import type { MxgateConfig } from '../config/schema'
 import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
@@ -23,7 +24,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
-  tuneHaraka()
+  tuneHaraka(cfg)
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)
@@ -71,6 +72,8 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
       'mxgate starting',
     )
   }
+  // Workers without Redis keep the node's backend state in the master, which relays changes between them.
+  if (isMaster && cfg.redis.url === null) startIpcHub(partLogger('cluster'))
   // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
   if (!isMaster) {
     const engine = activeEngine()
@@ -86,11 +89,17 @@ interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
 }
 
+interface HarakaNetUtils {
+  get_primary_host_name(): string
+  is_haproxy_allowed(ip: string): boolean
+  config: { get(name: string): { haproxy?: { hosts?: string[] } } | undefined }
+}
+
 /**
  * Per-message costs Haraka pays for features mxgate does not use, removed once per process (each cluster worker
  * runs this too). Behaviour on the wire stays the same; bench/README.md ("What each lever bought") has the numbers.
  */
-function tuneHaraka(): void {
+function tuneHaraka(cfg: MxgateConfig): void {
   // haraka-message-stream unlinks its spool file on every transaction reset, even when it never wrote one (an
   // unlink syscall through the thread pool per message). connection.ini sets spool_after=-1, so a message never
   // goes to a file (mxgate holds it in memory for the relay anyway); only a stream that did spool has a file.
@@ -100,6 +109,17 @@ function tuneHaraka(): void {
   MessageStream.prototype.destroy = function (this: { spooling: boolean }) {
     if (this.spooling) destroy.call(this)
   }
+
+  // Every new connection asked haraka-config for the `me` file (absent: an existsSync per call, since a missing
+  // file is never cached) and parsed connection.ini's [haproxy] host list again. mxgate's name is its configured
+  // hostname (hook_connect_init sets it for the banner and Received header), and an empty PROXY host list, read
+  // once here, stays empty: adding hosts to connection.ini then needs a restart, like every mxgate setting.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const netUtils = require('haraka-net-utils') as HarakaNetUtils
+  const hostname = cfg.smtp.hostname
+  netUtils.get_primary_host_name = () => hostname
+  const proxyHosts = netUtils.config.get('connection.ini')?.haproxy?.hosts ?? []
+  if (proxyHosts.every((h) => h.trim() === '')) netUtils.is_haproxy_allowed = () => false
 }
 
 /** Waits until no message is in flight, up to the grace period. */

@@ -98,7 +98,7 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
     if (!opts.keepSpool) rmSync(spoolDir, { recursive: true, force: true })
     return code
   }
-  if (!(await waitForBanner(port, 15_000))) {
+  if (!(await waitForBanner(port, 40_000))) {
     await stop()
     throw new Error(`mxgate did not start on port ${port}: ${err}`)
   }
