@@ -43,9 +43,10 @@ export class Acceptor {
       case 'rejected':
         return { outcome: 'relayed', relay: result }
       case 'delivered':
-        // The sender hears 250; the recipients a backend refused for good are owed a DSN, which the spool keeps.
+        // The sender hears 250, so the recipients a backend refused for good are owed a DSN: record that durably
+        // before answering. If the spool cannot take it, the delivered copy still stands; the failure is logged.
         if (needsBounce && this.spool) {
-          this.spoolForBounce(msg, result).catch((err: unknown) =>
+          await this.spoolForBounce(msg, result).catch((err: unknown) =>
             this.log.error({ id: msg.id, err }, 'could not record refused recipients for a bounce'),
           )
         }
@@ -57,13 +58,14 @@ export class Acceptor {
         }
         if (!this.spool) return { outcome: 'relayed', relay: result }
         try {
+          // One durable write: the refused recipients' DSN is recorded with the pending ones, not after them.
           const entry = await this.spool.write(msg, {
             pending: result.pending,
             attempts: 1,
             nextAttemptAt: Date.now() + this.retryFirstMs,
             lastErrors: lastErrors(result.attempts),
+            bounced: bounceReplies(result.refused),
           })
-          if (needsBounce) await this.spool.update(entry.id, { bounced: bounceReplies(result.refused) })
           return { outcome: 'spooled', spoolId: entry.id, relay: result }
         } catch (err) {
           if (isSpoolError(err)) return { outcome: 'spool-failed', error: err, relay: result }
@@ -74,7 +76,10 @@ export class Acceptor {
 
   private async spoolForBounce(msg: InboundMessage, result: RelayResult): Promise<void> {
     if (!this.spool) return
-    const entry = await this.spool.write(msg, { pending: [], lastErrors: lastErrors(result.attempts) })
-    await this.spool.update(entry.id, { bounced: bounceReplies(result.refused) })
+    await this.spool.write(msg, {
+      pending: [],
+      lastErrors: lastErrors(result.attempts),
+      bounced: bounceReplies(result.refused),
+    })
   }
 }
