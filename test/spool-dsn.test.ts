@@ -88,6 +88,22 @@ t.test('a DSN for only delayed recipients says so in its subject', async (t) => 
   t.match(parse(dsn).top, /^Subject: Delayed Mail \(still being retried\)$/m)
 })
 
+t.test(
+  'a recipient given up with a temporary status (4.4.7, expired) is reported as failed, not delayed',
+  async (t) => {
+    const dsn = buildDsn(
+      input({
+        failedRecipients: [
+          { rcpt: 'bob@example.com', status: '4.4.7', diagnostic: 'delivery time expired', action: 'failed' },
+        ],
+      }),
+    ).toString()
+    t.match(dsn, /\r\nAction: failed\r\nStatus: 4\.4\.7\r\n/)
+    t.match(dsn, /Subject: Undelivered Mail Returned to Sender/)
+    t.notMatch(dsn, /will keep trying/)
+  },
+)
+
 t.test('the DSN is in wire form: CRLF only, dot-stuffed, no terminating dot', async (t) => {
   const headers = Buffer.from('Subject: x\n.hidden: dot line\r\nX-Bare: cr\r')
   const dsn = buildDsn(input({ originalHeaders: headers }))

@@ -38,10 +38,12 @@ export class BounceSender {
     const dsn = buildDsn({
       reportingMta: this.hostname,
       originalEnvelope: envelope,
+      // mxgate gives a recipient up only for good: even a 4.x.x status (4.4.7, expired) is reported as failed.
       failedRecipients: failed.map((f) => ({
         rcpt: f.rcpt,
         status: f.status ?? /\b([245]\.\d{1,3}\.\d{1,3})\b/.exec(f.reply)?.[1] ?? '5.0.0',
         diagnostic: f.reply,
+        action: 'failed' as const,
       })),
       arrivalDate: entry.receivedAt,
       originalHeaders: headerSection(body),

@@ -3,6 +3,7 @@
 import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
 import { nextAttemptDelay } from '../spool/backoff'
+import { SpoolWriteError } from '../spool/errors'
 import type { SpoolEntry } from '../spool/format'
 import type { SpoolStore } from '../spool/store'
 import { bounceReplies, lastErrors } from './accept'
@@ -181,7 +182,18 @@ export class SpoolRunner {
           { id: entry.id, delivered, refused: refusedNow.map((r) => r.rcpt), attempts },
           'spooled message settled',
         )
-        const updated = await spool.update(entry.id, { ...settled, pending: [], attempts })
+        let updated: SpoolEntry = { ...entry, ...settled, pending: [], attempts }
+        if (bounced.length > 0) {
+          // Record the progress before the DSN goes out, so a crash in between sends the DSN, not the mail again.
+          // On a full disk that record cannot be made: carry on from memory (a crash would then mean a duplicate).
+          try {
+            updated = await spool.update(entry.id, { ...settled, pending: [], attempts })
+          } catch (err) {
+            if (!(err instanceof SpoolWriteError)) throw err
+            log.warn({ id: entry.id, err }, 'could not record delivery progress; sending the DSN anyway')
+          }
+        }
+        // Nothing left to do for it: removing the file is the record (and needs no free space).
         return await this.settleBounces(updated, body)
       }
       this.counters.retried++

@@ -6,6 +6,10 @@
 // lease ran out) first requires creating claims/<id>.<token>.next with O_EXCL. Only one process can create that
 // file, so only one process ends a given generation; the winner checks that the claim still holds that token and
 // then unlinks it (release) or renames its own claim over it (steal). docs/spool-format.md walks through the races.
+//
+// On a full disk a claim is an empty file (creating a name needs no data block; writing the record does): its
+// generation is then its inode number and it is treated as stale only after the lease. A full spool must still be
+// able to drain, and draining is what frees the disk.
 import { randomBytes } from 'node:crypto'
 import { promises as fsp } from 'node:fs'
 import { join } from 'node:path'
@@ -17,6 +21,8 @@ export interface Claim {
   id: string
   owner: string
   token: string
+  /** Identity of this claim generation as readers see it: the token, or `ino<N>` for an empty (disk full) claim. */
+  gen: string
   pid: number
   /** Epoch ms when the claim was taken. */
   at: number
@@ -51,20 +57,20 @@ export class ClaimFiles {
   /** Take the claim on `id`, or null when a live process holds it. Does not check that the message exists. */
   async acquire(id: string, owner: string, now = Date.now()): Promise<Claim | null> {
     const rec: ClaimRecord = { owner, pid: process.pid, host: HOST_TAG, at: now, token: randomBytes(9).toString('hex') }
-    const tmp = await this.writeTemp(rec)
+    const { tmp, gen } = await this.writeTemp(rec)
     try {
       // Bounded: the only loop case is "the claim vanished between link and read" (a release in between).
       for (let i = 0; i < 3; i++) {
         try {
           await fsp.link(tmp, this.path(id))
-          return toClaim(id, rec)
+          return toClaim(id, rec, gen)
         } catch (err) {
           if (errnoOf(err) !== 'EEXIST') throw err
         }
         const seen = await this.read(id)
         if (seen === 'absent') continue
         if (!this.isStale(seen, now)) return null
-        return (await this.steal(id, seen, tmp, now)) ? toClaim(id, rec) : null
+        return (await this.steal(id, seen, tmp, now)) ? toClaim(id, rec, gen) : null
       }
       return null
     } finally {
@@ -81,7 +87,7 @@ export class ClaimFiles {
     }
     try {
       const seen = await this.read(claim.id)
-      if (seen === 'absent' || seen.gen !== claim.token) {
+      if (seen === 'absent' || seen.gen !== claim.gen) {
         this.log.warn({ id: claim.id, owner: claim.owner }, 'claim was taken over after its lease ran out')
         return
       }
@@ -145,15 +151,22 @@ export class ClaimFiles {
   }
 
   private async createNext(next: string): Promise<boolean> {
+    let fh: fsp.FileHandle
     try {
-      const fh = await fsp.open(next, 'wx')
-      await fh.writeFile(JSON.stringify({ pid: process.pid, host: HOST_TAG, at: Date.now() }))
-      await fh.close()
-      return true
+      fh = await fsp.open(next, 'wx')
     } catch (err) {
       if (errnoOf(err) === 'EEXIST') return false
       throw err
     }
+    try {
+      // The marker's existence is what counts; its content only helps a person reading the directory.
+      await fh.writeFile(JSON.stringify({ pid: process.pid, host: HOST_TAG, at: Date.now() }))
+    } catch (err) {
+      if (!diskFull(err)) throw err
+    } finally {
+      await fh.close()
+    }
+    return true
   }
 
   /**
@@ -178,15 +191,21 @@ export class ClaimFiles {
     await fsp.unlink(aside).catch(() => undefined)
   }
 
-  private async writeTemp(rec: ClaimRecord): Promise<string> {
+  /** The claim to be linked into place, and the generation readers will see for it. */
+  private async writeTemp(rec: ClaimRecord): Promise<{ tmp: string; gen: string }> {
     const tmp = join(this.dir, `.tmp-${HOST_TAG}-${process.pid}-${rec.token}`)
     const fh = await fsp.open(tmp, 'wx')
     try {
       await fh.writeFile(JSON.stringify(rec))
+      return { tmp, gen: rec.token }
+    } catch (err) {
+      if (!diskFull(err)) throw err
+      // No room for the record: an empty claim still excludes everyone else (see the top of this file).
+      await fh.truncate(0)
+      return { tmp, gen: `ino${(await fh.stat()).ino}` }
     } finally {
       await fh.close()
     }
-    return tmp
   }
 
   private async read(id: string): Promise<Seen> {
@@ -236,8 +255,13 @@ function parseRecord(text: string): ClaimRecord | null {
   return null
 }
 
-function toClaim(id: string, rec: ClaimRecord): Claim {
-  return { id, owner: rec.owner, token: rec.token, pid: rec.pid, at: rec.at }
+function toClaim(id: string, rec: ClaimRecord, gen: string): Claim {
+  return { id, owner: rec.owner, token: rec.token, gen, pid: rec.pid, at: rec.at }
+}
+
+function diskFull(err: unknown): boolean {
+  const code = errnoOf(err)
+  return code === 'ENOSPC' || code === 'EDQUOT'
 }
 
 function ignoreEnoent(err: unknown): void {

@@ -11,6 +11,11 @@ export interface FailedRecipient {
   status: string
   /** The remote reply or our reason, e.g. "550 5.1.1 <a@b>: no such user". */
   diagnostic: string
+  /**
+   * RFC 3464 Action. Default: 'delayed' for a 4.x.x status, 'failed' otherwise. A message given up with a
+   * temporary status (4.4.7, delivery time expired) is 'failed': nobody will try again.
+   */
+  action?: 'failed' | 'delayed'
 }
 
 export interface DsnInput {
@@ -47,7 +52,7 @@ export function buildDsn(input: DsnInput): Buffer {
       throw new DsnError(`status "${f.status}" for ${f.rcpt} is not an RFC 3463 code like 5.1.1`)
     }
   }
-  const allDelayed = failed.every((f) => f.status.startsWith('4.'))
+  const allDelayed = failed.every((f) => actionOf(f) === 'delayed')
   const boundary = input.boundary ?? `=_mxgate_${randomBytes(12).toString('hex')}`
   const date = rfc5322Date(input.date ?? Date.now())
 
@@ -67,7 +72,7 @@ export function buildDsn(input: DsnInput): Buffer {
     ...failed.flatMap((f) => [
       '',
       `Final-Recipient: ${addressType(f.rcpt)}; ${oneLine(f.rcpt)}`,
-      `Action: ${actionOf(f.status)}`,
+      `Action: ${actionOf(f)}`,
       `Status: ${f.status}`,
       `Diagnostic-Code: smtp; ${oneLine(f.diagnostic)}`,
     ]),
@@ -128,9 +133,10 @@ function isAscii(s: string): boolean {
   return Buffer.byteLength(s, 'utf8') === s.length
 }
 
-function actionOf(status: string): string {
-  if (status.startsWith('2.')) return 'delivered'
-  return status.startsWith('4.') ? 'delayed' : 'failed'
+function actionOf(f: FailedRecipient): string {
+  if (f.action) return f.action
+  if (f.status.startsWith('2.')) return 'delivered'
+  return f.status.startsWith('4.') ? 'delayed' : 'failed'
 }
 
 /** RFC 6533: an internationalized address is reported with the utf-8 address type. */

@@ -62,6 +62,8 @@ export interface WriteMeta {
   attempts?: number
   nextAttemptAt?: number
   lastErrors?: LastError[]
+  /** Recipients already refused for good, owed a DSN: in the same durable write, so a crash cannot lose it. */
+  bounced?: { rcpt: string; reply: string }[]
 }
 
 export type EntryPatch = Partial<
@@ -184,8 +186,8 @@ export class SpoolStore {
         from: msg.envelope.from,
         to,
         pending,
-        done: to.filter((r) => !pending.includes(r)),
-        bounced: [],
+        done: to.filter((r) => !pending.includes(r) && !(meta.bounced ?? []).some((b) => b.rcpt === r)),
+        bounced: (meta.bounced ?? []).map((b) => ({ rcpt: b.rcpt, reply: b.reply })),
         receivedAt: msg.receivedAt,
         attempts: meta.attempts ?? 0,
         nextAttemptAt: meta.nextAttemptAt ?? now,
