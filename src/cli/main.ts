@@ -4,8 +4,6 @@ import { parseTokens, TokenConfigError } from '../admin/auth'
 import { parseRedisUrl, RedisUrlError } from '../cluster'
 import { ConfigError, loadConfig } from '../config/load'
 import type { MxgateConfig } from '../config/schema'
-import { runDemo } from '../demo/demo'
-import { startRelay } from '../haraka/launch'
 import { runFakeBackendCommand } from './fake-backend-cmd'
 import { OPS_USAGE, runOpsCommand } from './ops'
 
@@ -49,6 +47,8 @@ export async function main(argv: string[]): Promise<number | null> {
     switch (cmd) {
       case 'start': {
         const cfg = loadChecked(rest)
+        // Loaded on demand: the ops commands should not pay for Haraka, the engine or the demo.
+        const { startRelay } = require('../haraka/launch') as typeof import('../haraka/launch')
         await startRelay(ROOT, cfg)
         return null
       }
@@ -58,6 +58,7 @@ export async function main(argv: string[]): Promise<number | null> {
         return 0
       }
       case 'demo': {
+        const { runDemo } = require('../demo/demo') as typeof import('../demo/demo')
         return await runDemo(rest)
       }
       case 'status':

@@ -5,6 +5,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { freePort } from './ports'
+import { reap } from './reaper'
 
 export const ROOT = path.resolve(__dirname, '..', '..')
 export const BIN = path.join(ROOT, 'bin', 'mxgate.js')
@@ -56,19 +57,21 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
   const port = await freePort()
   const adminPort = await freePort()
   const spoolDir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-spool-'))
-  const proc = spawn(process.execPath, [BIN, 'start', ...(opts.args ?? [])], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      MXGATE_LISTEN: `127.0.0.1:${port}`,
-      MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
-      MXGATE_BACKENDS: opts.backends,
-      MXGATE_DOMAINS: opts.domains ?? 'example.com',
-      MXGATE_SPOOL_DIR: spoolDir,
-      ...opts.env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const proc = reap(
+    spawn(process.execPath, [BIN, 'start', ...(opts.args ?? [])], {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        MXGATE_LISTEN: `127.0.0.1:${port}`,
+        MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+        MXGATE_BACKENDS: opts.backends,
+        MXGATE_DOMAINS: opts.domains ?? 'example.com',
+        MXGATE_SPOOL_DIR: spoolDir,
+        ...opts.env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  )
   const logs: Record<string, unknown>[] = []
   let partial = ''
   proc.stdout!.on('data', (d: Buffer) => {
@@ -112,7 +115,7 @@ export async function runMxgate(
   timeoutMs = 30_000,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } })
+    const proc = reap(spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env } }))
     let stdout = ''
     let stderr = ''
     proc.stdout.on('data', (d: Buffer) => {

@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { reap } from './reaper'
 
 const REDIS_SERVER = process.env.MXGATE_TEST_REDIS_SERVER ?? '/usr/bin/redis-server'
 const READY_TIMEOUT_MS = 10_000
@@ -121,7 +122,7 @@ class Managed {
   ) {}
 
   async start(): Promise<void> {
-    const child = spawn(REDIS_SERVER, this.argv(), { cwd: this.dir, stdio: 'ignore' })
+    const child = reap(spawn(REDIS_SERVER, this.argv(), { cwd: this.dir, stdio: 'ignore' }))
     live.add(child)
     this.child = child
     let exited = false
