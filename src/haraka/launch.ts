@@ -89,6 +89,10 @@ interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
 }
 
+interface HarakaConfig {
+  get(...args: unknown[]): unknown
+}
+
 interface HarakaNetUtils {
   get_primary_host_name(): string
   is_haproxy_allowed(ip: string): boolean
@@ -120,6 +124,19 @@ function tuneHaraka(cfg: MxgateConfig): void {
   netUtils.get_primary_host_name = () => hostname
   const proxyHosts = netUtils.config.get('connection.ini')?.haproxy?.hosts ?? []
   if (proxyHosts.every((h) => h.trim() === '')) netUtils.is_haproxy_allowed = () => false
+
+  // haraka-results builds a ResultStore per connection and per transaction, and each one asks haraka-config for
+  // results.ini: a path resolve, a cache key from JSON.stringify and a deep clone every time. The file is ours and
+  // static (config/results.ini), and ResultStore only reads it, so the first answer serves every store.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const harakaConfig = require('haraka-config') as HarakaConfig
+  const get = harakaConfig.get
+  let results: unknown
+  harakaConfig.get = function (this: HarakaConfig, ...args: unknown[]) {
+    if (args[0] !== 'results.ini') return get.apply(this, args)
+    results ??= get.apply(this, args)
+    return results
+  }
 }
 
 /** Waits until no message is in flight, up to the grace period. */
