@@ -89,6 +89,23 @@ interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
 }
 
+interface CorkableSocket {
+  cork(): void
+  uncork(): void
+}
+
+interface ConnectionInternals {
+  client?: { targetsocket?: Partial<CorkableSocket> }
+  current_data: Buffer | null
+  awaiting_data_reply?: boolean
+  /** The socket this connection corked to hold a reply (see tuneHaraka). */
+  mxgateCorked?: CorkableSocket | null
+}
+
+interface ConnectionClass {
+  prototype: { respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown }
+}
+
 interface HarakaConfig {
   get(...args: unknown[]): unknown
 }
@@ -136,6 +153,36 @@ function tuneHaraka(cfg: MxgateConfig): void {
     if (args[0] !== 'results.ini') return get.apply(this, args)
     results ??= get.apply(this, args)
     return results
+  }
+
+  // A pipelining sender's MAIL, RCPT and DATA arrive in one segment, and Haraka answered each with its own
+  // write (a segment and a wakeup of the sender each). When another complete command is already buffered, the
+  // reply is held in the corked socket and leaves with the next one: the group's replies go out in one write.
+  // Never held: 354 (the sender may wait for it before sending the message) and the reply after end of DATA.
+  // The next buffered command always gets a reply, so a held one waits only for that.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
+  const respond = Connection.prototype.respond
+  Connection.prototype.respond = function (this: ConnectionInternals, code, msg, func) {
+    const sock = this.client?.targetsocket
+    const more =
+      code !== 354 &&
+      this.awaiting_data_reply !== true &&
+      this.current_data !== null &&
+      this.current_data.indexOf(10) >= 0 &&
+      typeof sock?.cork === 'function'
+    if (more && !this.mxgateCorked) {
+      const corkable = sock as CorkableSocket
+      corkable.cork()
+      this.mxgateCorked = corkable
+    }
+    const out = respond.call(this, code, msg, func)
+    const corked = this.mxgateCorked
+    if (!more && corked) {
+      this.mxgateCorked = null
+      corked.uncork()
+    }
+    return out
   }
 }
 
