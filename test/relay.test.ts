@@ -262,3 +262,28 @@ t.test('a backend that fails only a few messages stays admitted by the breaker (
   t.equal(results.filter((r) => r.outcome === 'delivered').length, 40, 'every message delivered via failover')
   t.equal(rig.engine.health.status('b1').state, 'admitted')
 })
+
+t.test('a non-ASCII address goes to a backend that offers SMTPUTF8, charging no one', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, {}])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(
+    result.attempts.map((a) => [a.backendId, a.verdict]),
+    [
+      ['b1', 'unsupported'],
+      ['b2', 'delivered'],
+    ],
+  )
+  t.equal(rig.engine.health.status('b1').window.faults, 0, 'b1 is not charged')
+})
+
+t.test('a non-ASCII address that no backend can take is refused with 553 5.6.7', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, { smtputf8: false }])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  if (result.outcome !== 'rejected') return
+  t.equal(result.reply.code, 553)
+  t.equal(result.reply.enhanced, '5.6.7')
+})

@@ -11,8 +11,11 @@ export interface SmtpReply {
   lines: string[]
 }
 
-/** How a stage failed: an SMTP reply we did not want, or something below SMTP. */
-export type FailureKind = 'reply' | 'timeout' | 'reset' | 'refused' | 'tls' | 'protocol'
+/**
+ * How a stage failed: an SMTP reply we did not want, something below SMTP, or 'unsupported': the client refused
+ * to send this envelope to this backend (e.g. a non-ASCII address to a backend without SMTPUTF8) — nothing was sent.
+ */
+export type FailureKind = 'reply' | 'timeout' | 'reset' | 'refused' | 'tls' | 'protocol' | 'unsupported'
 
 export interface StageFailure {
   stage: Stage

@@ -336,17 +336,17 @@ export class Session {
 
   /** The MAIL command with its parameters, or why this envelope cannot go to this backend as it is. */
   private mailCommand(env: Envelope, body: Buffer): string | StageFailure {
-    if (env.to.length === 0) return this.failure('rcpt', 'protocol', 'envelope has no recipients', 0)
+    if (env.to.length === 0) return this.failure('rcpt', 'unsupported', 'envelope has no recipients', 0)
     let nonAscii = NON_ASCII.test(env.from)
     for (const rcpt of env.to) {
-      if (UNSAFE_ADDRESS.test(rcpt)) return this.failure('rcpt', 'protocol', 'recipient contains CR, LF or NUL', 0)
+      if (UNSAFE_ADDRESS.test(rcpt)) return this.failure('rcpt', 'unsupported', 'recipient contains CR, LF or NUL', 0)
       if (!nonAscii && NON_ASCII.test(rcpt)) nonAscii = true
     }
-    if (UNSAFE_ADDRESS.test(env.from)) return this.failure('mail', 'protocol', 'sender contains CR, LF or NUL', 0)
+    if (UNSAFE_ADDRESS.test(env.from)) return this.failure('mail', 'unsupported', 'sender contains CR, LF or NUL', 0)
     const ext = this.extensions
     if (nonAscii && !ext.smtputf8) {
       const msg = 'envelope has a non-ASCII address but the backend does not advertise SMTPUTF8; enable it there'
-      return this.failure('mail', 'protocol', msg, 0)
+      return this.failure('mail', 'unsupported', msg, 0)
     }
     let command = `MAIL FROM:<${env.from}>`
     if (ext.size) command += ` SIZE=${body.length}`

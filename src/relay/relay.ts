@@ -69,14 +69,26 @@ export interface RelayDeps {
   observe?: (a: AttemptRecord) => void
 }
 
+/** What the sender hears when no backend can take the envelope at all (RFC 6531 §3.5 for SMTPUTF8). */
+const UNSUPPORTED: SmtpReply = {
+  code: 553,
+  enhanced: '5.6.7',
+  lines: ['No mail server here can take this envelope (non-ASCII address without SMTPUTF8 support)'],
+}
+
 function describe(a: DeliveryAttempt, v: Verdict): string {
-  if (v.kind === 'backend') return v.reason
+  if (v.kind === 'backend' || v.kind === 'unsupported') return v.reason
   const r = v.kind === 'delivered' ? a.dotReply : v.reply
   return r ? `${r.code} ${r.enhanced ?? ''} ${r.lines[0] ?? ''}`.replace(/\s+/g, ' ').trim() : 'no reply'
 }
 
 export class Relay {
   private readonly now: () => number
+
+  /** Is some admitted backend left that this message has not tried? */
+  private untried(avoid: ReadonlySet<string>): boolean {
+    return this.deps.pool.pick(avoid) !== null
+  }
 
   constructor(private readonly deps: RelayDeps) {
     this.now = deps.now ?? Date.now
@@ -195,11 +207,25 @@ export class Relay {
         case 'ambiguous':
           for (const rcpt of pending) if (ambiguous(rcpt, id, verdict.reply)) next.push(rcpt)
           break
+        case 'unsupported':
+          reason = `${id}: ${verdict.reason}`
+          next.push(...pending)
+          break
       }
       pending = next
     }
 
     pending.push(...held)
+    // Every backend that could be asked refused to even try this envelope: retrying later will not help.
+    if (
+      pending.length > 0 &&
+      attempts.length > 0 &&
+      attempts.every((a) => a.verdict === 'unsupported') &&
+      !this.untried(avoid)
+    ) {
+      for (const rcpt of pending) refused.push({ rcpt, reply: UNSUPPORTED })
+      pending = []
+    }
     if (pending.length === 0) {
       if (deliveries.length > 0) return { outcome: 'delivered', attempts, deliveries, refused }
       return { outcome: 'rejected', reply: refused[0]!.reply, attempts, deliveries, refused }

@@ -18,6 +18,7 @@ export interface ReceivedMessage {
 export interface SessionHost {
   readonly hostname: string
   readonly pipelining: boolean
+  readonly smtputf8: boolean
   readonly acceptDelayMs: number
   /** Picks the fault for this stage (or null), counting and announcing it. */
   fault(stage: FaultStage, sessionId: string, extra?: { rcpt?: string; messageId?: string | null }): FaultRule | null
@@ -233,6 +234,7 @@ export class Session {
       return
     }
     const lines = [`${this.host.hostname} Hello ${arg}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES']
+    if (!this.host.smtputf8) lines.splice(2, 1)
     if (this.host.pipelining) lines.splice(1, 0, 'PIPELINING')
     this.send(lines.map((l, i) => `250${i === lines.length - 1 ? ' ' : '-'}${l}`).join('\r\n'))
   }

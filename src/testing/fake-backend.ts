@@ -31,6 +31,8 @@ export interface FakeBackendOptions {
   acceptDelayMs?: number
   /** Advertise PIPELINING in the EHLO reply (default true). Pipelined input is answered in order either way. */
   pipelining?: boolean
+  /** Advertise SMTPUTF8 (default true); off plays a backend that cannot take non-ASCII addresses. */
+  smtputf8?: boolean
   /** Seed for the fault probabilities, so a run repeats exactly. Without it Math.random is used. */
   seed?: number
   /** Name in the banner and EHLO reply. */
@@ -106,6 +108,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.sessionHost = {
       hostname: opts.hostname ?? `${this.id}.fake.test`,
       pipelining: opts.pipelining ?? true,
+      smtputf8: opts.smtputf8 ?? true,
       get acceptDelayMs() {
         return backend.acceptDelayMs
       },
