@@ -355,7 +355,7 @@ t.test('SMTPUTF8 is sent for a non-ASCII address when offered, and refused local
   await t.test('not offered', async (t) => {
     const { server, client } = await setup(t, { extensions: ['PIPELINING'] })
     const attempt = await client.deliver(utf8, BODY, soon())
-    t.match(attempt.failure, { stage: 'mail', kind: 'protocol', message: /SMTPUTF8/ })
+    t.match(attempt.failure, { stage: 'mail', kind: 'unsupported', message: /SMTPUTF8/ })
     t.same(server.connections[0]?.commands, ['EHLO mxgate.test'], 'no MAIL was sent')
     t.ok((await client.deliver(env, BODY, soon())).ok, 'the session is still good for ASCII mail')
   })
