@@ -20,7 +20,8 @@ export interface SpoolRunnerDeps {
   log: Logger
   /** Claim owner name (node and pid): several processes may share one spool directory. */
   owner: string
-  /** Rescan the directory before each round: other processes write to it too. */
+  /** Rescan the directory before each round: other processes write to it too. The runner also rescans when it
+   * finds other processes in the directory (SpoolStore.sharedWithOthers), configured or not. */
   shared: boolean
 }
 
@@ -74,6 +75,11 @@ export class SpoolRunner {
     return n
   }
 
+  /** Several processes on this spool: configured workers, or others found in the directory (checked each time). */
+  private async shared(): Promise<boolean> {
+    return this.deps.shared || (await this.deps.spool.sharedWithOthers())
+  }
+
   private refill(): void {
     const now = Date.now()
     const rate = this.deps.settings.drainRate
@@ -106,8 +112,8 @@ export class SpoolRunner {
   }
 
   private async fill(): Promise<void> {
-    const { spool, settings, shared } = this.deps
-    if (shared) await spool.refresh()
+    const { spool, settings } = this.deps
+    if (await this.shared()) await spool.refresh()
     this.refill()
     const room = Math.min(settings.concurrency - this.running, Math.floor(this.tokens))
     if (room > 0) {
@@ -154,9 +160,10 @@ export class SpoolRunner {
     if (!claim) return
     try {
       // Another process may have progressed it between our index and the claim.
-      if (this.deps.shared) await spool.refresh()
+      if (await this.shared()) await spool.refresh()
       const entry = spool.get(stale.id)
-      if (!entry) return
+      // Gone, or held meanwhile (by an operator, through this node or another one on the same directory).
+      if (!entry || entry.held) return
       const body = await spool.readBody(entry.id)
       if (entry.pending.length === 0) return await this.settleBounces(entry, body)
       if (Date.now() - entry.receivedAt > this.deps.settings.lifetimeMs) return await this.expire(entry, body)
@@ -254,12 +261,15 @@ export class SpoolRunner {
       await spool.update(entry.id, { held: true })
       return
     }
-    await this.bounceNow(entry, body, 'delivery time expired')
+    await this.bounceNow(entry, body, 'delivery time expired', '4.4.7')
   }
 
-  /** Gives up on every pending recipient: DSN with status 4.4.7 (expired) or 5.0.0, then removal. */
-  async bounceNow(entry: SpoolEntry, body: Buffer, why: string): Promise<void> {
-    const failed = entry.pending.map((rcpt) => ({ rcpt, reply: `${why}`, status: '4.4.7' }))
+  /**
+   * Gives up on every pending recipient: one DSN (with the recipients already refused), then removal. `status` is
+   * 4.4.7 for an expired message; an operator's bounce is a plain permanent failure (5.0.0).
+   */
+  async bounceNow(entry: SpoolEntry, body: Buffer, why: string, status = '5.0.0'): Promise<void> {
+    const failed = entry.pending.map((rcpt) => ({ rcpt, reply: why, status }))
     const all = [...entry.bounced.map((b) => ({ ...b })), ...failed]
     const r = await this.deps.bounces.send(entry, body, all)
     if (!r.sent && !('skipped' in r)) {

@@ -35,6 +35,7 @@ import {
   type SpoolEntry,
   validateEntry,
 } from './format'
+import { SpoolPeers } from './peers'
 
 export type { Claim } from './claims'
 export type { SpoolEntry } from './format'
@@ -86,6 +87,7 @@ export class SpoolStore {
   private readonly dirSync: DirSyncer
   private readonly gauge: FreeSpaceGauge
   private readonly claims: ClaimFiles
+  private readonly peers: SpoolPeers
   private readonly chains = new Map<string, Promise<unknown>>()
   private readonly syncCount = { file: 0 }
 
@@ -102,6 +104,7 @@ export class SpoolStore {
     this.dirSync = new DirSyncer(opts.dir, opts.fsync, opts.fault)
     this.gauge = new FreeSpaceGauge(opts.dir)
     this.claims = new ClaimFiles(join(opts.dir, 'claims'), opts.claimLeaseMs ?? 15 * 60_000, log)
+    this.peers = new SpoolPeers(opts.dir)
   }
 
   /** Directory fsyncs issued; lower than the number of writes when concurrent writes were group-committed. */
@@ -130,6 +133,8 @@ export class SpoolStore {
       await fsyncDir(dir)
     }
     if (this.opts.minFreeBytes > 0) await this.gauge.available()
+    // Announce ourselves before indexing: from here on, a process already running here re-reads before it acts.
+    await this.peers.register()
     const names = await fsp.readdir(dir)
     const discardedTemp = await discardDeadTemps(dir, names, this.opts.tempMaxAgeMs ?? 3_600_000)
     const before = this.index.size
@@ -139,6 +144,20 @@ export class SpoolStore {
     const resumed = this.index.size - before
     this.log.info({ dir, resumed, discardedTemp, quarantined, bytes: this.index.bytes }, 'spool opened')
     return { resumed, discardedTemp, quarantined }
+  }
+
+  /**
+   * True when another live process uses this directory (Haraka workers, or two nodes given the same directory):
+   * the index may then be stale, and callers refresh() before acting on an entry.
+   */
+  sharedWithOthers(): Promise<boolean> {
+    this.mustBeOpen()
+    return this.peers.othersPresent()
+  }
+
+  /** Stop announcing this process in the directory (at shutdown; a crashed process is recognised as dead). */
+  async close(): Promise<void> {
+    await this.peers.unregister()
   }
 
   /** Pick up files written, updated or removed by other processes sharing the directory (one readdir). */
@@ -244,6 +263,9 @@ export class SpoolStore {
   async update(id: string, patch: EntryPatch): Promise<SpoolEntry> {
     this.mustBeOpen()
     return this.exclusive(id, async () => {
+      // Another process may have updated it since we indexed it: apply the patch to the newest envelope, and never
+      // write a sidecar number that already exists.
+      if (await this.peers.othersPresent()) await this.reload(id)
       const cur = this.index.get(id)
       if (!cur) throw new SpoolNotFoundError(id)
       const next = { ...cur.entry, ...definedOnly(patch) } as SpoolEntry
@@ -321,6 +343,27 @@ export class SpoolStore {
     if (full) throw new SpoolFullError(full.limit, full.detail)
     this.index.begin(size)
     this.gauge.reserve(size)
+  }
+
+  /** Re-read one message's newest envelope from disk (caller holds its exclusive chain). */
+  private async reload(id: string): Promise<void> {
+    const names = await fsp.readdir(this.opts.dir)
+    const seqs: number[] = []
+    let present = false
+    for (const name of names) {
+      const p = parseName(name)
+      if (p.kind === 'message' && p.id === id) present = true
+      else if (p.kind === 'envelope' && p.id === id) seqs.push(p.seq)
+    }
+    if (!present) {
+      this.index.drop(id)
+      return
+    }
+    await this.load(
+      id,
+      seqs.sort((a, b) => b - a),
+      false,
+    )
   }
 
   /** Index every message file in `names` (and its newest sidecar). Returns how many files were quarantined. */
