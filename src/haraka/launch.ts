@@ -86,7 +86,10 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
 }
 
 interface MessageStreamClass {
-  prototype: { destroy(this: { spooling: boolean }): void }
+  prototype: {
+    destroy(this: { spooling: boolean }): void
+    add_line(this: { mxgateLines?: Buffer[] }, line: Buffer | string): unknown
+  }
 }
 
 interface CorkableSocket {
@@ -129,6 +132,16 @@ function tuneHaraka(cfg: MxgateConfig): void {
   const destroy = MessageStream.prototype.destroy
   MessageStream.prototype.destroy = function (this: { spooling: boolean }) {
     if (this.spooling) destroy.call(this)
+  }
+  // Keep a reference to every stored line (wire form, as the stream stores it) so hook_queue can assemble the
+  // message with one Buffer.concat instead of get_data's stream pipeline, which pushes every line through a
+  // PassThrough, a line splitter and a collector (see storedMessage in plugin.ts).
+  const addLine = MessageStream.prototype.add_line
+  MessageStream.prototype.add_line = function (this: { mxgateLines?: Buffer[] }, line: Buffer | string) {
+    const buf = typeof line === 'string' ? Buffer.from(line) : line
+    if (this.mxgateLines) this.mxgateLines.push(buf)
+    else this.mxgateLines = [buf]
+    return addLine.call(this, buf)
   }
 
   // Every new connection asked haraka-config for the `me` file (absent: an existsSync per call, since a missing

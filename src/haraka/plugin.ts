@@ -53,6 +53,42 @@ function respondWithCode(connection: HarakaConnection, code: number): void {
   }
 }
 
+/** What launch.ts records on Haraka's message stream, and the stream's own fields storedMessage reads. */
+interface RecordedStream {
+  /** Every line the stream stored, in order (set by launch.ts; absent when Haraka runs without it). */
+  mxgateLines?: Buffer[]
+  /** The transaction's header lines (Received included), each ending in LF: get_data emits these, not the raw ones. */
+  headers: string[]
+  idx: { body?: { start: number } }
+  spooling: boolean
+}
+
+const CRLF = Buffer.from('\r\n')
+const LINE_END = /\r?\n/g
+
+/**
+ * The bytes get_data({ dot_stuffed: false }) yields, in one copy: the header list with CRLF endings, the blank
+ * line, then the stored lines from the start of the body. Null when the stream was not recorded or has no header
+ * list or no body separator: then get_data does it.
+ */
+export function storedMessage(stream: RecordedStream): Buffer | null {
+  const lines = stream.mxgateLines
+  const start = stream.idx.body?.start
+  if (lines === undefined || start === undefined || stream.spooling || stream.headers.length === 0) return null
+  const parts: Buffer[] = []
+  for (const h of stream.headers) parts.push(Buffer.from(h.replace(LINE_END, '\r\n')))
+  parts.push(CRLF)
+  let skip = start
+  for (const line of lines) {
+    if (skip >= line.length) skip -= line.length
+    else {
+      parts.push(skip > 0 ? line.subarray(skip) : line)
+      skip = 0
+    }
+  }
+  return Buffer.concat(parts)
+}
+
 export function hook_queue(next: Next, connection: HarakaConnection): void {
   const txn = connection.transaction
   if (!txn) {
@@ -60,8 +96,7 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
     return
   }
   const started = Date.now()
-  // dot_stuffed: false keeps the stored wire form (dot-stuffed, CRLF): forwarded as-is, no re-encoding.
-  txn.message_stream.get_data({ dot_stuffed: false }, (body) => {
+  const relay = (body: Buffer): void => {
     const from = txn.mail_from.isNull() ? '' : txn.mail_from.address
     const msg: InboundMessage = {
       id: txn.uuid,
@@ -104,7 +139,11 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
         respondWithCode(connection, 451)
         next(constants.denysoft, '4.3.0 Internal error; try again later')
       })
-  })
+  }
+  const stored = storedMessage(txn.message_stream as unknown as RecordedStream)
+  if (stored !== null) relay(stored)
+  // dot_stuffed: false keeps the stored wire form (dot-stuffed, CRLF): forwarded as-is, no re-encoding.
+  else txn.message_stream.get_data({ dot_stuffed: false }, relay)
 }
 
 export function shutdown(): void {
