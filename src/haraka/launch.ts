@@ -109,6 +109,25 @@ interface ConnectionClass {
   prototype: { respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown }
 }
 
+/** The options haraka-results reads results.ini with (the memo in tuneHaraka keeps the first answer). */
+const RESULTS_INI_OPTIONS = { booleans: ['+main.redis_publish'] }
+
+interface ResultStoreClass {
+  prototype: {
+    _log(this: ResultStoreInternals, plugin: unknown, result: Record<string, unknown>, obj: ResultFields): unknown
+  }
+}
+
+interface ResultStoreInternals {
+  resolve_plugin_name(plugin: unknown): string
+}
+
+interface ResultFields {
+  human?: unknown
+  emit?: unknown
+  err?: unknown
+}
+
 interface HarakaConfig {
   get(...args: unknown[]): unknown
 }
@@ -166,6 +185,23 @@ function tuneHaraka(cfg: MxgateConfig): void {
     if (args[0] !== 'results.ini') return get.apply(this, args)
     results ??= get.apply(this, args)
     return results
+  }
+  // Every results.add() (several per connection and message) also rebuilt a human-readable summary of the
+  // plugin's results, for a log line or for plugins that read `.human`. Haraka's core reads neither, and mxgate's
+  // plugin does not, so it is built only when it is logged: emit, err, a caller's own text, or a results.ini debug.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ResultStore = require('haraka-results') as ResultStoreClass
+  const resultLog = ResultStore.prototype._log
+  ResultStore.prototype._log = function (this: ResultStoreInternals, plugin, result, obj) {
+    if (obj.emit || obj.err || obj.human) return resultLog.call(this, plugin, result, obj)
+    const settings = harakaConfig.get('results.ini', RESULTS_INI_OPTIONS) as Record<
+      string,
+      { debug?: unknown } | undefined
+    >
+    if (settings[this.resolve_plugin_name(plugin)]?.debug) return resultLog.call(this, plugin, result, obj)
+    result.human = undefined
+    result.human_html = undefined
+    return undefined
   }
 
   // A pipelining sender's MAIL, RCPT and DATA arrive in one segment, and Haraka answered each with its own
