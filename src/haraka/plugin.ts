@@ -56,7 +56,7 @@ function respondWithCode(connection: HarakaConnection, code: number): void {
 /** What launch.ts records on Haraka's message stream, and the stream's own fields storedMessage reads. */
 interface RecordedStream {
   /** Every line the stream stored, in order (set by launch.ts; absent when Haraka runs without it). */
-  mxgateLines?: Buffer[]
+  mxgateLines?: Buffer[] | undefined
   /** The transaction's header lines (Received included), each ending in LF: get_data emits these, not the raw ones. */
   headers: string[]
   idx: { body?: { start: number } }
@@ -86,6 +86,8 @@ export function storedMessage(stream: RecordedStream): Buffer | null {
       skip = 0
     }
   }
+  // The lines reference the socket's read buffers: let them go now rather than when Haraka drops the transaction.
+  stream.mxgateLines = undefined
   return Buffer.concat(parts)
 }
 
