@@ -103,3 +103,28 @@ t.test('open() sweeps claims of removed messages whose holder died', async (t) =
   await openStore(dir)
   t.same(fs.readdirSync(path.join(dir, 'claims')), [])
 })
+
+t.test(
+  'a process killed while releasing a claim does not block the message: its marker is cleared at once',
+  async (t) => {
+    const { dir, store, ids, lines } = await spoolWith(t, 1)
+    const id = ids[0]!
+    const dead = deadPid()
+    // What a SIGKILL between "create the .next marker" and "unlink the claim" leaves behind.
+    const token = 'feedbeef01'
+    const rec = { owner: 'killed', pid: dead, host: HOST_TAG, at: Date.now(), token }
+    fs.writeFileSync(path.join(dir, 'claims', `${id}.claim`), JSON.stringify(rec))
+    fs.writeFileSync(
+      path.join(dir, 'claims', `${id}.${token}.next`),
+      JSON.stringify({ pid: dead, host: HOST_TAG, at: Date.now() }),
+    )
+    fs.writeFileSync(path.join(dir, 'claims', `.tmp-${HOST_TAG}-${dead}-0123abcd`), '{}')
+    t.equal(await store.claim(id, 'parent'), null, 'the first try finds the marker and clears it')
+    t.ok(lines.some((l) => l.msg === 'cleared a claim marker left by a crashed process'))
+    const claim = await store.claim(id, 'parent')
+    t.match(claim, { id, owner: 'parent' }, 'the next try takes the dead holder’s claim, without waiting a minute')
+    await store.release(claim!)
+    await openStore(dir)
+    t.same(fs.readdirSync(path.join(dir, 'claims')), [], 'open() clears temp files of dead writers too')
+  },
+)

@@ -66,14 +66,16 @@ t.test('SIGKILL in a loop under load: every 250-acknowledged Message-ID reaches 
   let spooled = 0
   const rnd = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo))
 
-  // Per round: how mxA misbehaves and how slowly mxB answers the dot (the relay deadline is 1 s, so 1.5 s means
-  // every attempt on mxB is given up and the message is spooled, and 0.8 s races the deadline).
+  // Per round: how mxA misbehaves and how slowly mxB answers the dot. The relay deadline is 1 s: a delay of 1.5 s
+  // or more means every attempt on mxB is given up (mxB sees the hang-up and keeps nothing) and the message is
+  // spooled; 0.3-0.5 s means mxB takes it inline. Delays stay well clear of the deadline, so that "mxB answered 250
+  // just as mxgate gave up" (a duplicate without a kill, which is allowed) does not make this test flaky.
   const flaps: { a: 'refuse' | 'dot451' | 'ok'; bDelayMs: number }[] = [
     { a: 'refuse', bDelayMs: 1500 },
     { a: 'dot451', bDelayMs: 300 },
     { a: 'ok', bDelayMs: 1500 },
-    { a: 'refuse', bDelayMs: 800 },
-    { a: 'dot451', bDelayMs: 1200 },
+    { a: 'refuse', bDelayMs: 500 },
+    { a: 'dot451', bDelayMs: 1800 },
   ]
   for (let round = 0; round <= ROUNDS; round++) {
     const last = round === ROUNDS
@@ -130,9 +132,13 @@ t.test('SIGKILL in a loop under load: every 250-acknowledged Message-ID reaches 
   t.same(missing, [], 'no acknowledged Message-ID is missing')
   t.ok(await eventually(() => spoolFiles(spoolDir).msg.length === 0, 20_000), 'the spool drained')
 
-  const dups = [...arrived()].filter(([, got]) => got.length > 1)
+  const dups = [...arrived()]
+    .filter(([, got]) => got.length > 1)
+    .map(([id, got]) => [id, [...got].sort((x, y) => x.at - y.at)] as const)
+  // The backends run in this process: one may record a message whose dot it had before the kill a few ms after
+  // the kill's timestamp here (its accept timer fired before it noticed the hang-up), hence the 500 ms of slack.
   const unexplained = dups
-    .filter(([, got]) => !kills.some((k) => k >= got[0]!.at && k <= got.at(-1)!.at))
+    .filter(([, got]) => !kills.some((k) => k >= got[0]!.at - 500 && k <= got.at(-1)!.at))
     .map(([id, got]) => `${id}: ${got.map((g) => `${g.sessionId}@${g.at}`).join(', ')}`)
   t.comment(
     `${dups.length} duplicate(s) among ${arrived().size} arrived Message-IDs; the backends answered 250 ` +

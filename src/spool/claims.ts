@@ -11,7 +11,7 @@
 // generation is then its inode number and it is treated as stale only after the lease. A full spool must still be
 // able to drain, and draining is what frees the disk.
 import { randomBytes } from 'node:crypto'
-import { promises as fsp } from 'node:fs'
+import { promises as fsp, type Stats } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from '../log'
 import { HOST_TAG, pidAlive } from './disk'
@@ -103,8 +103,15 @@ export class ClaimFiles {
     for (const name of await fsp.readdir(this.dir)) {
       const full = join(this.dir, name)
       if (name.startsWith('.tmp-')) {
+        // Temp files of a writer killed between writing and linking them.
+        const m = TMP_RE.exec(name)
+        const deadWriter = m?.[1] === HOST_TAG && Number(m[2]) !== process.pid && !pidAlive(Number(m[2]))
         const st = await fsp.stat(full).catch(() => null)
-        if (st && now - st.mtimeMs > STUCK_NEXT_MS) await fsp.unlink(full).catch(() => undefined)
+        if (st && (deadWriter || now - st.mtimeMs > STUCK_NEXT_MS)) await fsp.unlink(full).catch(() => undefined)
+        continue
+      }
+      if (name.endsWith('.next')) {
+        await this.clearStuckNext(full, now)
         continue
       }
       if (!name.endsWith('.claim')) continue
@@ -150,32 +157,46 @@ export class ClaimFiles {
     }
   }
 
+  /**
+   * Create the `.next` marker for one claim generation; false when it exists already. It appears whole (linked from
+   * a written temp file), so whoever finds it can read who made it and clear it at once if that process is dead.
+   */
   private async createNext(next: string): Promise<boolean> {
-    let fh: fsp.FileHandle
+    const tmp = await this.writeTempFile(
+      randomBytes(9).toString('hex'),
+      JSON.stringify({ pid: process.pid, host: HOST_TAG, at: Date.now() }),
+    )
     try {
-      fh = await fsp.open(next, 'wx')
+      await fsp.link(tmp, next)
+      return true
     } catch (err) {
       if (errnoOf(err) === 'EEXIST') return false
       throw err
-    }
-    try {
-      // The marker's existence is what counts; its content only helps a person reading the directory.
-      await fh.writeFile(JSON.stringify({ pid: process.pid, host: HOST_TAG, at: Date.now() }))
-    } catch (err) {
-      if (!diskFull(err)) throw err
     } finally {
-      await fh.close()
+      await fsp.unlink(tmp).catch(() => undefined)
     }
-    return true
   }
 
   /**
    * A `.next` marker outlives its creator only if that process died between creating and removing it. Clear it
-   * after STUCK_NEXT_MS by renaming it aside and checking it is the same file, so a fresh marker is never lost.
+   * at once when its creator on this host is dead, else after STUCK_NEXT_MS, by renaming it aside and checking it
+   * is the same file, so a fresh marker is never lost.
    */
   private async clearStuckNext(next: string, now: number): Promise<void> {
-    const st = await fsp.stat(next).catch(() => null)
-    if (!st || now - st.mtimeMs < STUCK_NEXT_MS) return
+    let st: Stats
+    let text: string
+    try {
+      const fh = await fsp.open(next, 'r')
+      try {
+        st = await fh.stat()
+        text = await fh.readFile('utf8')
+      } finally {
+        await fh.close()
+      }
+    } catch {
+      return
+    }
+    if (!creatorDead(text) && now - st.mtimeMs < STUCK_NEXT_MS) return
     const aside = `${next}.${randomBytes(6).toString('hex')}.stuck`
     try {
       await fsp.rename(next, aside)
@@ -193,19 +214,27 @@ export class ClaimFiles {
 
   /** The claim to be linked into place, and the generation readers will see for it. */
   private async writeTemp(rec: ClaimRecord): Promise<{ tmp: string; gen: string }> {
-    const tmp = join(this.dir, `.tmp-${HOST_TAG}-${process.pid}-${rec.token}`)
+    const tmp = await this.writeTempFile(rec.token, JSON.stringify(rec))
+    const st = await fsp.stat(tmp)
+    return { tmp, gen: st.size > 0 ? rec.token : `ino${st.ino}` }
+  }
+
+  /** A temp file holding `content`, or empty when the disk is full (an empty claim still excludes the others). */
+  private async writeTempFile(tag: string, content: string): Promise<string> {
+    const tmp = join(this.dir, `.tmp-${HOST_TAG}-${process.pid}-${tag}`)
     const fh = await fsp.open(tmp, 'wx')
     try {
-      await fh.writeFile(JSON.stringify(rec))
-      return { tmp, gen: rec.token }
+      await fh.writeFile(content)
     } catch (err) {
-      if (!diskFull(err)) throw err
-      // No room for the record: an empty claim still excludes everyone else (see the top of this file).
+      if (!diskFull(err)) {
+        await fh.close().catch(() => undefined)
+        await fsp.unlink(tmp).catch(() => undefined)
+        throw err
+      }
       await fh.truncate(0)
-      return { tmp, gen: `ino${(await fh.stat()).ino}` }
-    } finally {
-      await fh.close()
     }
+    await fh.close()
+    return tmp
   }
 
   private async read(id: string): Promise<Seen> {
@@ -257,6 +286,18 @@ function parseRecord(text: string): ClaimRecord | null {
 
 function toClaim(id: string, rec: ClaimRecord, gen: string): Claim {
   return { id, owner: rec.owner, token: rec.token, gen, pid: rec.pid, at: rec.at }
+}
+
+const TMP_RE = /^\.tmp-([0-9a-f]{8})-(\d+)-/
+
+/** True when a `.next` marker's content names a process on this host that no longer exists. */
+function creatorDead(text: string): boolean {
+  try {
+    const v = JSON.parse(text) as { pid?: unknown; host?: unknown }
+    return typeof v.pid === 'number' && v.host === HOST_TAG && v.pid !== process.pid && !pidAlive(v.pid)
+  } catch {
+    return false
+  }
 }
 
 function diskFull(err: unknown): boolean {
