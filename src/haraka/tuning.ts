@@ -1,0 +1,154 @@
+// Per-message costs Haraka pays for features mxgate does not use, removed once per process at start-up. These
+// patch Haraka 3.3.4 internals (haraka-message-stream 2.0.8, haraka-results, haraka-net-utils, haraka-config), so
+// package.json pins those versions: re-check every patch when upgrading. bench/README.md has what each one bought.
+import type { MxgateConfig } from '../config/schema'
+
+interface MessageStreamClass {
+  prototype: {
+    destroy(this: { spooling: boolean }): void
+    add_line(this: { mxgateLines?: Buffer[] }, line: Buffer | string): unknown
+  }
+}
+
+interface CorkableSocket {
+  cork(): void
+  uncork(): void
+}
+
+interface ConnectionInternals {
+  client?: { targetsocket?: Partial<CorkableSocket> }
+  current_data: Buffer | null
+  awaiting_data_reply?: boolean
+  /** The socket this connection corked to hold a reply (see tuneHaraka). */
+  mxgateCorked?: CorkableSocket | null
+}
+
+interface ConnectionClass {
+  prototype: { respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown }
+}
+
+/** The options haraka-results reads results.ini with (the memo in tuneHaraka keeps the first answer). */
+const RESULTS_INI_OPTIONS = { booleans: ['+main.redis_publish'] }
+
+interface ResultStoreClass {
+  prototype: {
+    _log(this: ResultStoreInternals, plugin: unknown, result: Record<string, unknown>, obj: ResultFields): unknown
+  }
+}
+
+interface ResultStoreInternals {
+  resolve_plugin_name(plugin: unknown): string
+}
+
+interface ResultFields {
+  human?: unknown
+  emit?: unknown
+  err?: unknown
+}
+
+interface HarakaConfig {
+  get(...args: unknown[]): unknown
+}
+
+interface HarakaNetUtils {
+  get_primary_host_name(): string
+  is_haproxy_allowed(ip: string): boolean
+  config: { get(name: string): { haproxy?: { hosts?: string[] } } | undefined }
+}
+
+/**
+ * Per-message costs Haraka pays for features mxgate does not use, removed once per process (each cluster worker
+ * runs this too). Behaviour on the wire stays the same; bench/README.md ("What each lever bought") has the numbers.
+ */
+export function tuneHaraka(cfg: MxgateConfig): void {
+  // haraka-message-stream unlinks its spool file on every transaction reset, even when it never wrote one (an
+  // unlink syscall through the thread pool per message). connection.ini sets spool_after=-1, so a message never
+  // goes to a file (mxgate holds it in memory for the relay anyway); only a stream that did spool has a file.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const MessageStream = require('haraka-message-stream') as MessageStreamClass
+  const destroy = MessageStream.prototype.destroy
+  MessageStream.prototype.destroy = function (this: { spooling: boolean }) {
+    if (this.spooling) destroy.call(this)
+  }
+  // Keep a reference to every stored line (wire form, as the stream stores it) so hook_queue can assemble the
+  // message with one Buffer.concat instead of get_data's stream pipeline, which pushes every line through a
+  // PassThrough, a line splitter and a collector (see storedMessage in plugin.ts).
+  const addLine = MessageStream.prototype.add_line
+  MessageStream.prototype.add_line = function (this: { mxgateLines?: Buffer[] }, line: Buffer | string) {
+    const buf = typeof line === 'string' ? Buffer.from(line) : line
+    if (this.mxgateLines) this.mxgateLines.push(buf)
+    else this.mxgateLines = [buf]
+    return addLine.call(this, buf)
+  }
+
+  // Every new connection asked haraka-config for the `me` file (absent: an existsSync per call, since a missing
+  // file is never cached) and parsed connection.ini's [haproxy] host list again. mxgate's name is its configured
+  // hostname (hook_connect_init sets it for the banner and Received header), and an empty PROXY host list, read
+  // once here, stays empty: adding hosts to connection.ini then needs a restart, like every mxgate setting.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const netUtils = require('haraka-net-utils') as HarakaNetUtils
+  const hostname = cfg.smtp.hostname
+  netUtils.get_primary_host_name = () => hostname
+  const proxyHosts = netUtils.config.get('connection.ini')?.haproxy?.hosts ?? []
+  if (proxyHosts.every((h) => h.trim() === '')) netUtils.is_haproxy_allowed = () => false
+
+  // haraka-results builds a ResultStore per connection and per transaction, and each one asks haraka-config for
+  // results.ini: a path resolve, a cache key from JSON.stringify and a deep clone every time. The file is ours and
+  // static (config/results.ini), and ResultStore only reads it, so the first answer serves every store.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const harakaConfig = require('haraka-config') as HarakaConfig
+  const get = harakaConfig.get
+  let results: unknown
+  harakaConfig.get = function (this: HarakaConfig, ...args: unknown[]) {
+    if (args[0] !== 'results.ini') return get.apply(this, args)
+    results ??= get.apply(this, args)
+    return results
+  }
+  // Every results.add() (several per connection and message) also rebuilt a human-readable summary of the
+  // plugin's results, for a log line or for plugins that read `.human`. Haraka's core reads neither, and mxgate's
+  // plugin does not, so it is built only when it is logged: emit, err, a caller's own text, or a results.ini debug.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const ResultStore = require('haraka-results') as ResultStoreClass
+  const resultLog = ResultStore.prototype._log
+  ResultStore.prototype._log = function (this: ResultStoreInternals, plugin, result, obj) {
+    if (obj.emit || obj.err || obj.human) return resultLog.call(this, plugin, result, obj)
+    const settings = harakaConfig.get('results.ini', RESULTS_INI_OPTIONS) as Record<
+      string,
+      { debug?: unknown } | undefined
+    >
+    if (settings[this.resolve_plugin_name(plugin)]?.debug) return resultLog.call(this, plugin, result, obj)
+    result.human = undefined
+    result.human_html = undefined
+    return undefined
+  }
+
+  // A pipelining sender's MAIL, RCPT and DATA arrive in one segment, and Haraka answered each with its own
+  // write (a segment and a wakeup of the sender each). When another complete command is already buffered, the
+  // reply is held in the corked socket and leaves with the next one: the group's replies go out in one write.
+  // Never held: 354 (the sender may wait for it before sending the message) and the reply after end of DATA.
+  // The next buffered command always gets a reply, so a held one waits only for that.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
+  const respond = Connection.prototype.respond
+  Connection.prototype.respond = function (this: ConnectionInternals, code, msg, func) {
+    const sock = this.client?.targetsocket
+    const more =
+      code !== 354 &&
+      this.awaiting_data_reply !== true &&
+      this.current_data !== null &&
+      this.current_data.indexOf(10) >= 0 &&
+      typeof sock?.cork === 'function'
+    if (more && !this.mxgateCorked) {
+      const corkable = sock as CorkableSocket
+      corkable.cork()
+      this.mxgateCorked = corkable
+    }
+    const out = respond.call(this, code, msg, func)
+    const corked = this.mxgateCorked
+    if (!more && corked) {
+      this.mxgateCorked = null
+      corked.uncork()
+    }
+    return out
+  }
+}
