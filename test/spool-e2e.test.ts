@@ -165,6 +165,9 @@ t.test('a spool disk that really fills up: 451, no partial files, and mail flows
     refused.every((r) => r === '451 4.3.0'),
     'a write that meets ENOSPC is a local error for now (4.3.0), never a 250 and never a 5xx',
   )
+  const notReady = await api<{ reasons: string[] }>(node, 'GET', '/readyz')
+  t.equal(notReady.status, 503, 'a disk that refuses writes takes the node out of the load balancer')
+  t.match(notReady.body.reasons.join('; '), /spool full: a write failed \d+s ago \(ENOSPC\)/)
   const files = spoolFiles(disk)
   t.same(files.tmp, [], 'no temp file is left behind by a failed write')
   t.equal(files.msg.length, acked.length, 'exactly the acknowledged messages are on disk')
@@ -179,7 +182,44 @@ t.test('a spool disk that really fills up: 451, no partial files, and mail flows
   t.ok(await eventually(() => spoolFiles(disk).msg.length === 0, 5000), 'and the disk is empty again')
   const again = await send(node, ['user@example.com'], makeTestMessage({ messageId: 'after-full@test' }))
   t.match(again.reply, /^250 /, 'new mail is relayed again')
+  t.ok(
+    await eventually(async () => (await api(node, 'GET', '/readyz')).status === 200, 15_000),
+    'and the node is ready again',
+  )
   await node.proc.stop()
   const { opened } = await openStore(disk)
   t.equal(opened.quarantined, 0, 'nothing on the disk is corrupt')
 })
+
+t.test(
+  'min_free_disk keeps a margin on the spool disk: 451 4.3.4 and /readyz 503 before the disk is full',
+  async (t) => {
+    const disk = tinyDisk(t, '512k')
+    if (!disk) {
+      t.plan(0, 'cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)')
+      return
+    }
+    const mx = await backend(t, { id: 'mx1', faults: REFUSE })
+    const node = await startNode(t, {
+      backends: [mx],
+      config: configDir(t, ini('min_free_disk = 256k\n')),
+      spoolDir: disk,
+    })
+    const replies: string[] = []
+    for (let i = 0; i < 10; i++) {
+      const r = await send(node, ['user@example.com'], makeTestMessage({ messageId: `margin-${i}@test`, size: 40_000 }))
+      replies.push(r.reply.slice(0, 9))
+    }
+    t.ok(replies.includes('250 2.0.0'), `some messages fit: ${replies.join(', ')}`)
+    t.equal(replies.at(-1), '451 4.3.4', 'then the margin is reached: 451 4.3.4, not an ENOSPC')
+    t.notOk(replies.includes('451 4.3.0'), 'the disk itself never filled up')
+    const ready = await api<{ reasons: string[] }>(node, 'GET', '/readyz')
+    t.equal(ready.status, 503)
+    t.match(ready.body.reasons.join('; '), /spool full: \d+ bytes free on the spool disk, keeping 262144/)
+    await mx.setFaults([])
+    t.ok(
+      await eventually(async () => (await api(node, 'GET', '/readyz')).status === 200, 15_000),
+      'ready again once the spool has drained',
+    )
+  },
+)

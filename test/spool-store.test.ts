@@ -103,7 +103,16 @@ t.test('limits refuse a message with SpoolFullError naming the limit, and write 
     await store.write(message('x'.repeat(60)))
     t.match(await store.write(message('y'.repeat(60))).catch((e: unknown) => e), { limit: 'maxBytes' })
     t.equal(filesIn(dir).length, 1)
-    t.equal(store.stats().full, false, 'a smaller message still fits')
+    t.match(
+      store.stats(),
+      { full: true, reason: /would pass the limit of 100/ },
+      'full for /readyz while a message like the refused one would be refused again',
+    )
+    const first = store.list()[0]!
+    await store.remove(first.id)
+    t.equal(store.stats().full, false, 'ready once there is room for it')
+    await store.write(message('z'.repeat(60)))
+    t.equal(store.stats().full, false, 'a refusal is forgotten once it has room: only "nothing fits" counts then')
   })
   t.test('minFreeBytes', async (t) => {
     const dir = tempDir(t)

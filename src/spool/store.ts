@@ -78,6 +78,11 @@ export interface SpoolStats {
   reason: string | null
 }
 
+/** stats() judges "full" by the last refused message's size, but never by more than this. */
+const READY_PROBE_CAP = 1024 * 1024
+/** After a message write fails (ENOSPC, EIO), stats() reports the spool full for this long. */
+const WRITE_FAILURE_MS = 10_000
+
 /** Files indexed between two turns of the event loop at startup and refresh (about 10-50 ms of work). */
 const YIELD_EVERY = 256
 
@@ -90,6 +95,10 @@ export class SpoolStore {
   private readonly peers: SpoolPeers
   private readonly chains = new Map<string, Promise<unknown>>()
   private readonly syncCount = { file: 0 }
+  /** Size of the last message refused for a limit (capped), until there is room for it again: for stats(). */
+  private refusedSize = 1
+  /** The last failed message write, cleared by a successful one: for stats(). */
+  private writeFailure: { at: number; errno: string } | null = null
 
   constructor(
     private readonly opts: SpoolOptions,
@@ -215,7 +224,13 @@ export class SpoolStore {
         held: false,
         size,
       }
-      await this.place(msgName(id), [encodeMessageHead(entry, msg.body), msg.body])
+      try {
+        await this.place(msgName(id), [encodeMessageHead(entry, msg.body), msg.body])
+      } catch (err) {
+        if (err instanceof SpoolWriteError) this.writeFailure = { at: Date.now(), errno: err.errno }
+        throw err
+      }
+      this.writeFailure = null
       this.index.put(id, { entry, seq: 0 })
       return this.index.get(id)!.entry
     } finally {
@@ -232,14 +247,29 @@ export class SpoolStore {
     return this.index.get(id)?.entry
   }
 
-  stats(): SpoolStats {
+  /**
+   * For /readyz. "Full" means the spool would refuse the next message: one of the size it last refused (up to
+   * 1 MiB: a huge message alone should not take the node out), else of one byte; or a write met a full or broken
+   * disk in the last WRITE_FAILURE_MS.
+   */
+  stats(now = Date.now()): SpoolStats {
     // Keep the free-space figure fresh for /readyz even when no writes come in (it is cached for a second).
     if (this.opts.minFreeBytes > 0 && this.gauge.stale()) {
       this.gauge.available().catch((err: unknown) => this.log.warn({ err }, 'statfs on the spool dir failed'))
     }
-    // "Full" means the next message (of at least one byte) would be refused.
-    const reason = this.index.fullReason(1, this.opts.minFreeBytes > 0 ? this.gauge.cached() : Number.POSITIVE_INFINITY)
-    return { messages: this.index.size, bytes: this.index.bytes, full: reason !== null, reason: reason?.detail ?? null }
+    const free = this.opts.minFreeBytes > 0 ? this.gauge.cached() : Number.POSITIVE_INFINITY
+    let reason = this.index.fullReason(this.refusedSize, free)
+    if (reason === null && this.refusedSize > 1) {
+      // There is room again for what was refused: from now on only "nothing fits" makes the spool full.
+      this.refusedSize = 1
+      reason = this.index.fullReason(1, free)
+    }
+    let detail = reason?.detail ?? null
+    const failed = this.writeFailure
+    if (detail === null && failed && now - failed.at < WRITE_FAILURE_MS) {
+      detail = `a write failed ${Math.round((now - failed.at) / 1000)}s ago (${failed.errno}); check the spool disk`
+    }
+    return { messages: this.index.size, bytes: this.index.bytes, full: detail !== null, reason: detail }
   }
 
   async readBody(id: string): Promise<Buffer> {
@@ -340,7 +370,10 @@ export class SpoolStore {
       }
     }
     const full = this.index.fullReason(size, free)
-    if (full) throw new SpoolFullError(full.limit, full.detail)
+    if (full) {
+      this.refusedSize = Math.max(1, Math.min(size, READY_PROBE_CAP))
+      throw new SpoolFullError(full.limit, full.detail)
+    }
     this.index.begin(size)
     this.gauge.reserve(size)
   }
