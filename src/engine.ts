@@ -157,6 +157,7 @@ export class Engine {
 
   async close(): Promise<void> {
     await this.runner.stop()
+    if (this.spoolOpen) await this.spool.close()
     this.health.close()
     await this.store.stop()
     await this.bounces.close()

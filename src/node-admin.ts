@@ -109,6 +109,18 @@ export class NodeAdmin implements AdminPort {
     return e
   }
 
+  /** Changes a spooled message only while holding its claim, so no delivery (on any process) races the change. */
+  private async whileClaimed<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    this.entry(id)
+    const claim = await this.engine.spool.claim(id, this.engine.node)
+    if (!claim) throw new Error(`message ${id} is being delivered right now; try again in a moment`)
+    try {
+      return await fn()
+    } finally {
+      await this.engine.spool.release(claim)
+    }
+  }
+
   readonly spool = {
     list: (): SpoolItemView[] => this.engine.spool.list().map(itemView),
     show: (id: string) => {
@@ -119,13 +131,12 @@ export class NodeAdmin implements AdminPort {
       if (id !== undefined) this.entry(id)
       return this.engine.runner.flush(id)
     },
-    hold: async (id: string, _actor: Actor): Promise<SpoolItemView> => {
-      this.entry(id)
-      return itemView(await this.engine.spool.update(id, { held: true }))
-    },
+    hold: async (id: string, _actor: Actor): Promise<SpoolItemView> =>
+      itemView(await this.whileClaimed(id, () => this.engine.spool.update(id, { held: true }))),
     release: async (id: string, _actor: Actor): Promise<SpoolItemView> => {
-      this.entry(id)
-      const e = await this.engine.spool.update(id, { held: false, nextAttemptAt: Date.now() })
+      const e = await this.whileClaimed(id, () =>
+        this.engine.spool.update(id, { held: false, nextAttemptAt: Date.now() }),
+      )
       this.engine.runner.wake()
       return itemView(e)
     },

@@ -287,3 +287,26 @@ t.test('a non-ASCII address that no backend can take is refused with 553 5.6.7',
   t.equal(result.reply.code, 553)
   t.equal(result.reply.enhanced, '5.6.7')
 })
+
+t.test(
+  'all recipients refused at RCPT, one for the backend’s reasons: that one fails over, the 5.1.1 one is settled',
+  async (t) => {
+    const rig = await startRig([
+      {
+        faults: [
+          { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
+          { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'user' },
+        ],
+      },
+      {},
+    ])
+    t.teardown(() => rig.close())
+    const result = await rig.engine.relay.relay(message(['nobody@example.com', 'user@example.com']).msg)
+    t.equal(result.outcome, 'delivered')
+    t.same(rig.backends[1]!.received[0]?.to, ['user@example.com'], 'only the retryable recipient went to b2')
+    t.same(
+      result.refused.map((r) => [r.rcpt, r.reply.enhanced]),
+      [['nobody@example.com', '5.1.1']],
+    )
+  },
+)

@@ -195,7 +195,20 @@ export class Relay {
         }
         case 'backend':
           reason = `${id}: ${verdict.reason}`
-          next.push(...pending)
+          if (attempt.failure !== null) {
+            next.push(...pending)
+            break
+          }
+          // Every recipient refused at RCPT, some for the backend's reasons: those are retried elsewhere, but a
+          // recipient refused for its own reasons in the same breath is settled now, as it would be alone.
+          for (const r of attempt.refused) {
+            const cls = classifyRefusal(r.reply)
+            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
+            else if (cls === 'message-temporary') {
+              held.push(r.rcpt)
+              tempReply = r.reply
+            } else next.push(r.rcpt)
+          }
           break
         case 'message':
           if (verdict.permanent) for (const rcpt of pending) refuse(rcpt, verdict.reply)

@@ -32,9 +32,9 @@ export interface StartOptions {
   keepSpool?: boolean
 }
 
-async function waitForBanner(port: number, ms: number): Promise<boolean> {
+async function waitForBanner(port: number, ms: number, proc: ChildProcess): Promise<boolean> {
   const until = Date.now() + ms
-  while (Date.now() < until) {
+  while (Date.now() < until && proc.exitCode === null && proc.signalCode === null) {
     const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1')
       s.once('data', (d) => {
@@ -101,7 +101,7 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
     if (!opts.keepSpool) rmSync(spoolDir, { recursive: true, force: true })
     return code
   }
-  if (!(await waitForBanner(port, 40_000))) {
+  if (!(await waitForBanner(port, 40_000, proc))) {
     await stop()
     throw new Error(`mxgate did not start on port ${port}: ${err}`)
   }
