@@ -131,9 +131,26 @@ export class Engine {
               ? 'relayed'
               : result.relay.outcome
       this.metrics.message(outcome, (performance.now() - started) / 1000, result.relay.refused.length)
+      this.noteSpoolEpisode(result)
       return result
     } finally {
       this.inFlightCount--
+    }
+  }
+
+  private spoolTrouble: string | null = null
+
+  /** Says once when the spool starts refusing mail (full, disk error) and once when it takes mail again. */
+  private noteSpoolEpisode(result: AcceptResult): void {
+    if (result.outcome === 'spool-failed' && this.spoolTrouble === null) {
+      this.spoolTrouble = result.error.message
+      this.log.error(
+        { err: result.error, spool: this.config.spool.dir },
+        `spool refuses mail (senders get 451 and retry; /readyz fails): ${result.error.message}`,
+      )
+    } else if (result.outcome === 'spooled' && this.spoolTrouble !== null) {
+      this.log.warn({ was: this.spoolTrouble }, 'spool takes mail again')
+      this.spoolTrouble = null
     }
   }
 

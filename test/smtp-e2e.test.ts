@@ -105,7 +105,11 @@ t.test('answers 451 4.3.4 when the spool is full', async (t) => {
   t.match(first.reply, /^250 /)
   const second = await send(m, ['user@example.com'], makeTestMessage())
   t.match(second.reply, /^451 4\.3\.4 Insufficient system storage/)
-  t.ok(await waitFor(() => m.logs.some((l) => l.msg === 'spool refused the message')))
+  const third = await send(m, ['user@example.com'], makeTestMessage())
+  t.match(third.reply, /^451 4\.3\.4 /)
+  t.ok(await waitFor(() => m.logs.filter((l) => l.msg === 'spool refused the message').length === 2))
+  const episodes = m.logs.filter((l) => String(l.msg).startsWith('spool refuses mail'))
+  t.equal(episodes.length, 1, 'the full spool is logged once per episode, not per message')
 })
 
 t.test('passes a backend’s permanent refusal back with its own code', async (t) => {

@@ -127,7 +127,7 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
           ...(result.refused.length > 0 ? { refused: result.refused.map((r) => r.rcpt) } : {}),
         }
         if (accepted.outcome === 'spooled') log.info(fields, 'spooled')
-        else if (accepted.outcome === 'spool-failed') log.error(fields, 'spool refused the message')
+        else if (accepted.outcome === 'spool-failed') log.warn(fields, 'spool refused the message')
         else if (result.outcome === 'delivered') log.info(fields, 'relayed')
         else log.warn(fields, result.outcome === 'rejected' ? 'rejected by backend' : 'deferred')
         if (reply.code < 300) next(constants.ok, reply.text)
