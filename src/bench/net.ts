@@ -2,18 +2,7 @@
 import net from 'node:net'
 import { BenchError } from './errors'
 
-/** A port that was free a moment ago on 127.0.0.1 (the peer binds it right after; a race here is unlikely). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
-}
+export { freePort } from '../testing/free-port'
 
 /** Connects once and resolves with the first reply line, or rejects on error, close or a short timeout. */
 function bannerOnce(port: number, timeoutMs: number): Promise<string> {

@@ -4,6 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import path from 'node:path'
+import { freePort } from '../testing/free-port'
 import { type HealthEvent, type MessageEvent, parseLogLine } from './log-events'
 
 export const ROOT = path.resolve(__dirname, '..', '..')
@@ -27,19 +28,6 @@ export interface MxgateChildOptions {
 }
 
 type Events = { health: [HealthEvent]; message: [MessageEvent]; exit: [number | null, NodeJS.Signals | null] }
-
-/** A port that was free a moment ago on 127.0.0.1 (the OS picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.once('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      srv.close(() => resolve(port))
-    })
-  })
-}
 
 /** True once something on the port answers with a 220 banner. */
 function answers220(port: number): Promise<boolean> {
