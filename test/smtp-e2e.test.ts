@@ -40,7 +40,10 @@ t.test('relays a message byte for byte, adding one Received header', async (t) =
   const b1 = await backend(t, { id: 'mx1' })
   const m = await mxgate(t, [b1])
   const raw = Buffer.concat([
-    Buffer.from('Message-ID: <e2e-bytes@test>\r\nSubject: bytes\r\n\r\n.dot line\r\n..\r\n'),
+    Buffer.from('Message-ID: <e2e-bytes@test>\r\nSubject: bytes '),
+    // Raw 8-bit header bytes that are not valid UTF-8 (latin1 é, a lone continuation byte) must survive too.
+    Buffer.from([0xe9, 0x80, 0x0d, 0x0a]),
+    Buffer.from('X-Folded: one\r\n two\r\n\r\n.dot line\r\n..\r\n'),
     Buffer.from([0xe2, 0x82, 0xac, 0x0d, 0x0a]),
     Buffer.from(`${'y'.repeat(3000)}\r\nend\r\n`),
   ])

@@ -53,42 +53,25 @@ function respondWithCode(connection: HarakaConnection, code: number): void {
   }
 }
 
-/** What launch.ts records on Haraka's message stream, and the stream's own fields storedMessage reads. */
+/** What tuning.ts records on Haraka's message stream, and the stream's own field storedMessage reads. */
 interface RecordedStream {
-  /** Every line the stream stored, in order (set by launch.ts; absent when Haraka runs without it). */
+  /** Every line the stream stored, in order (set by tuning.ts; absent when Haraka runs without it). */
   mxgateLines?: Buffer[] | undefined
-  /** The transaction's header lines (Received included), each ending in LF: get_data emits these, not the raw ones. */
-  headers: string[]
-  idx: { body?: { start: number } }
   spooling: boolean
 }
 
-const CRLF = Buffer.from('\r\n')
-const LINE_END = /\r?\n/g
-
 /**
- * The bytes get_data({ dot_stuffed: false }) yields, in one copy: the header list with CRLF endings, the blank
- * line, then the stored lines from the start of the body. Null when the stream was not recorded or has no header
- * list or no body separator: then get_data does it.
+ * The message exactly as received, in wire form, in one copy: every line the stream stored, starting with the
+ * Received header Haraka accumulated at DATA. Not get_data(): that re-emits the header section from Haraka's parsed
+ * header strings, which decode the raw bytes as UTF-8 and so alter 8-bit header bytes. mxgate changes no header,
+ * so the stored lines are the truth. Null when the stream was not recorded or spooled to disk: then get_data does it.
  */
 export function storedMessage(stream: RecordedStream): Buffer | null {
   const lines = stream.mxgateLines
-  const start = stream.idx.body?.start
-  if (lines === undefined || start === undefined || stream.spooling || stream.headers.length === 0) return null
-  const parts: Buffer[] = []
-  for (const h of stream.headers) parts.push(Buffer.from(h.replace(LINE_END, '\r\n')))
-  parts.push(CRLF)
-  let skip = start
-  for (const line of lines) {
-    if (skip >= line.length) skip -= line.length
-    else {
-      parts.push(skip > 0 ? line.subarray(skip) : line)
-      skip = 0
-    }
-  }
+  if (lines === undefined || stream.spooling) return null
   // The lines reference the socket's read buffers: let them go now rather than when Haraka drops the transaction.
   stream.mxgateLines = undefined
-  return Buffer.concat(parts)
+  return Buffer.concat(lines)
 }
 
 export function hook_queue(next: Next, connection: HarakaConnection): void {
