@@ -56,7 +56,10 @@ async function waitForBanner(port: number, ms: number, proc: ChildProcess): Prom
 export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
   const port = await freePort()
   const adminPort = await freePort()
-  const spoolDir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-spool-'))
+  // A spool dir of our own unless the caller names one (a restart on the same spool); ours is removed at stop.
+  const given = opts.env?.MXGATE_SPOOL_DIR
+  const spoolDir = given ?? mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-spool-'))
+  const removeSpool = given === undefined && !opts.keepSpool
   const proc = reap(
     spawn(process.execPath, [BIN, 'start', ...(opts.args ?? [])], {
       cwd: ROOT,
@@ -66,8 +69,8 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
         MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
         MXGATE_BACKENDS: opts.backends,
         MXGATE_DOMAINS: opts.domains ?? 'example.com',
-        MXGATE_SPOOL_DIR: spoolDir,
         ...opts.env,
+        MXGATE_SPOOL_DIR: spoolDir,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -98,7 +101,7 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
     const t = setTimeout(() => proc.kill('SIGKILL'), 10_000)
     const code = await exited
     clearTimeout(t)
-    if (!opts.keepSpool) rmSync(spoolDir, { recursive: true, force: true })
+    if (removeSpool) rmSync(spoolDir, { recursive: true, force: true })
     return code
   }
   if (!(await waitForBanner(port, 40_000, proc))) {
