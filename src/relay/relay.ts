@@ -1,5 +1,5 @@
 // One message's journey: pick a backend, deliver, classify, fail over, ask a second opinion, give up in time.
-// Knows nothing of Haraka; the same code serves live mail and (later) the spool.
+// Knows nothing of Haraka; the same code serves live mail and the spool's retries.
 import type { DeliveryAttempt, RecipientReply, SmtpReply } from '../backend/outcome'
 import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
@@ -139,6 +139,8 @@ export class Relay {
       if (!client) throw new Error(`no client for backend ${id}`)
       const envelope: Envelope = { from: msg.envelope.from, to: pending }
       pool.begin(id)
+      // Classified once, inside the breaker (which needs to know whose fault it was), and reused below.
+      const classified: { verdict?: Verdict } = {}
       let attempt: DeliveryAttempt | null
       try {
         attempt = await health.track(
@@ -146,6 +148,7 @@ export class Relay {
           () => client.deliver(envelope, msg.body, deadlineAt),
           (a) => {
             const v = classifyAttempt(a)
+            classified.verdict = v
             return v.kind === 'backend' ? v.reason : null
           },
         )
@@ -154,7 +157,7 @@ export class Relay {
       }
       if (attempt === null) continue // its breaker opened meanwhile: not an attempt, pick another
       tries++
-      const verdict = classifyAttempt(attempt)
+      const verdict = classified.verdict ?? classifyAttempt(attempt)
       const record: AttemptRecord = {
         backendId: id,
         verdict: verdict.kind,
