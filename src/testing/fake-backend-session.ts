@@ -9,6 +9,8 @@ export interface ReceivedMessage {
   to: string[]
   /** The message as the client sent it, un-dot-stuffed, CRLF kept, without the terminating "." line. */
   raw: Buffer
+  /** The DATA bytes exactly as they came off the wire (dot-stuffing kept), without the terminating "." line. */
+  wire: Buffer
   size: number
   at: number
   sessionId: string
@@ -40,11 +42,17 @@ export class DotDecoder {
   private size = 0
   private carry: Buffer = EMPTY
   private lineStart = true
+  /** Every chunk fed, as received; wireEnd is where the terminating "." line starts in them once it is seen. */
+  private readonly wireParts: Buffer[] = []
+  private wireSize = 0
+  private wireEnd = -1
 
   /** Returns the bytes that followed the terminating ".\r\n" once it is seen (pipelined commands), else null. */
   feed(chunk: Buffer): Buffer | null {
     const buf = this.carry.length > 0 ? Buffer.concat([this.carry, chunk]) : chunk
     this.carry = EMPTY
+    this.wireParts.push(chunk)
+    this.wireSize += chunk.length
     let pos = 0
     let spanStart = 0
     while (pos < buf.length) {
@@ -57,7 +65,11 @@ export class DotDecoder {
             return null
           }
           this.take(buf, spanStart, pos)
-          if (buf[pos + 1] === CR && buf[pos + 2] === LF) return buf.subarray(pos + 3)
+          if (buf[pos + 1] === CR && buf[pos + 2] === LF) {
+            // buf ends where the chunks fed so far end, so pos maps to this offset in them.
+            this.wireEnd = this.wireSize - buf.length + pos
+            return buf.subarray(pos + 3)
+          }
           pos += 1 // drop the stuffing dot
           spanStart = pos
         }
@@ -80,6 +92,12 @@ export class DotDecoder {
 
   message(): Buffer {
     return Buffer.concat(this.parts, this.size)
+  }
+
+  /** The DATA bytes as fed, dot-stuffing kept, up to the terminating "." line (all of them before it is seen). */
+  wire(): Buffer {
+    const all = Buffer.concat(this.wireParts, this.wireSize)
+    return this.wireEnd === -1 ? all : all.subarray(0, this.wireEnd)
   }
 
   private take(buf: Buffer, from: number, to: number): void {
@@ -279,6 +297,7 @@ export class Session {
   private endOfData(): void {
     const tx = this.tx!
     const raw = this.decoder!.message()
+    const wire = this.decoder!.wire()
     this.tx = null
     this.decoder = null
     this.state = 'command'
@@ -287,6 +306,7 @@ export class Session {
       from: tx.from,
       to: tx.to,
       raw,
+      wire,
       size: raw.length,
       at: Date.now(),
       sessionId: this.sessionId,
