@@ -53,24 +53,25 @@ function respondWithCode(connection: HarakaConnection, code: number): void {
   }
 }
 
-/** What tuning.ts records on Haraka's message stream, and the stream's own field storedMessage reads. */
-interface RecordedStream {
-  /** Every line the stream stored, in order (set by tuning.ts; absent when Haraka runs without it). */
+/** What tuning.ts records on Haraka's transaction. */
+interface RecordedTransaction {
+  /** Every line the sender sent, in order (set by tuning.ts; absent when Haraka runs without it). */
   mxgateLines?: Buffer[] | undefined
-  spooling: boolean
 }
 
 /**
- * The message exactly as received, in wire form, in one copy: every line the stream stored, starting with the
- * Received header Haraka accumulated at DATA. Not get_data(): that re-emits the header section from Haraka's parsed
- * header strings, which decode the raw bytes as UTF-8 and so alter 8-bit header bytes. mxgate changes no header,
- * so the stored lines are the truth. Null when the stream was not recorded or spooled to disk: then get_data does it.
+ * The message exactly as the sender sent it, in wire form, in one copy: the Received line Haraka added at DATA, then
+ * every DATA line (see tuning.ts). Not get_data(): that re-emits the header section from Haraka's parsed header
+ * strings, which decode the raw bytes as UTF-8 and so alter 8-bit header bytes, and it reads the message stream,
+ * which holds a blank line and the body lines a second time when no blank line ended the header section. The lines
+ * are in memory even when Haraka also spooled the stream to a file. Null only when nothing was recorded (Haraka
+ * running without tuning.ts): then get_data does it.
  */
-export function storedMessage(stream: RecordedStream): Buffer | null {
-  const lines = stream.mxgateLines
-  if (lines === undefined || stream.spooling) return null
+export function storedMessage(txn: RecordedTransaction): Buffer | null {
+  const lines = txn.mxgateLines
+  if (lines === undefined) return null
   // The lines reference the socket's read buffers: let them go now rather than when Haraka drops the transaction.
-  stream.mxgateLines = undefined
+  txn.mxgateLines = undefined
   return Buffer.concat(lines)
 }
 
@@ -125,7 +126,7 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
         next(constants.denysoft, '4.3.0 Internal error; try again later')
       })
   }
-  const stored = storedMessage(txn.message_stream as unknown as RecordedStream)
+  const stored = storedMessage(txn as RecordedTransaction)
   if (stored !== null) relay(stored)
   // dot_stuffed: false keeps the stored wire form (dot-stuffed, CRLF): forwarded as-is, no re-encoding.
   else txn.message_stream.get_data({ dot_stuffed: false }, relay)

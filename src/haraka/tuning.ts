@@ -1,13 +1,22 @@
 // Per-message costs Haraka pays for features mxgate does not use, removed once per process at start-up. These
-// patch Haraka 3.3.4 internals (haraka-message-stream 2.0.8, haraka-results, haraka-net-utils, haraka-config), so
-// package.json pins those versions: re-check every patch when upgrading. bench/README.md has what each one bought.
+// patch Haraka 3.3.4 internals (transaction.js, connection.js, haraka-message-stream 2.0.8, haraka-results,
+// haraka-net-utils, haraka-config), so package.json pins those versions: re-check every patch when upgrading.
+// bench/README.md has what each one bought.
 import type { MxgateConfig } from '../config/schema'
 
 interface MessageStreamClass {
-  prototype: {
-    destroy(this: { spooling: boolean }): void
-    add_line(this: { mxgateLines?: Buffer[] }, line: Buffer | string): unknown
-  }
+  prototype: { destroy(this: { spooling: boolean }): void }
+}
+
+interface RecordingTransaction {
+  /** Every line the sender sent, in order (read and released by storedMessage in plugin.ts). */
+  mxgateLines?: Buffer[] | undefined
+  /** What Haraka decodes a string line with (it passes the Received line as a string). */
+  encoding: BufferEncoding
+}
+
+interface TransactionClass {
+  prototype: { add_data(this: RecordingTransaction, line: Buffer | string): unknown }
 }
 
 interface CorkableSocket {
@@ -70,15 +79,22 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   MessageStream.prototype.destroy = function (this: { spooling: boolean }) {
     if (this.spooling) destroy.call(this)
   }
-  // Keep a reference to every stored line (wire form, as the stream stores it) so hook_queue can assemble the
-  // message with one Buffer.concat instead of get_data's stream pipeline, which pushes every line through a
-  // PassThrough, a line splitter and a collector (see storedMessage in plugin.ts).
-  const addLine = MessageStream.prototype.add_line
-  MessageStream.prototype.add_line = function (this: { mxgateLines?: Buffer[] }, line: Buffer | string) {
-    const buf = typeof line === 'string' ? Buffer.from(line) : line
+  // Keep a reference to every line the sender sent, in wire form (dot-stuffed, CRLF) as Haraka's connection hands
+  // it to the transaction: first the Received line Haraka adds at DATA, then each DATA line. hook_queue assembles
+  // the message from them with one Buffer.concat instead of get_data's stream pipeline, which pushes every line
+  // through a PassThrough, a line splitter and a collector (see storedMessage in plugin.ts). The lines are taken at
+  // Transaction.add_data, which sees each line once, and not at the message stream's add_line: when no blank line
+  // ends the header section (a body right after the header, a header-only message, a first line that is no
+  // header), Transaction.end_data adds a blank line to the stream and then, again, every line after the last one
+  // that looks like a header, so the stream holds more than the sender sent.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Transaction = (require('Haraka/transaction') as { Transaction: TransactionClass }).Transaction
+  const addData = Transaction.prototype.add_data
+  Transaction.prototype.add_data = function (this: RecordingTransaction, line: Buffer | string) {
+    const buf = typeof line === 'string' ? Buffer.from(line, this.encoding) : line
     if (this.mxgateLines) this.mxgateLines.push(buf)
     else this.mxgateLines = [buf]
-    return addLine.call(this, buf)
+    return addData.call(this, buf)
   }
 
   // Every new connection asked haraka-config for the `me` file (absent: an existsSync per call, since a missing
