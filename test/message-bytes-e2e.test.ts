@@ -104,3 +104,7 @@ t.test('a header section beyond Haraka’s header limits (1000 parsed lines, 1 M
   // A header-only message longer than headers.max_lines.
   await relaysExactly(t, lines(...fields.slice(0, 1200)))
 })
+
+t.test('a line just under Haraka’s 1 MiB data_line_length is not split', (t) =>
+  relaysExactly(t, lines('Subject: long', '', 'z'.repeat(1_048_000))),
+)
