@@ -49,6 +49,10 @@ t.test('a message Haraka spooled to disk reaches the backend byte for byte, plus
     'no blank line after the header': Buffer.from('Subject: x\r\nFrom: a@b\r\nbody line\r\nsecond\r\n'),
     'header only': Buffer.from('Subject: x\r\nFrom: a@b\r\n'),
     '8-bit header bytes that are not UTF-8': Buffer.from('Subject: caf\xe9 \x80\r\n\r\nbody\r\n', 'latin1'),
+    // Over the 1 MB of header haraka-message-stream's HeaderSkipper allows get_data to read.
+    'a 1.2 MB header section': Buffer.from(
+      `${Array.from({ length: 13_000 }, (_, i) => `X-Filler-${i}: ${'f'.repeat(80)}\r\n`).join('')}\r\nbody\r\n`,
+    ),
   }
   for (const [name, sent] of Object.entries(cases)) {
     // spool_after=0: Haraka writes every message to a file in spool_dir, the path a large message takes.
