@@ -85,8 +85,8 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   // through a PassThrough, a line splitter and a collector (see storedMessage in plugin.ts). The lines are taken at
   // Transaction.add_data, which sees each line once, and not at the message stream's add_line: when no blank line
   // ends the header section (a body right after the header, a header-only message, a first line that is no
-  // header), Transaction.end_data adds a blank line to the stream and then, again, every line after the last one
-  // that looks like a header, so the stream holds more than the sender sent.
+  // header), Transaction.end_data adds a blank line to the stream and then, a second time, every line from the first
+  // one that does not look like a header on, so the stream holds more than the sender sent.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Transaction = (require('Haraka/transaction') as { Transaction: TransactionClass }).Transaction
   const addData = Transaction.prototype.add_data
