@@ -121,6 +121,13 @@ const SETTINGS: Record<string, Setter> = {
     c.smtp.domains = d
     return true
   },
+  'smtp.max_recipients': int(
+    (c, v) => {
+      c.smtp.maxRecipients = v
+    },
+    100,
+    100_000,
+  ),
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),

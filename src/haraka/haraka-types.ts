@@ -5,7 +5,11 @@ export type Next = (retval?: number, msg?: string) => void
 /** @haraka/email-address Address: `address` is a getter ("user@host"), `host` a string. */
 export interface HarakaAddress {
   readonly address: string
+  /** Local part, quotes kept when quoted. */
+  readonly user: string
   readonly host: string
+  /** The path as the client wrote it (with any source route). */
+  readonly original: string
   isNull(): boolean
 }
 

@@ -1,5 +1,6 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
+import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine } from './active'
@@ -26,19 +27,21 @@ export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void
   next(constants.ok, connection.remote.ip)
 }
 
-export function hook_rcpt(next: Next, _connection: HarakaConnection, params: unknown[]): void {
+export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {
   const rcpt = params[0] as HarakaAddress
-  const domain = String(rcpt.host ?? '')
-    .toLowerCase()
-    .replace(/\.$/, '')
-  if (domain !== '' && activeConfig().smtp.domains.includes(domain)) {
+  const cfg = activeConfig()
+  const refusal = judgeRecipient(
+    { user: rcpt.user ?? '', host: rcpt.host ?? '', original: rcpt.original ?? rcpt.address },
+    connection.transaction?.rcpt_to.length ?? 1,
+    { domains: cfg.smtp.domains, maxRecipients: cfg.smtp.maxRecipients },
+  )
+  if (refusal === null) {
     next(constants.ok)
     return
   }
-  next(
-    constants.deny,
-    `5.7.1 <${rcpt.address}>: relay access denied; this server accepts mail only for its own domains`,
-  )
+  // Haraka answers DENY with 550 and DENYSOFT with 450; the refusal's own code (452 for too many) is the one to send.
+  respondWithCode(connection, refusal.code)
+  next(refusal.code < 500 ? constants.denysoft : constants.deny, `${refusal.enhanced} ${refusal.text}`)
 }
 
 /**

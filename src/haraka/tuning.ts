@@ -27,6 +27,14 @@ interface ConnectionClass {
   prototype: { respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown }
 }
 
+/**
+ * Haraka refuses a too-large `MAIL … SIZE=` and a message that outgrew `max.bytes` during DATA with
+ * `550 Message too big!`; RFC 1870 §6.1 and RFC 3463 say `552 5.3.4`, which senders treat as "too big", not as a
+ * refusal of the recipient.
+ */
+const HARAKA_TOO_BIG = 'Message too big!'
+export const TOO_BIG = '5.3.4 Message size exceeds fixed maximum message size'
+
 /** The options haraka-results reads results.ini with (the memo in tuneHaraka keeps the first answer). */
 const RESULTS_INI_OPTIONS = { booleans: ['+main.redis_publish'] }
 
@@ -131,6 +139,10 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
   const respond = Connection.prototype.respond
   Connection.prototype.respond = function (this: ConnectionInternals, code, msg, func) {
+    if (msg === HARAKA_TOO_BIG) {
+      code = 552
+      msg = TOO_BIG
+    }
     const sock = this.client?.targetsocket
     const more =
       code !== 354 &&
