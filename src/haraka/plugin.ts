@@ -1,5 +1,6 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
+import { type DataFault, dataFaultReply } from '../inbound/data-policy'
 import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
@@ -42,6 +43,19 @@ export function hook_rcpt(next: Next, connection: HarakaConnection, params: unkn
   // Haraka answers DENY with 550 and DENYSOFT with 450; the refusal's own code (452 for too many) is the one to send.
   respondWithCode(connection, refusal.code)
   next(refusal.code < 500 ? constants.denysoft : constants.deny, `${refusal.enhanced} ${refusal.text}`)
+}
+
+/** A message with a NUL or a bare CR (noticed line by line in tuning.ts) goes no further: see data-policy.ts. */
+export function hook_data_post(next: Next, connection: HarakaConnection): void {
+  const fault = (connection.transaction as { mxgateDataFault?: DataFault } | null)?.mxgateDataFault
+  if (fault === undefined) {
+    next()
+    return
+  }
+  const reply = dataFaultReply(fault)
+  log.warn({ id: connection.transaction?.uuid, ip: connection.remote.ip, fault }, 'message refused: bad bytes in DATA')
+  respondWithCode(connection, reply.code)
+  next(constants.deny, `${reply.enhanced} ${reply.text}`)
 }
 
 /**
