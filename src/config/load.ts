@@ -128,6 +128,9 @@ const SETTINGS: Record<string, Setter> = {
     100,
     100_000,
   ),
+  'smtp.greet_pause': duration((c, v) => {
+    c.smtp.greetPauseMs = v
+  }, 0),
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),

@@ -22,6 +22,8 @@ export interface MxgateConfig {
     domains: string[]
     /** Recipients per message; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8: at least 100). */
     maxRecipients: number
+    /** Wait this long before the greeting and refuse a client that talks meanwhile (0 = no wait). */
+    greetPauseMs: number
   }
   relay: {
     /** A message's whole journey through backends before it is spooled (or 451-ed). */
@@ -103,6 +105,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     workers: 0,
     domains: [],
     maxRecipients: 1000,
+    greetPauseMs: 0,
   },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
   backends: [],

@@ -25,6 +25,11 @@ export interface HarakaTransaction {
 
 export interface HarakaConnection {
   uuid: string
+  /** Set by Haraka when the client sent a command before it was asked to (before the greeting, or a pipelined
+   * command without PIPELINING). */
+  early_talker?: boolean
+  /** Bytes read but not yet processed as commands. */
+  current_data?: Buffer | null
   transaction: HarakaTransaction | null
   remote: { ip: string; host?: string }
   local: { host: string; info: string }

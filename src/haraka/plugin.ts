@@ -28,6 +28,55 @@ export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void
   next(constants.ok, connection.remote.ip)
 }
 
+const EARLY_TALKER =
+  '5.5.1 Protocol error: talking before the greeting, or a pipelined command without PIPELINING; closing'
+
+/** Refuses and disconnects a client that talked out of turn; false when it did not. */
+function refuseEarlyTalker(next: Next, connection: HarakaConnection, why: string | null): boolean {
+  if (why === null) return false
+  log.info({ ip: connection.remote.ip, why }, 'early talker refused')
+  respondWithCode(connection, 554)
+  next(constants.denydisconnect, EARLY_TALKER)
+  return true
+}
+
+/** Haraka's own flag: the client sent something before the greeting (or while a command's hooks ran). */
+const flagged = (c: HarakaConnection): string | null => (c.early_talker === true ? 'before the greeting' : null)
+
+/**
+ * A command already waiting behind HELO/EHLO was sent before the client could know PIPELINING is offered
+ * (RFC 2920 §3.1: EHLO ends a group). Haraka slices the current command off `current_data` before its hooks run.
+ */
+function afterHello(c: HarakaConnection): string | null {
+  if (flagged(c) !== null) return flagged(c)
+  const rest = c.current_data
+  return rest != null && rest.indexOf(10) !== -1 ? 'a command pipelined behind HELO/EHLO' : null
+}
+
+/** With a greet pause, the greeting waits and a client that talks meanwhile is refused (Postfix postscreen's test). */
+export function hook_connect(next: Next, connection: HarakaConnection): void {
+  const pause = activeConfig().smtp.greetPauseMs
+  if (pause <= 0) {
+    next()
+    return
+  }
+  setTimeout(() => {
+    if (!refuseEarlyTalker(next, connection, flagged(connection))) next()
+  }, pause)
+}
+
+export function hook_helo(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, afterHello(connection))) next()
+}
+
+export function hook_ehlo(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, afterHello(connection))) next()
+}
+
+export function hook_mail(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, flagged(connection))) next()
+}
+
 export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {
   const rcpt = params[0] as HarakaAddress
   const cfg = activeConfig()
