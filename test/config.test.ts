@@ -100,6 +100,10 @@ t.test('bad config: every error names the place, the key and the fix', async (t)
       'mxgate.ini:6: relay.deadline: "soon" is not a duration; write e.g. 500ms, 30s, 5m, 2h',
     ],
     [
+      `[smtp]\nmax_recipients = 99\n${MINIMAL.replace('[smtp]\n', '')}`,
+      'mxgate.ini:2: smtp.max_recipients: "99" must be a whole number from 100 to 100000',
+    ],
+    [
       `${MINIMAL}[relay]\nmax_attempts = 0\n`,
       'mxgate.ini:6: relay.max_attempts: "0" must be a whole number from 1 to 20',
     ],

@@ -121,6 +121,16 @@ const SETTINGS: Record<string, Setter> = {
     c.smtp.domains = d
     return true
   },
+  'smtp.max_recipients': int(
+    (c, v) => {
+      c.smtp.maxRecipients = v
+    },
+    100,
+    100_000,
+  ),
+  'smtp.greet_pause': duration((c, v) => {
+    c.smtp.greetPauseMs = v
+  }, 0),
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),

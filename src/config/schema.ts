@@ -20,6 +20,10 @@ export interface MxgateConfig {
     workers: number
     /** Domains we accept mail for (lower case). Anything else is refused with 550 5.7.1. */
     domains: string[]
+    /** Recipients per message; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8: at least 100). */
+    maxRecipients: number
+    /** Wait this long before the greeting and refuse a client that talks meanwhile (0 = no wait). */
+    greetPauseMs: number
   }
   relay: {
     /** A message's whole journey through backends before it is spooled (or 451-ed). */
@@ -100,6 +104,8 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     hostname: 'mxgate.localdomain',
     workers: 0,
     domains: [],
+    maxRecipients: 1000,
+    greetPauseMs: 0,
   },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
   backends: [],

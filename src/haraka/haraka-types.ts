@@ -5,7 +5,11 @@ export type Next = (retval?: number, msg?: string) => void
 /** @haraka/email-address Address: `address` is a getter ("user@host"), `host` a string. */
 export interface HarakaAddress {
   readonly address: string
+  /** Local part, quotes kept when quoted. */
+  readonly user: string
   readonly host: string
+  /** The path as the client wrote it (with any source route). */
+  readonly original: string
   isNull(): boolean
 }
 
@@ -21,6 +25,11 @@ export interface HarakaTransaction {
 
 export interface HarakaConnection {
   uuid: string
+  /** Set by Haraka when the client sent a command before it was asked to (before the greeting, or a pipelined
+   * command without PIPELINING). */
+  early_talker?: boolean
+  /** Bytes read but not yet processed as commands. */
+  current_data?: Buffer | null
   transaction: HarakaTransaction | null
   remote: { ip: string; host?: string }
   local: { host: string; info: string }

@@ -1,5 +1,7 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
+import { type DataFault, dataFaultReply } from '../inbound/data-policy'
+import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine } from './active'
@@ -26,19 +28,83 @@ export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void
   next(constants.ok, connection.remote.ip)
 }
 
-export function hook_rcpt(next: Next, _connection: HarakaConnection, params: unknown[]): void {
+const EARLY_TALKER =
+  '5.5.1 Protocol error: talking before the greeting, or a pipelined command without PIPELINING; closing'
+
+/** Refuses and disconnects a client that talked out of turn; false when it did not. */
+function refuseEarlyTalker(next: Next, connection: HarakaConnection, why: string | null): boolean {
+  if (why === null) return false
+  log.info({ ip: connection.remote.ip, why }, 'early talker refused')
+  respondWithCode(connection, 554)
+  next(constants.denydisconnect, EARLY_TALKER)
+  return true
+}
+
+/** Haraka's own flag: the client sent something before the greeting (or while a command's hooks ran). */
+const flagged = (c: HarakaConnection): string | null => (c.early_talker === true ? 'before the greeting' : null)
+
+/**
+ * A command already waiting behind HELO/EHLO was sent before the client could know PIPELINING is offered
+ * (RFC 2920 §3.1: EHLO ends a group). Haraka slices the current command off `current_data` before its hooks run.
+ */
+function afterHello(c: HarakaConnection): string | null {
+  if (flagged(c) !== null) return flagged(c)
+  const rest = c.current_data
+  return rest != null && rest.indexOf(10) !== -1 ? 'a command pipelined behind HELO/EHLO' : null
+}
+
+/** With a greet pause, the greeting waits and a client that talks meanwhile is refused (Postfix postscreen's test). */
+export function hook_connect(next: Next, connection: HarakaConnection): void {
+  const pause = activeConfig().smtp.greetPauseMs
+  if (pause <= 0) {
+    next()
+    return
+  }
+  setTimeout(() => {
+    if (!refuseEarlyTalker(next, connection, flagged(connection))) next()
+  }, pause)
+}
+
+export function hook_helo(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, afterHello(connection))) next()
+}
+
+export function hook_ehlo(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, afterHello(connection))) next()
+}
+
+export function hook_mail(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, flagged(connection))) next()
+}
+
+export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {
   const rcpt = params[0] as HarakaAddress
-  const domain = String(rcpt.host ?? '')
-    .toLowerCase()
-    .replace(/\.$/, '')
-  if (domain !== '' && activeConfig().smtp.domains.includes(domain)) {
+  const cfg = activeConfig()
+  const refusal = judgeRecipient(
+    { user: rcpt.user ?? '', host: rcpt.host ?? '', original: rcpt.original ?? rcpt.address },
+    connection.transaction?.rcpt_to.length ?? 1,
+    { domains: cfg.smtp.domains, maxRecipients: cfg.smtp.maxRecipients },
+  )
+  if (refusal === null) {
     next(constants.ok)
     return
   }
-  next(
-    constants.deny,
-    `5.7.1 <${rcpt.address}>: relay access denied; this server accepts mail only for its own domains`,
-  )
+  // Haraka answers DENY with 550 and DENYSOFT with 450; the refusal's own code (452 for too many) is the one to send.
+  respondWithCode(connection, refusal.code)
+  next(refusal.code < 500 ? constants.denysoft : constants.deny, `${refusal.enhanced} ${refusal.text}`)
+}
+
+/** A message with a NUL or a bare CR (noticed line by line in tuning.ts) goes no further: see data-policy.ts. */
+export function hook_data_post(next: Next, connection: HarakaConnection): void {
+  const fault = (connection.transaction as { mxgateDataFault?: DataFault } | null)?.mxgateDataFault
+  if (fault === undefined) {
+    next()
+    return
+  }
+  const reply = dataFaultReply(fault)
+  log.warn({ id: connection.transaction?.uuid, ip: connection.remote.ip, fault }, 'message refused: bad bytes in DATA')
+  respondWithCode(connection, reply.code)
+  next(constants.deny, `${reply.enhanced} ${reply.text}`)
 }
 
 /**

@@ -3,6 +3,7 @@
 // haraka-net-utils, haraka-config), so package.json pins those versions: re-check every patch when upgrading.
 // bench/README.md has what each one bought.
 import type { MxgateConfig } from '../config/schema'
+import { type DataFault, dataLineFault } from '../inbound/data-policy'
 
 interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
@@ -25,6 +26,7 @@ interface CorkableSocket {
 }
 
 interface ConnectionInternals {
+  transaction: { mxgateDataFault?: DataFault } | null
   client?: { targetsocket?: Partial<CorkableSocket> }
   current_data: Buffer | null
   awaiting_data_reply?: boolean
@@ -33,8 +35,19 @@ interface ConnectionInternals {
 }
 
 interface ConnectionClass {
-  prototype: { respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown }
+  prototype: {
+    respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown
+    accumulate_data(this: ConnectionInternals, line: Buffer | string): unknown
+  }
 }
+
+/**
+ * Haraka refuses a too-large `MAIL … SIZE=` and a message that outgrew `max.bytes` during DATA with
+ * `550 Message too big!`; RFC 1870 §6.1 and RFC 3463 say `552 5.3.4`, which senders treat as "too big", not as a
+ * refusal of the recipient.
+ */
+const HARAKA_TOO_BIG = 'Message too big!'
+export const TOO_BIG = '5.3.4 Message size exceeds fixed maximum message size'
 
 /** The options haraka-results reads results.ini with (the memo in tuneHaraka keeps the first answer). */
 const RESULTS_INI_OPTIONS = { booleans: ['+main.redis_publish'] }
@@ -145,8 +158,25 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   // The next buffered command always gets a reply, so a held one waits only for that.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
+  // Every DATA line is looked at for a NUL or a bare CR (two native scans of a short line); the first one found is
+  // remembered on the transaction and hook_data_post refuses the message after its end, keeping the dialogue in step.
+  const accumulate = Connection.prototype.accumulate_data
+  Connection.prototype.accumulate_data = function (this: ConnectionInternals, line: Buffer | string) {
+    const txn = this.transaction
+    // Strings are Haraka's own lines (the Received header it adds at DATA), not the sender's.
+    if (txn && txn.mxgateDataFault === undefined && typeof line !== 'string') {
+      const fault = dataLineFault(line)
+      if (fault !== null) txn.mxgateDataFault = fault
+    }
+    return accumulate.call(this, line)
+  }
+
   const respond = Connection.prototype.respond
   Connection.prototype.respond = function (this: ConnectionInternals, code, msg, func) {
+    if (msg === HARAKA_TOO_BIG) {
+      code = 552
+      msg = TOO_BIG
+    }
     const sock = this.client?.targetsocket
     const more =
       code !== 354 &&
