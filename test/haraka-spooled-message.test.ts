@@ -26,7 +26,13 @@ const { createTransaction } = require('Haraka/transaction') as {
   createTransaction(uuid: string, cfg: Record<string, unknown>): RealTransaction
 }
 
-const address = (a: string) => ({ address: a, host: a.split('@')[1] ?? '', isNull: () => a === '' })
+const address = (a: string) => ({
+  address: a,
+  user: a.split('@')[0] ?? '',
+  host: a.split('@')[1] ?? '',
+  original: `<${a}>`,
+  isNull: () => a === '',
+})
 const RECEIVED =
   'Received: from sender.test (127.0.0.1)\r\n\tby mxgate.localdomain (mxgate) with ESMTP id X;\r\n\tnow\r\n'
 
