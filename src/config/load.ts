@@ -131,6 +131,12 @@ const SETTINGS: Record<string, Setter> = {
   'smtp.greet_pause': duration((c, v) => {
     c.smtp.greetPauseMs = v
   }, 0),
+  'smtp.authserv_ids': (c, raw) => {
+    const d = parseDomains(raw)
+    if (isErr(d)) return { error: `${d.error}; list host names, e.g. authserv_ids = mx.example.com, mx1.example.com` }
+    c.smtp.authservIds = d
+    return true
+  },
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),
@@ -465,6 +471,7 @@ export function loadConfig(opts: LoadOptions): MxgateConfig {
 
 function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   const src = (key: string) => values.get(key)?.source ?? 'built-in default'
+  if (cfg.smtp.authservIds.length === 0) cfg.smtp.authservIds = [cfg.smtp.hostname.toLowerCase()]
   if (cfg.backends.length === 0) {
     throw new ConfigError(
       cfg.files.at(-1) ?? 'built-in default',

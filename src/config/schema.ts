@@ -24,6 +24,11 @@ export interface MxgateConfig {
     maxRecipients: number
     /** Wait this long before the greeting and refuse a client that talks meanwhile (0 = no wait). */
     greetPauseMs: number
+    /**
+     * Authentication-Results ids (lower case) that only our side may write: such fields arriving from a sender are
+     * renamed (RFC 8601 §5). Empty in the file means [hostname].
+     */
+    authservIds: string[]
   }
   relay: {
     /** A message's whole journey through backends before it is spooled (or 451-ed). */
@@ -106,6 +111,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     domains: [],
     maxRecipients: 1000,
     greetPauseMs: 0,
+    authservIds: [],
   },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
   backends: [],

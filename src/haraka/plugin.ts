@@ -1,6 +1,7 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
 import { type DataFault, dataFaultReply } from '../inbound/data-policy'
+import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
@@ -133,11 +134,14 @@ interface RecordedTransaction {
  * are in memory even when Haraka also spooled the stream to a file. Null only when nothing was recorded (Haraka
  * running without tuning.ts): then get_data does it.
  */
-export function storedMessage(txn: RecordedTransaction): Buffer | null {
+export function storedMessage(txn: RecordedTransaction, authservIds: readonly string[]): Buffer | null {
   const lines = txn.mxgateLines
   if (lines === undefined) return null
   // The lines reference the socket's read buffers: let them go now rather than when Haraka drops the transaction.
   txn.mxgateLines = undefined
+  // lines[0] is the Received line Haraka added; the sender's header section starts after it.
+  const forged = renameForgedAuthResults(lines, authservIds, 1)
+  if (forged > 0) log.info({ id: (txn as { uuid?: string }).uuid, forged }, 'renamed forged Authentication-Results')
   return Buffer.concat(lines)
 }
 
@@ -192,7 +196,7 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
         next(constants.denysoft, '4.3.0 Internal error; try again later')
       })
   }
-  const stored = storedMessage(txn as RecordedTransaction)
+  const stored = storedMessage(txn as RecordedTransaction, activeConfig().smtp.authservIds)
   if (stored !== null) relay(stored)
   // dot_stuffed: false keeps the stored wire form (dot-stuffed, CRLF): forwarded as-is, no re-encoding.
   else txn.message_stream.get_data({ dot_stuffed: false }, relay)
