@@ -64,6 +64,35 @@ export class Metrics {
     child.inc()
   }
 
+  /** Gauges of what the SMTP listener holds now, read at scrape time (connections, clients, message memory). */
+  watchInbound(read: () => { connections: number; clients: number; messageMemory: number }): void {
+    const registers = [this.registry]
+    new Gauge({
+      name: 'mxgate_smtp_connections',
+      help: 'Open inbound SMTP connections (limit: smtp.max_connections)',
+      registers,
+      collect() {
+        this.set(read().connections)
+      },
+    })
+    new Gauge({
+      name: 'mxgate_smtp_clients',
+      help: 'Client addresses with an open inbound connection',
+      registers,
+      collect() {
+        this.set(read().clients)
+      },
+    })
+    new Gauge({
+      name: 'mxgate_smtp_message_memory_bytes',
+      help: 'Message bytes held in memory across connections, DATA to reply (limit: smtp.max_message_memory)',
+      registers,
+      collect() {
+        this.set(read().messageMemory)
+      },
+    })
+  }
+
   rcptDenied(): void {
     this.denied.inc()
   }

@@ -137,6 +137,46 @@ const SETTINGS: Record<string, Setter> = {
     c.smtp.authservIds = d
     return true
   },
+  'smtp.max_connections': int(
+    (c, v) => {
+      c.smtp.maxConnections = v
+    },
+    1,
+    1_000_000,
+  ),
+  'smtp.max_connections_per_ip': int(
+    (c, v) => {
+      c.smtp.maxConnectionsPerIp = v
+    },
+    1,
+    1_000_000,
+  ),
+  'smtp.max_messages_per_connection': int(
+    (c, v) => {
+      c.smtp.maxMessagesPerConnection = v
+    },
+    1,
+    1_000_000,
+  ),
+  'smtp.idle_timeout': duration((c, v) => {
+    c.smtp.idleTimeoutMs = v
+  }, 1000),
+  'smtp.data_timeout': duration((c, v) => {
+    c.smtp.dataTimeoutMs = v
+  }, 1000),
+  'smtp.min_data_rate': int(
+    (c, v) => {
+      c.smtp.minDataRate = v
+    },
+    0,
+    1_000_000_000,
+  ),
+  'smtp.data_rate_grace': duration((c, v) => {
+    c.smtp.dataRateGraceMs = v
+  }, 0),
+  'smtp.max_message_memory': size((c, v) => {
+    c.smtp.maxMessageMemory = v
+  }),
   'relay.deadline': duration((c, v) => {
     c.relay.deadlineMs = v
   }, 1000),
@@ -472,6 +512,13 @@ export function loadConfig(opts: LoadOptions): MxgateConfig {
 function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   const src = (key: string) => values.get(key)?.source ?? 'built-in default'
   if (cfg.smtp.authservIds.length === 0) cfg.smtp.authservIds = [cfg.smtp.hostname.toLowerCase()]
+  if (cfg.smtp.maxConnectionsPerIp > cfg.smtp.maxConnections) {
+    throw new ConfigError(
+      src('smtp.max_connections_per_ip'),
+      'smtp.max_connections_per_ip',
+      `must not be above max_connections (${cfg.smtp.maxConnections})`,
+    )
+  }
   if (cfg.backends.length === 0) {
     throw new ConfigError(
       cfg.files.at(-1) ?? 'built-in default',

@@ -29,6 +29,19 @@ export interface MxgateConfig {
      * renamed (RFC 8601 §5). Empty in the file means [hostname].
      */
     authservIds: string[]
+    /** Open SMTP connections in all and per client address; beyond them a new connection gets 421 4.7.0. */
+    maxConnections: number
+    maxConnectionsPerIp: number
+    /** Transactions per connection; the next MAIL gets 421 4.7.0 and the connection closes. */
+    maxMessagesPerConnection: number
+    /** A connection that says nothing for this long is closed (RFC 5321 §4.5.3.2.7: at least 5 minutes). */
+    idleTimeoutMs: number
+    /** The whole DATA phase; and the rate floor (bytes/s) that applies after `dataRateGraceMs` of it. */
+    dataTimeoutMs: number
+    minDataRate: number
+    dataRateGraceMs: number
+    /** Message bytes held in memory across all connections; beyond it the message gets 451 4.3.1. */
+    maxMessageMemory: number
   }
   relay: {
     /** A message's whole journey through backends before it is spooled (or 451-ed). */
@@ -112,6 +125,14 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     maxRecipients: 1000,
     greetPauseMs: 0,
     authservIds: [],
+    maxConnections: 1000,
+    maxConnectionsPerIp: 50,
+    maxMessagesPerConnection: 1000,
+    idleTimeoutMs: 300_000,
+    dataTimeoutMs: 600_000,
+    minDataRate: 500,
+    dataRateGraceMs: 30_000,
+    maxMessageMemory: 512 * 1024 ** 2,
   },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
   backends: [],

@@ -9,6 +9,7 @@ import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
+import { inboundCounts, installInboundGuard } from './inbound-guard'
 import { tuneHaraka } from './tuning'
 
 interface HarakaServer {
@@ -26,6 +27,9 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   setActiveConfig(cfg)
   process.env.HARAKA = root
   tuneHaraka(cfg)
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
+  installInboundGuard(cfg, Number(connectionIni.max?.bytes ?? 0) || Number.MAX_SAFE_INTEGER)
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)
@@ -79,11 +83,17 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   if (!isMaster) {
     const engine = activeEngine()
     await engine.start()
+    engine.metrics.watchInbound(inboundCounts)
     admin = new NodeAdmin(engine)
     // With workers, every worker serves the admin port through the cluster's shared handle.
     adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
   }
-  server.createServer({ listen: formatHostPort(cfg.smtp.listen), nodes: cfg.smtp.workers })
+  server.createServer({
+    listen: formatHostPort(cfg.smtp.listen),
+    nodes: cfg.smtp.workers,
+    // Haraka closes a connection idle this long (seconds).
+    inactivity_timeout: cfg.smtp.idleTimeoutMs / 1000,
+  })
 }
 
 /** Waits until no message is in flight, up to the grace period. */

@@ -1,12 +1,20 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
-import { type DataFault, dataFaultReply } from '../inbound/data-policy'
+import { dataFaultReply } from '../inbound/data-policy'
 import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine } from './active'
 import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
+import {
+  admitConnection,
+  admitTransaction,
+  dataFault,
+  type GuardedConn,
+  overMemory,
+  releaseConnection,
+} from './inbound-guard'
 import { acceptReply } from './replies'
 
 const log = partLogger('smtp')
@@ -56,6 +64,12 @@ function afterHello(c: HarakaConnection): string | null {
 
 /** With a greet pause, the greeting waits and a client that talks meanwhile is refused (Postfix postscreen's test). */
 export function hook_connect(next: Next, connection: HarakaConnection): void {
+  const full = admitConnection(connection as unknown as GuardedConn)
+  if (full !== null) {
+    respondWithCode(connection, full.code)
+    next(constants.denysoftdisconnect, full.text)
+    return
+  }
   const pause = activeConfig().smtp.greetPauseMs
   if (pause <= 0) {
     next()
@@ -75,7 +89,19 @@ export function hook_ehlo(next: Next, connection: HarakaConnection): void {
 }
 
 export function hook_mail(next: Next, connection: HarakaConnection): void {
-  if (!refuseEarlyTalker(next, connection, flagged(connection))) next()
+  if (refuseEarlyTalker(next, connection, flagged(connection))) return
+  const tooMany = admitTransaction(connection as unknown as GuardedConn)
+  if (tooMany !== null) {
+    respondWithCode(connection, tooMany.code)
+    next(constants.denysoftdisconnect, tooMany.text)
+    return
+  }
+  next()
+}
+
+export function hook_disconnect(next: Next, connection: HarakaConnection): void {
+  releaseConnection(connection as unknown as GuardedConn)
+  next()
 }
 
 export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {
@@ -90,22 +116,33 @@ export function hook_rcpt(next: Next, connection: HarakaConnection, params: unkn
     next(constants.ok)
     return
   }
+  if (refusal.enhanced === '5.7.1') activeEngine().metrics.rcptDenied()
   // Haraka answers DENY with 550 and DENYSOFT with 450; the refusal's own code (452 for too many) is the one to send.
   respondWithCode(connection, refusal.code)
   next(refusal.code < 500 ? constants.denysoft : constants.deny, `${refusal.enhanced} ${refusal.text}`)
 }
 
-/** A message with a NUL or a bare CR (noticed line by line in tuning.ts) goes no further: see data-policy.ts. */
+/** After the final dot: a NUL or bare CR in DATA refuses the message; so, for now, does a full memory budget. */
 export function hook_data_post(next: Next, connection: HarakaConnection): void {
-  const fault = (connection.transaction as { mxgateDataFault?: DataFault } | null)?.mxgateDataFault
-  if (fault === undefined) {
-    next()
+  const guarded = connection as unknown as GuardedConn
+  const fault = dataFault(guarded)
+  if (fault !== undefined) {
+    const reply = dataFaultReply(fault)
+    log.warn(
+      { id: connection.transaction?.uuid, ip: connection.remote.ip, fault },
+      'message refused: bad bytes in DATA',
+    )
+    respondWithCode(connection, reply.code)
+    next(constants.deny, `${reply.enhanced} ${reply.text}`)
     return
   }
-  const reply = dataFaultReply(fault)
-  log.warn({ id: connection.transaction?.uuid, ip: connection.remote.ip, fault }, 'message refused: bad bytes in DATA')
-  respondWithCode(connection, reply.code)
-  next(constants.deny, `${reply.enhanced} ${reply.text}`)
+  const full = overMemory(guarded)
+  if (full !== null) {
+    respondWithCode(connection, full.code)
+    next(constants.denysoft, full.text)
+    return
+  }
+  next()
 }
 
 /**

@@ -3,7 +3,6 @@
 // haraka-net-utils, haraka-config), so package.json pins those versions: re-check every patch when upgrading.
 // bench/README.md has what each one bought.
 import type { MxgateConfig } from '../config/schema'
-import { type DataFault, dataLineFault } from '../inbound/data-policy'
 
 interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
@@ -26,7 +25,6 @@ interface CorkableSocket {
 }
 
 interface ConnectionInternals {
-  transaction: { mxgateDataFault?: DataFault } | null
   client?: { targetsocket?: Partial<CorkableSocket> }
   current_data: Buffer | null
   awaiting_data_reply?: boolean
@@ -37,7 +35,6 @@ interface ConnectionInternals {
 interface ConnectionClass {
   prototype: {
     respond(this: ConnectionInternals, code: number, msg: unknown, func?: () => void): unknown
-    accumulate_data(this: ConnectionInternals, line: Buffer | string): unknown
   }
 }
 
@@ -158,19 +155,6 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   // The next buffered command always gets a reply, so a held one waits only for that.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
-  // Every DATA line is looked at for a NUL or a bare CR (two native scans of a short line); the first one found is
-  // remembered on the transaction and hook_data_post refuses the message after its end, keeping the dialogue in step.
-  const accumulate = Connection.prototype.accumulate_data
-  Connection.prototype.accumulate_data = function (this: ConnectionInternals, line: Buffer | string) {
-    const txn = this.transaction
-    // Strings are Haraka's own lines (the Received header it adds at DATA), not the sender's.
-    if (txn && txn.mxgateDataFault === undefined && typeof line !== 'string') {
-      const fault = dataLineFault(line)
-      if (fault !== null) txn.mxgateDataFault = fault
-    }
-    return accumulate.call(this, line)
-  }
-
   const respond = Connection.prototype.respond
   Connection.prototype.respond = function (this: ConnectionInternals, code, msg, func) {
     if (msg === HARAKA_TOO_BIG) {

@@ -1,0 +1,88 @@
+// What one node grants the internet at once: connections (in all and per client address), messages per connection,
+// time and rate for DATA, and memory for messages in flight. Pure counters and arithmetic: no Haraka, no sockets.
+
+export interface InboundLimits {
+  maxConnections: number
+  maxConnectionsPerIp: number
+  maxMessagesPerConnection: number
+  /** The whole DATA phase, from 354 to the final dot. */
+  dataTimeoutMs: number
+  /** Bytes per second a sender must keep up during DATA once `dataRateGraceMs` has passed (0 = no floor). */
+  minDataRate: number
+  dataRateGraceMs: number
+  /** Message bytes held in memory across all connections, from the first DATA line until the reply. */
+  maxMessageMemory: number
+}
+
+export type ConnectionRefusal = 'total' | 'per-ip'
+
+/** Counts open connections in all and per client address. */
+export class ConnectionGate {
+  private total = 0
+  private readonly perIp = new Map<string, number>()
+
+  constructor(private readonly limits: Pick<InboundLimits, 'maxConnections' | 'maxConnectionsPerIp'>) {}
+
+  /** Takes a slot for `ip`, or says which limit is full (and takes nothing). */
+  open(ip: string): ConnectionRefusal | null {
+    if (this.total >= this.limits.maxConnections) return 'total'
+    const mine = this.perIp.get(ip) ?? 0
+    if (mine >= this.limits.maxConnectionsPerIp) return 'per-ip'
+    this.total++
+    this.perIp.set(ip, mine + 1)
+    return null
+  }
+
+  close(ip: string): void {
+    const mine = this.perIp.get(ip) ?? 0
+    if (mine <= 0) return
+    this.total--
+    if (mine === 1) this.perIp.delete(ip)
+    else this.perIp.set(ip, mine - 1)
+  }
+
+  get counts(): { total: number; ips: number } {
+    return { total: this.total, ips: this.perIp.size }
+  }
+}
+
+/** A byte budget shared by every connection's message in flight. */
+export class MemoryBudget {
+  private held = 0
+
+  constructor(readonly limit: number) {}
+
+  /** Takes `n` bytes if they fit; false (and nothing taken) when they do not. */
+  reserve(n: number): boolean {
+    if (this.held + n > this.limit) return false
+    this.held += n
+    return true
+  }
+
+  release(n: number): void {
+    this.held = Math.max(0, this.held - n)
+  }
+
+  get inUse(): number {
+    return this.held
+  }
+}
+
+/**
+ * Is a DATA phase that began at `startedAt` and has brought `bytes` so far out of time at `now`? Null when it may go
+ * on; otherwise why not. The rate floor applies after the grace period to the whole phase (bytes / elapsed), so a
+ * sender that pauses briefly is not cut off, but one that trickles is.
+ */
+export function dataOverdue(
+  startedAt: number,
+  bytes: number,
+  now: number,
+  limits: Pick<InboundLimits, 'dataTimeoutMs' | 'minDataRate' | 'dataRateGraceMs'>,
+): 'deadline' | 'rate' | null {
+  const elapsed = now - startedAt
+  if (elapsed >= limits.dataTimeoutMs) return 'deadline'
+  if (limits.minDataRate > 0 && elapsed > limits.dataRateGraceMs && (bytes * 1000) / elapsed < limits.minDataRate) {
+    return 'rate'
+  }
+  return null
+}
