@@ -310,3 +310,43 @@ t.test(
     )
   },
 )
+
+t.test('every recipient refused for good at RCPT: each keeps its own reply', async (t) => {
+  const rig = await startRig([
+    {
+      faults: [
+        { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
+        { stage: 'rcpt', action: 'reply', reply: '552 5.2.2 Mailbox full', rcpt: 'full' },
+      ],
+    },
+    {},
+  ])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['nobody@example.com', 'full@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  t.same(
+    result.refused.map((r) => [r.rcpt, r.reply.enhanced]),
+    [
+      ['nobody@example.com', '5.1.1'],
+      ['full@example.com', '5.2.2'],
+    ],
+  )
+})
+
+t.test('every recipient refused ambiguously, confirmed by a second backend: each keeps its own reply', async (t) => {
+  const rules = [
+    { stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Sender policy', rcpt: 'alice' },
+    { stage: 'rcpt', action: 'reply', reply: '550 5.7.9 Other policy', rcpt: 'bob' },
+  ] as const
+  const rig = await startRig([{ faults: [...rules] }, { faults: [...rules] }])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['alice@example.com', 'bob@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  t.same(
+    result.refused.map((r) => [r.rcpt, r.reply.enhanced]),
+    [
+      ['alice@example.com', '5.7.1'],
+      ['bob@example.com', '5.7.9'],
+    ],
+  )
+})

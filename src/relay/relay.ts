@@ -49,7 +49,10 @@ interface Common {
 
 export type RelayResult =
   | ({ outcome: 'delivered' } & Common)
-  /** Nothing delivered and the message itself was refused for good: pass `reply` to the sender. */
+  /**
+   * Nothing delivered and every recipient refused for good, each with its own reply in `refused`. `reply` is the
+   * first of them (the sender's one reply after DATA is built from all of them: src/haraka/replies.ts).
+   */
   | ({ outcome: 'rejected'; reply: SmtpReply } & Common)
   /**
    * Some recipients are still `pending`: no backend took them in time. `reply` is set when a backend refused them
@@ -81,6 +84,15 @@ function describe(a: DeliveryAttempt, v: Verdict): string {
   if (v.kind === 'backend' || v.kind === 'unsupported') return v.reason
   const r = v.kind === 'delivered' ? a.dotReply : v.reply
   return r ? `${r.code} ${r.enhanced ?? ''} ${r.lines[0] ?? ''}`.replace(/\s+/g, ' ').trim() : 'no reply'
+}
+
+/**
+ * The reply that concerns `rcpt`: its own RCPT refusal when every recipient was refused at RCPT (each may have been
+ * refused for a different reason), else the reply to the whole message (MAIL, end of data).
+ */
+function ownReply(attempt: DeliveryAttempt, rcpt: string, whole: SmtpReply): SmtpReply {
+  if (attempt.failure !== null) return whole
+  return attempt.refused.find((r) => r.rcpt === rcpt)?.reply ?? whole
 }
 
 export class Relay {
@@ -186,14 +198,16 @@ export class Relay {
         }
         break
       case 'message':
-        if (verdict.permanent) for (const rcpt of j.pending) j.refuse(rcpt, verdict.reply)
+        if (verdict.permanent) for (const rcpt of j.pending) j.refuse(rcpt, ownReply(attempt, rcpt, verdict.reply))
         else {
           j.tempReply = verdict.reply
           j.held.push(...j.pending)
         }
         break
       case 'ambiguous':
-        for (const rcpt of j.pending) if (j.ambiguous(rcpt, id, verdict.reply)) next.push(rcpt)
+        for (const rcpt of j.pending) {
+          if (j.ambiguous(rcpt, id, ownReply(attempt, rcpt, verdict.reply))) next.push(rcpt)
+        }
         break
       case 'unsupported':
         j.reason = `${id}: ${verdict.reason}`
