@@ -7,8 +7,15 @@ import type { Envelope, InboundMessage } from '../message'
 import { classifyAttempt, classifyRefusal, type Verdict } from './classify'
 import { Journey } from './journey'
 
-export interface BackendDeliverer {
+/** A session held for one delivery (see BackendClient.reserve). */
+export interface DeliveryLease {
   deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+  cancel(): void
+}
+
+export interface BackendDeliverer {
+  /** A session to deliver on, or the attempt that never started (all of mxgate's sessions to it busy: saturated). */
+  reserve(deadlineAt: number): Promise<DeliveryLease | DeliveryAttempt>
 }
 
 export interface PoolPort {
@@ -81,7 +88,7 @@ const UNSUPPORTED: SmtpReply = {
 }
 
 function describe(a: DeliveryAttempt, v: Verdict): string {
-  if (v.kind === 'backend' || v.kind === 'unsupported') return v.reason
+  if (v.kind === 'backend' || v.kind === 'unsupported' || v.kind === 'saturated') return v.reason
   const r = v.kind === 'delivered' ? a.dotReply : v.reply
   return r ? `${r.code} ${r.enhanced ?? ''} ${r.lines[0] ?? ''}`.replace(/\s+/g, ' ').trim() : 'no reply'
 }
@@ -112,7 +119,8 @@ export class Relay {
       j.avoid.add(id)
       const tried = await this.attempt(id, { from: msg.envelope.from, to: j.pending }, msg.body, deadlineAt)
       if (tried === null) continue // its breaker opened meanwhile: not an attempt, pick another
-      j.tries++
+      // Waiting on mxgate's own session limit is not trying the backend: it does not use up max_attempts.
+      if (tried.verdict.kind !== 'saturated') j.tries++
       this.record(j, id, tried.attempt, tried.verdict)
       j.pending = this.settle(j, id, tried.attempt, tried.verdict)
     }
@@ -135,24 +143,32 @@ export class Relay {
     const client = clients.get(id)
     if (!client) throw new Error(`no client for backend ${id}`)
     pool.begin(id)
-    // Classified once, inside the breaker (which needs to know whose fault it was), and reused by the caller.
-    const classified: { verdict?: Verdict } = {}
-    let attempt: DeliveryAttempt | null
     try {
-      attempt = await health.track(
-        id,
-        () => client.deliver(envelope, body, deadlineAt),
-        (a) => {
-          const v = classifyAttempt(a)
-          classified.verdict = v
-          return v.kind === 'backend' ? v.reason : null
-        },
-      )
+      // A session first, outside the breaker: a wait on mxgate's own session limit must not reach the backend's
+      // breaker or outcome counts, neither as a fault nor as a success.
+      const lease = await client.reserve(deadlineAt)
+      if (!('deliver' in lease)) return { attempt: lease, verdict: classifyAttempt(lease) }
+      // Classified once, inside the breaker (which needs to know whose fault it was), and reused by the caller.
+      const classified: { verdict?: Verdict } = {}
+      let attempt: DeliveryAttempt | null = null
+      try {
+        attempt = await health.track(
+          id,
+          () => lease.deliver(envelope, body, deadlineAt),
+          (a) => {
+            const v = classifyAttempt(a)
+            classified.verdict = v
+            return v.kind === 'backend' ? v.reason : null
+          },
+        )
+      } finally {
+        if (attempt === null) lease.cancel() // the breaker would not let it run: give the session back
+      }
+      if (attempt === null) return null
+      return { attempt, verdict: classified.verdict ?? classifyAttempt(attempt) }
     } finally {
       pool.end(id)
     }
-    if (attempt === null) return null
-    return { attempt, verdict: classified.verdict ?? classifyAttempt(attempt) }
   }
 
   private record(j: Journey, id: string, attempt: DeliveryAttempt, verdict: Verdict): void {
@@ -210,6 +226,7 @@ export class Relay {
         }
         break
       case 'unsupported':
+      case 'saturated':
         j.reason = `${id}: ${verdict.reason}`
         next.push(...j.pending)
         break
