@@ -398,6 +398,37 @@ t.test('SMTPUTF8 is sent for a non-ASCII address when offered, and refused local
   })
 })
 
+t.test('an IDN domain goes as A-labels to a backend without SMTPUTF8; results name the address as given', async (t) => {
+  const { server, client } = await setup(t, {
+    extensions: ['PIPELINING'],
+    command: (l) => (l.includes('nobody') ? '550 5.1.1 No such user' : undefined),
+  })
+  t.equal(client.smtputf8, null, 'nothing known before the first EHLO')
+  const idn = { from: 'jörg@bücher.example', to: ['user@bücher.example', 'nobody@müller.example'] }
+  const attempt = await client.deliver({ ...idn, from: 'sender@bücher.example' }, BODY, soon())
+  t.equal(attempt.failure, null)
+  t.same(server.connections[0]?.commands.slice(1, 4), [
+    'MAIL FROM:<sender@xn--bcher-kva.example>',
+    'RCPT TO:<user@xn--bcher-kva.example>',
+    'RCPT TO:<nobody@xn--mller-kva.example>',
+  ])
+  t.same(attempt.accepted, ['user@bücher.example'])
+  t.same(
+    attempt.refused.map((r) => r.rcpt),
+    ['nobody@müller.example'],
+  )
+  t.equal(client.smtputf8, false, 'the last EHLO did not offer SMTPUTF8')
+  const local = await client.deliver(idn, BODY, soon())
+  t.match(local.failure, { kind: 'unsupported' }, 'a non-ASCII local part still needs SMTPUTF8')
+})
+
+t.test('with SMTPUTF8 offered, an IDN domain goes as the sender wrote it', async (t) => {
+  const { server, client } = await setup(t)
+  t.ok((await client.deliver({ from: 's@example.org', to: ['user@bücher.example'] }, BODY, soon())).ok)
+  t.equal(server.connections[0]?.commands[2], 'RCPT TO:<user@bücher.example>')
+  t.equal(client.smtputf8, true)
+})
+
 t.test('an unparsable reply is a protocol failure', async (t) => {
   const { client } = await setup(t, { command: (l) => (l.startsWith('MAIL') ? 'hello there' : undefined) })
   t.match((await client.deliver(env, BODY, soon())).failure, { stage: 'mail', kind: 'protocol' })

@@ -288,6 +288,36 @@ t.test('a non-ASCII address that no backend can take is refused with 553 5.6.7',
   t.equal(result.reply.enhanced, '5.6.7')
 })
 
+t.test('a non-ASCII address whose only SMTPUTF8 backend is out is deferred (spooled), not refused', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, {}])
+  t.teardown(() => rig.close())
+  const first = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+  t.equal(first.outcome, 'delivered', 'b2 takes it while admitted')
+
+  for (const [what, takeOut] of [
+    ['draining', () => rig.engine.health.drain('b2', 'maintenance', 'ops')],
+    ['ejected', () => rig.engine.health.eject('b2', 'disk swap', null, 'ops')],
+  ] as const) {
+    await takeOut()
+    const live = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+    t.equal(live.outcome, 'deferred', `${what}: deferred, not 553`)
+    t.equal(live.refused.length, 0)
+    const accepted = await rig.engine.accept(message(['josé@example.com']).msg)
+    t.equal(accepted.outcome, 'spooled', `${what}: the sender hears 250 once it is spooled`)
+    await rig.engine.health.restore('b2', 'ops')
+  }
+  t.equal(rig.engine.health.status('b1').window.faults, 0, 'b1 is never charged')
+})
+
+t.test('an IDN domain goes to a backend without SMTPUTF8 as A-labels: nothing unsupported', async (t) => {
+  const rig = await startRig([{ smtputf8: false }])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['user@bücher.example']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(rig.backends[0]!.received[0]?.to, ['user@xn--bcher-kva.example'])
+  t.same(result.deliveries[0]?.recipients, ['user@bücher.example'], 'the relay speaks of the address as given')
+})
+
 t.test(
   'all recipients refused at RCPT, one for the backend’s reasons: that one fails over, the 5.1.1 one is settled',
   async (t) => {

@@ -61,6 +61,8 @@ export class BackendClient {
   /** Sessions counted against maxSessions: connecting, busy or idle (not those saying QUIT on their way out). */
   private slots = 0
   private active = 0
+  /** Whether the backend's last EHLO (delivery or probe) offered SMTPUTF8; null before the first. */
+  private lastSmtputf8: boolean | null = null
   private closing: Promise<void> | null = null
 
   constructor(
@@ -77,6 +79,14 @@ export class BackendClient {
   /** Deliveries in progress, queued ones included. */
   get inFlight(): number {
     return this.active
+  }
+
+  /**
+   * Whether the backend offered SMTPUTF8 at its last EHLO (to a delivery or a probe), or null before the first: an
+   * envelope with a non-ASCII local part is refused for good only when no backend could ever take it.
+   */
+  get smtputf8(): boolean | null {
+    return this.lastSmtputf8
   }
 
   /** Open connections to the backend. Briefly above maxSessions while retired sessions say QUIT. */
@@ -150,6 +160,7 @@ export class BackendClient {
       if (err instanceof StageError) return err.failure
       throw err
     }
+    this.lastSmtputf8 = session.extensions.smtputf8
     const noop = await session.noop(deadlineAt)
     if (noop) {
       session.destroy()
@@ -257,6 +268,7 @@ export class BackendClient {
     const session = this.track(Session.connect(this.sessionOptions, this.log))
     try {
       await session.ready(deadlineAt)
+      this.lastSmtputf8 = session.extensions.smtputf8
       return session
     } catch (err) {
       if (err instanceof StageError) return err.failure

@@ -16,6 +16,8 @@ export interface DeliveryLease {
 export interface BackendDeliverer {
   /** A session to deliver on, or the attempt that never started (all of mxgate's sessions to it busy: saturated). */
   reserve(deadlineAt: number): Promise<DeliveryLease | DeliveryAttempt>
+  /** Whether the backend offered SMTPUTF8 at its last EHLO; null before the first. */
+  readonly smtputf8: boolean | null
 }
 
 export interface PoolPort {
@@ -80,7 +82,7 @@ export interface RelayDeps {
   observe?: (a: AttemptRecord) => void
 }
 
-/** What the sender hears when no backend can take the envelope at all (RFC 6531 §3.5 for SMTPUTF8). */
+/** What the sender hears when no configured backend can take the envelope at all (RFC 6531 §3.5 for SMTPUTF8). */
 const UNSUPPORTED: SmtpReply = {
   code: 553,
   enhanced: '5.6.7',
@@ -119,17 +121,23 @@ export class Relay {
       j.avoid.add(id)
       const tried = await this.attempt(id, { from: msg.envelope.from, to: j.pending }, msg.body, deadlineAt)
       if (tried === null) continue // its breaker opened meanwhile: not an attempt, pick another
-      // Waiting on mxgate's own session limit is not trying the backend: it does not use up max_attempts.
-      if (tried.verdict.kind !== 'saturated') j.tries++
+      // Waiting on mxgate's own session limit, or a backend that cannot take the envelope, is not trying the
+      // backend (nothing was sent): it does not use up max_attempts.
+      if (tried.verdict.kind !== 'saturated' && tried.verdict.kind !== 'unsupported') j.tries++
       this.record(j, id, tried.attempt, tried.verdict)
       j.pending = this.settle(j, id, tried.attempt, tried.verdict)
     }
     return this.finish(j, deadlineAt)
   }
 
-  /** Is some admitted backend left that this message has not tried? */
-  private untried(avoid: ReadonlySet<string>): boolean {
-    return this.deps.pool.pick(avoid) !== null
+  /**
+   * Could no configured backend ever take an envelope that needs SMTPUTF8? Only when every one of them, admitted
+   * or not (ejected, draining, probing), lacked it at its last EHLO. One that offered it, or was never asked, may
+   * take it later: then the message is deferred, not refused.
+   */
+  private noBackendOffersSmtputf8(): boolean {
+    for (const client of this.deps.clients.values()) if (client.smtputf8 !== false) return false
+    return true
   }
 
   /** One delivery to one backend through its breaker; null when the breaker would not let it run. */
@@ -257,12 +265,13 @@ export class Relay {
     const { attempts, deliveries, refused } = j
     let pending = j.pending
     pending.push(...j.held)
-    // Every backend that could be asked refused to even try this envelope: retrying later will not help.
+    // Every backend asked refused to even try this envelope, and none configured could: retrying will not help.
+    // (While a backend that could is out, the message waits for it: a temporary state must not bounce mail.)
     if (
       pending.length > 0 &&
       attempts.length > 0 &&
       attempts.every((a) => a.verdict === 'unsupported') &&
-      !this.untried(j.avoid)
+      this.noBackendOffersSmtputf8()
     ) {
       for (const rcpt of pending) refused.push({ rcpt, reply: UNSUPPORTED })
       pending = []
