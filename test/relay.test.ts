@@ -309,6 +309,24 @@ t.test('a non-ASCII address whose only SMTPUTF8 backend is out is deferred (spoo
   t.equal(rig.engine.health.status('b1').window.faults, 0, 'b1 is never charged')
 })
 
+t.test('a spooled non-ASCII message is retried, not bounced, while its only SMTPUTF8 backend is out', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, {}])
+  t.teardown(() => rig.close())
+  t.equal((await rig.engine.relay.relay(message(['josé@example.com']).msg)).outcome, 'delivered', 'b2 offers it')
+  await rig.engine.health.drain('b2', 'maintenance', 'ops')
+  const spool = rig.engine.spool
+  const entry = await spool.write(message(['josé@example.com']).msg, { attempts: 1, nextAttemptAt: Date.now() })
+  await rig.engine.runner.flush(entry.id)
+  t.ok(await waitFor(() => (spool.get(entry.id)?.attempts ?? 0) >= 2, 5000), 'the spool retried it')
+  t.same(spool.get(entry.id)?.pending, ['josé@example.com'], 'still pending')
+  t.same(spool.get(entry.id)?.bounced, [], 'no DSN owed')
+
+  await rig.engine.health.restore('b2', 'ops')
+  await rig.engine.runner.flush(entry.id)
+  t.ok(await waitFor(() => spool.get(entry.id) === undefined, 5000), 'delivered once b2 is back')
+  t.equal(rig.backends[1]!.received.length, 2)
+})
+
 t.test('an IDN domain goes to a backend without SMTPUTF8 as A-labels: nothing unsupported', async (t) => {
   const rig = await startRig([{ smtputf8: false }])
   t.teardown(() => rig.close())
