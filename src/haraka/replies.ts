@@ -8,7 +8,7 @@ export interface SenderReply {
   code: number
   /**
    * Text after the code, starting with the enhanced status code. Lines of a multi-line reply are separated by "\n";
-   * Haraka sends each with the code (RFC 5321 §4.2.1), and every line carries the enhanced code (RFC 2034 §3).
+   * Haraka sends each with the code (RFC 5321 §4.2.1); every line starts with the enhanced code (RFC 2034).
    */
   text: string
 }
