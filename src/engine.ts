@@ -22,6 +22,7 @@ export function clientOptions(cfg: MxgateConfig): ClientOptions {
     heloName: cfg.smtp.hostname,
     timeouts: { ...cfg.client.timeouts },
     maxSessions: cfg.client.maxSessions,
+    sessionWaitMs: cfg.client.sessionWaitMs,
     maxMessagesPerSession: cfg.client.maxMessagesPerSession,
     idleTimeoutMs: cfg.client.idleTimeoutMs,
     starttls: cfg.client.starttls,
@@ -61,7 +62,9 @@ export class Engine {
     this.log = partLogger('engine')
     const opts = clientOptions(config)
     for (const b of config.backends) {
-      this.clients.set(b.id, new BackendClient({ id: b.id, host: b.host, port: b.port }, opts, partLogger('backend')))
+      const endpoint = { id: b.id, host: b.host, port: b.port }
+      const observe = (id: string, result: 'granted' | 'saturated') => this.metrics.sessionWait(id, result)
+      this.clients.set(b.id, new BackendClient(endpoint, opts, partLogger('backend'), observe))
     }
     this.store = createStateStore({
       url: config.redis.url,

@@ -13,6 +13,7 @@ export class Metrics {
   private readonly denied: Counter
   private readonly duration: Histogram<'outcome'>
   private readonly attemptChildren = new Map<string, Counter.Internal>()
+  private readonly sessionWaits: Counter<'backend' | 'result'>
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'mxgate_' })
@@ -25,8 +26,14 @@ export class Metrics {
     })
     this.attempts = new Counter({
       name: 'mxgate_backend_attempts_total',
-      help: 'Delivery attempts per backend by verdict: delivered, backend (the backend’s fault), message (the message’s fault), ambiguous',
+      help: 'Delivery attempts per backend by verdict: delivered, backend (the backend’s fault), message (the message’s fault), ambiguous, unsupported (the backend cannot take the envelope), saturated (all of mxgate’s sessions to it busy); the last two are no one’s fault',
       labelNames: ['backend', 'verdict'],
+      registers,
+    })
+    this.sessionWaits = new Counter({
+      name: 'mxgate_backend_session_waits_total',
+      help: 'Deliveries that found all of mxgate’s sessions to a backend busy (backend_client.max_sessions), by how the wait ended: granted (a session came within session_wait) or saturated (it did not; another backend or the spool; never charged to the backend)',
+      labelNames: ['backend', 'result'],
       registers,
     })
     this.refused = new Counter({
@@ -91,6 +98,10 @@ export class Metrics {
         this.set(read().messageMemory)
       },
     })
+  }
+
+  sessionWait(backendId: string, result: 'granted' | 'saturated'): void {
+    this.sessionWaits.labels(backendId, result).inc()
   }
 
   rcptDenied(): void {

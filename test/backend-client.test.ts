@@ -31,6 +31,7 @@ function options(over: Partial<ClientOptions> = {}): ClientOptions {
     heloName: 'mxgate.test',
     timeouts: TIMEOUTS,
     maxSessions: 4,
+    sessionWaitMs: 30_000,
     maxMessagesPerSession: 100,
     idleTimeoutMs: 30_000,
     starttls: 'off',
@@ -337,12 +338,48 @@ t.test('with maxSessions 1 a second delivery waits for the session and then uses
   t.equal(client.inFlight, 0)
 })
 
-t.test('a queued delivery whose deadline passes while the pool is busy fails at connect: pool exhausted', async (t) => {
+t.test('a queued delivery whose deadline passes while the pool is busy is saturated, not a timeout', async (t) => {
   const { client } = await setup(t, { message: () => STALL }, { maxSessions: 1 })
   const first = client.deliver(env, BODY, soon(1000))
   const second = await client.deliver(env, BODY, soon(100))
-  t.match(second.failure, { stage: 'connect', kind: 'timeout', message: /pool exhausted/ })
+  t.match(second.failure, { stage: 'connect', kind: 'saturated', message: /all 1 sessions to b1 stayed busy/ })
   t.match((await first).failure, { stage: 'dot', kind: 'timeout' })
+})
+
+t.test('a delivery waits for a busy pool at most session_wait, well before its deadline', async (t) => {
+  const waits: string[] = []
+  const server = await ScriptedSmtp.start({ message: () => STALL })
+  const client = new BackendClient(
+    { id: 'b1', host: '127.0.0.1', port: server.port },
+    options({ maxSessions: 1, sessionWaitMs: 150 }),
+    silent,
+    (id, result) => waits.push(`${id} ${result}`),
+  )
+  t.teardown(async () => {
+    await client.close()
+    await server.close()
+  })
+  const first = client.deliver(env, BODY, soon(1500))
+  const started = Date.now()
+  const second = await client.deliver(env, BODY, soon(10_000))
+  const waited = Date.now() - started
+  t.match(second.failure, { stage: 'connect', kind: 'saturated' })
+  t.ok(waited >= 140 && waited < 1000, `gave up after ${waited} ms`)
+  t.same(waits, ['b1 saturated'])
+  t.match((await first).failure, { stage: 'dot', kind: 'timeout' })
+})
+
+t.test('a reserved session that is not used goes back to the pool for the next delivery', async (t) => {
+  const { server, client } = await setup(t, {}, { maxSessions: 1 })
+  const lease = await client.reserve(soon())
+  t.ok('deliver' in lease, 'a lease')
+  const queued = client.deliver(env, BODY, soon())
+  t.equal(client.inFlight, 2)
+  if ('deliver' in lease) lease.cancel()
+  const attempt = await queued
+  t.equal(attempt.ok, true, 'the queued delivery got the slot')
+  t.equal(client.inFlight, 0)
+  t.equal(server.connections.length, 1)
 })
 
 t.test('SMTPUTF8 is sent for a non-ASCII address when offered, and refused locally when not', async (t) => {
@@ -359,6 +396,37 @@ t.test('SMTPUTF8 is sent for a non-ASCII address when offered, and refused local
     t.same(server.connections[0]?.commands, ['EHLO mxgate.test'], 'no MAIL was sent')
     t.ok((await client.deliver(env, BODY, soon())).ok, 'the session is still good for ASCII mail')
   })
+})
+
+t.test('an IDN domain goes as A-labels to a backend without SMTPUTF8; results name the address as given', async (t) => {
+  const { server, client } = await setup(t, {
+    extensions: ['PIPELINING'],
+    command: (l) => (l.includes('nobody') ? '550 5.1.1 No such user' : undefined),
+  })
+  t.equal(client.smtputf8, null, 'nothing known before the first EHLO')
+  const idn = { from: 'jörg@bücher.example', to: ['user@bücher.example', 'nobody@müller.example'] }
+  const attempt = await client.deliver({ ...idn, from: 'sender@bücher.example' }, BODY, soon())
+  t.equal(attempt.failure, null)
+  t.same(server.connections[0]?.commands.slice(1, 4), [
+    'MAIL FROM:<sender@xn--bcher-kva.example>',
+    'RCPT TO:<user@xn--bcher-kva.example>',
+    'RCPT TO:<nobody@xn--mller-kva.example>',
+  ])
+  t.same(attempt.accepted, ['user@bücher.example'])
+  t.same(
+    attempt.refused.map((r) => r.rcpt),
+    ['nobody@müller.example'],
+  )
+  t.equal(client.smtputf8, false, 'the last EHLO did not offer SMTPUTF8')
+  const local = await client.deliver(idn, BODY, soon())
+  t.match(local.failure, { kind: 'unsupported' }, 'a non-ASCII local part still needs SMTPUTF8')
+})
+
+t.test('with SMTPUTF8 offered, an IDN domain goes as the sender wrote it', async (t) => {
+  const { server, client } = await setup(t)
+  t.ok((await client.deliver({ from: 's@example.org', to: ['user@bücher.example'] }, BODY, soon())).ok)
+  t.equal(server.connections[0]?.commands[2], 'RCPT TO:<user@bücher.example>')
+  t.equal(client.smtputf8, true)
 })
 
 t.test('an unparsable reply is a protocol failure', async (t) => {

@@ -68,6 +68,16 @@ t.test('the shipped config/mxgate.ini loads', async (t) => {
   t.equal(cfg.breaker.errorThresholdPercent, 50)
 })
 
+t.test('backend_client.session_wait: a duration, 0 allowed (fail over at once), 1s by default', async (t) => {
+  t.equal(loadConfig({ baseDir: dirWith(t, MINIMAL), env: {} }).client.sessionWaitMs, 1000)
+  const cfg = loadConfig({ baseDir: dirWith(t, `${MINIMAL}[backend_client]\nsession_wait = 0\n`), env: {} })
+  t.equal(cfg.client.sessionWaitMs, 0)
+  t.match(
+    loadError(() => loadConfig({ baseDir: dirWith(t, `${MINIMAL}[backend_client]\nsession_wait = soon\n`), env: {} })),
+    /session_wait.*"soon" is not a duration/,
+  )
+})
+
 t.test('layering: override file over base, environment over both', async (t) => {
   const base = dirWith(t, `${MINIMAL}[relay]\nmax_attempts = 4\ndeadline = 20s\n`)
   const over = dirWith(t, '[relay]\nmax_attempts = 2\n[backend.a]\naddress = [::1]:25\nweight = 5\n')

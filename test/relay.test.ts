@@ -288,6 +288,54 @@ t.test('a non-ASCII address that no backend can take is refused with 553 5.6.7',
   t.equal(result.reply.enhanced, '5.6.7')
 })
 
+t.test('a non-ASCII address whose only SMTPUTF8 backend is out is deferred (spooled), not refused', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, {}])
+  t.teardown(() => rig.close())
+  const first = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+  t.equal(first.outcome, 'delivered', 'b2 takes it while admitted')
+
+  for (const [what, takeOut] of [
+    ['draining', () => rig.engine.health.drain('b2', 'maintenance', 'ops')],
+    ['ejected', () => rig.engine.health.eject('b2', 'disk swap', null, 'ops')],
+  ] as const) {
+    await takeOut()
+    const live = await rig.engine.relay.relay(message(['josé@example.com']).msg)
+    t.equal(live.outcome, 'deferred', `${what}: deferred, not 553`)
+    t.equal(live.refused.length, 0)
+    const accepted = await rig.engine.accept(message(['josé@example.com']).msg)
+    t.equal(accepted.outcome, 'spooled', `${what}: the sender hears 250 once it is spooled`)
+    await rig.engine.health.restore('b2', 'ops')
+  }
+  t.equal(rig.engine.health.status('b1').window.faults, 0, 'b1 is never charged')
+})
+
+t.test('a spooled non-ASCII message is retried, not bounced, while its only SMTPUTF8 backend is out', async (t) => {
+  const rig = await startRig([{ smtputf8: false }, {}])
+  t.teardown(() => rig.close())
+  t.equal((await rig.engine.relay.relay(message(['josé@example.com']).msg)).outcome, 'delivered', 'b2 offers it')
+  await rig.engine.health.drain('b2', 'maintenance', 'ops')
+  const spool = rig.engine.spool
+  const entry = await spool.write(message(['josé@example.com']).msg, { attempts: 1, nextAttemptAt: Date.now() })
+  await rig.engine.runner.flush(entry.id)
+  t.ok(await waitFor(() => (spool.get(entry.id)?.attempts ?? 0) >= 2, 5000), 'the spool retried it')
+  t.same(spool.get(entry.id)?.pending, ['josé@example.com'], 'still pending')
+  t.same(spool.get(entry.id)?.bounced, [], 'no DSN owed')
+
+  await rig.engine.health.restore('b2', 'ops')
+  await rig.engine.runner.flush(entry.id)
+  t.ok(await waitFor(() => spool.get(entry.id) === undefined, 5000), 'delivered once b2 is back')
+  t.equal(rig.backends[1]!.received.length, 2)
+})
+
+t.test('an IDN domain goes to a backend without SMTPUTF8 as A-labels: nothing unsupported', async (t) => {
+  const rig = await startRig([{ smtputf8: false }])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['user@bücher.example']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(rig.backends[0]!.received[0]?.to, ['user@xn--bcher-kva.example'])
+  t.same(result.deliveries[0]?.recipients, ['user@bücher.example'], 'the relay speaks of the address as given')
+})
+
 t.test(
   'all recipients refused at RCPT, one for the backend’s reasons: that one fails over, the 5.1.1 one is settled',
   async (t) => {
@@ -310,3 +358,43 @@ t.test(
     )
   },
 )
+
+t.test('every recipient refused for good at RCPT: each keeps its own reply', async (t) => {
+  const rig = await startRig([
+    {
+      faults: [
+        { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
+        { stage: 'rcpt', action: 'reply', reply: '552 5.2.2 Mailbox full', rcpt: 'full' },
+      ],
+    },
+    {},
+  ])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['nobody@example.com', 'full@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  t.same(
+    result.refused.map((r) => [r.rcpt, r.reply.enhanced]),
+    [
+      ['nobody@example.com', '5.1.1'],
+      ['full@example.com', '5.2.2'],
+    ],
+  )
+})
+
+t.test('every recipient refused ambiguously, confirmed by a second backend: each keeps its own reply', async (t) => {
+  const rules = [
+    { stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Sender policy', rcpt: 'alice' },
+    { stage: 'rcpt', action: 'reply', reply: '550 5.7.9 Other policy', rcpt: 'bob' },
+  ] as const
+  const rig = await startRig([{ faults: [...rules] }, { faults: [...rules] }])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['alice@example.com', 'bob@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  t.same(
+    result.refused.map((r) => [r.rcpt, r.reply.enhanced]),
+    [
+      ['alice@example.com', '5.7.1'],
+      ['bob@example.com', '5.7.9'],
+    ],
+  )
+})

@@ -1,4 +1,5 @@
-// The SMTP client for one backend: a bounded pool of reusable sessions, a FIFO queue when all are busy.
+// The SMTP client for one backend: a bounded pool of reusable sessions, a FIFO queue when all are busy, and a
+// bounded wait in that queue: mxgate's own session limit is not the backend's fault and must not eat the deadline.
 import type { Logger } from '../log'
 import type { Envelope } from '../message'
 import type { DeliveryAttempt, FailureKind, Stage, StageFailure } from './outcome'
@@ -17,6 +18,8 @@ export interface ClientOptions {
   timeouts: StageTimeouts
   /** Concurrent connections to this backend. */
   maxSessions: number
+  /** How long a delivery waits for a session when all maxSessions are busy, before it is 'saturated'. */
+  sessionWaitMs: number
   /** Then QUIT and reconnect. */
   maxMessagesPerSession: number
   /** A pooled idle session is closed after this. */
@@ -35,6 +38,17 @@ interface Waiting {
   grant: (lease: Session | null | StageFailure) => void
 }
 
+/** A session (or a slot for a new one) held for one delivery: deliver on it once, or cancel to give it back. */
+export interface DeliveryLease {
+  /** Never rejects: every outcome is in the DeliveryAttempt. */
+  deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+  /** Give the session back unused (e.g. the breaker would not let the delivery run). No-op after deliver. */
+  cancel(): void
+}
+
+/** Sees how waits for a busy pool end: a session came in time, or the wait ran out ('saturated'). */
+export type SessionWaitObserver = (backendId: string, result: 'granted' | 'saturated', waitedMs: number) => void
+
 export class BackendClient {
   private readonly log: Logger
   private readonly sessionOptions: SessionOptions
@@ -47,12 +61,15 @@ export class BackendClient {
   /** Sessions counted against maxSessions: connecting, busy or idle (not those saying QUIT on their way out). */
   private slots = 0
   private active = 0
+  /** Whether the backend's last EHLO (delivery or probe) offered SMTPUTF8; null before the first. */
+  private lastSmtputf8: boolean | null = null
   private closing: Promise<void> | null = null
 
   constructor(
     private readonly endpoint: BackendEndpoint,
     private readonly options: ClientOptions,
     log: Logger,
+    private readonly onSessionWait: SessionWaitObserver = () => {},
   ) {
     this.log = log.child({ backend: endpoint.id })
     const { heloName, timeouts, starttls, tls } = options
@@ -64,6 +81,14 @@ export class BackendClient {
     return this.active
   }
 
+  /**
+   * Whether the backend offered SMTPUTF8 at its last EHLO (to a delivery or a probe), or null before the first: an
+   * envelope with a non-ASCII local part is refused for good only when no backend could ever take it.
+   */
+  get smtputf8(): boolean | null {
+    return this.lastSmtputf8
+  }
+
   /** Open connections to the backend. Briefly above maxSessions while retired sessions say QUIT. */
   get openSessions(): number {
     return this.live.size
@@ -71,16 +96,56 @@ export class BackendClient {
 
   /** Hand one message to this backend once. Never rejects: every outcome is in the DeliveryAttempt. */
   async deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt> {
+    const lease = await this.reserve(deadlineAt)
+    return 'deliver' in lease ? lease.deliver(envelope, body, deadlineAt) : lease
+  }
+
+  /**
+   * Wait for a session to this backend: a lease to deliver on, or the attempt that never started (saturated: all
+   * sessions stayed busy for sessionWaitMs or until the deadline; the client is closed). The relay reserves before
+   * it asks the breaker, so a wait on mxgate's own limit never counts for or against the backend.
+   */
+  async reserve(deadlineAt: number): Promise<DeliveryLease | DeliveryAttempt> {
     const started = Date.now()
     this.active++
+    let leased = false
     try {
-      return await this.attempt(envelope, body, deadlineAt, started)
-    } catch (err) {
-      // A bug, not a backend outcome; still an outcome, so the relay can fail over instead of hanging.
-      const failure = this.failure('connect', 'protocol', `internal error: ${(err as Error).message}`, started)
-      return this.failed(failure, started)
+      if (deadlineAt <= started) {
+        const msg = 'the delivery deadline passed before the attempt'
+        return this.failed(this.failure('connect', 'timeout', msg, started), started)
+      }
+      const lease = await this.acquire(deadlineAt, started)
+      if (lease !== null && !(lease instanceof Session)) return this.failed(lease, started)
+      leased = true
+      return this.lease(lease, started)
     } finally {
-      this.active--
+      if (!leased) this.active--
+    }
+  }
+
+  private lease(held: Session | null, started: number): DeliveryLease {
+    let used = false
+    return {
+      deliver: async (envelope, body, deadlineAt) => {
+        if (used) throw new Error(`a lease on ${this.endpoint.id} delivers once`)
+        used = true
+        try {
+          return await this.attempt(held, envelope, body, deadlineAt, started)
+        } catch (err) {
+          // A bug, not a backend outcome; still an outcome, so the relay can fail over instead of hanging.
+          const failure = this.failure('connect', 'protocol', `internal error: ${(err as Error).message}`, started)
+          return this.failed(failure, started)
+        } finally {
+          this.active--
+        }
+      },
+      cancel: () => {
+        if (used) return
+        used = true
+        this.active--
+        if (held === null) this.releaseSlot()
+        else this.release(held)
+      },
     }
   }
 
@@ -95,6 +160,7 @@ export class BackendClient {
       if (err instanceof StageError) return err.failure
       throw err
     }
+    this.lastSmtputf8 = session.extensions.smtputf8
     const noop = await session.noop(deadlineAt)
     if (noop) {
       session.destroy()
@@ -109,16 +175,8 @@ export class BackendClient {
     return this.closing
   }
 
-  private async attempt(envelope: Envelope, body: Buffer, deadlineAt: number, started: number) {
-    if (deadlineAt <= started) {
-      return this.failed(
-        this.failure('connect', 'timeout', 'the delivery deadline passed before the attempt', started),
-        started,
-      )
-    }
-    const lease = await this.acquire(deadlineAt, started)
-    if (lease !== null && !(lease instanceof Session)) return this.failed(lease, started)
-    let session = lease
+  private async attempt(held: Session | null, envelope: Envelope, body: Buffer, deadlineAt: number, started: number) {
+    let session = held
     for (let fresh = 0; ; fresh++) {
       if (session === null) {
         const opened = await this.open(deadlineAt)
@@ -179,22 +237,26 @@ export class BackendClient {
       this.slots++
       return Promise.resolve(null)
     }
+    // All sessions busy: wait in line, but not for long. A backend that is merely busy with our own traffic is not
+    // failing; the relay tries another backend, and the spool takes what none can take now.
+    const waitMs = Math.min(deadlineAt - Date.now(), this.options.sessionWaitMs, MAX_TIMER_MS)
     return new Promise((resolve) => {
       const waiter: Waiting = {
         grant: (lease) => {
           clearTimeout(waiter.timer)
+          if (!(lease instanceof Session) && lease !== null) return resolve(lease)
+          this.onSessionWait(this.endpoint.id, 'granted', Date.now() - started)
           resolve(lease)
         },
-        timer: setTimeout(
-          () => {
-            const i = this.waiting.indexOf(waiter)
-            if (i >= 0) this.waiting.splice(i, 1)
-            const max = this.options.maxSessions
-            const msg = `pool exhausted: all ${max} sessions to ${this.endpoint.id} stayed busy until the delivery deadline; raise maxSessions or add backends`
-            resolve(this.failure('connect', 'timeout', msg, started))
-          },
-          Math.min(deadlineAt - Date.now(), MAX_TIMER_MS),
-        ),
+        timer: setTimeout(() => {
+          const i = this.waiting.indexOf(waiter)
+          if (i >= 0) this.waiting.splice(i, 1)
+          const waited = Date.now() - started
+          this.onSessionWait(this.endpoint.id, 'saturated', waited)
+          const max = this.options.maxSessions
+          const msg = `all ${max} sessions to ${this.endpoint.id} stayed busy for ${waited} ms (mxgate's own limit: backend_client.max_sessions, session_wait); not the backend's fault`
+          resolve(this.failure('connect', 'saturated', msg, started))
+        }, waitMs),
       }
       this.waiting.push(waiter)
     })
@@ -206,6 +268,7 @@ export class BackendClient {
     const session = this.track(Session.connect(this.sessionOptions, this.log))
     try {
       await session.ready(deadlineAt)
+      this.lastSmtputf8 = session.extensions.smtputf8
       return session
     } catch (err) {
       if (err instanceof StageError) return err.failure

@@ -12,10 +12,12 @@ export interface SmtpReply {
 }
 
 /**
- * How a stage failed: an SMTP reply we did not want, something below SMTP, or 'unsupported': the client refused
- * to send this envelope to this backend (e.g. a non-ASCII address to a backend without SMTPUTF8) — nothing was sent.
+ * How a stage failed: an SMTP reply we did not want, something below SMTP, or one of two kinds where nothing was
+ * sent and no one is at fault: 'unsupported', the client refused to send this envelope to this backend (e.g. a
+ * non-ASCII address to a backend without SMTPUTF8); 'saturated', all of mxgate's own sessions to this backend
+ * (backend_client.max_sessions) stayed busy for backend_client.session_wait.
  */
-export type FailureKind = 'reply' | 'timeout' | 'reset' | 'refused' | 'tls' | 'protocol' | 'unsupported'
+export type FailureKind = 'reply' | 'timeout' | 'reset' | 'refused' | 'tls' | 'protocol' | 'unsupported' | 'saturated'
 
 export interface StageFailure {
   stage: Stage

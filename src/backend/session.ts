@@ -4,6 +4,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from '../log'
 import type { Envelope } from '../message'
+import { wireEnvelope } from './address'
 import type { FailureKind, RecipientReply, SmtpReply, Stage, StageFailure } from './outcome'
 import { isPositive, ReplyReader } from './reply-parser'
 
@@ -45,6 +46,12 @@ export interface Extensions {
   starttls: boolean
 }
 
+/** A MAIL command line and the recipients as they go on the wire, in the envelope's order. */
+interface MailCommand {
+  command: string
+  to: string[]
+}
+
 export interface TransactionResult {
   accepted: string[]
   refused: RecipientReply[]
@@ -76,7 +83,6 @@ const NO_EXTENSIONS: Extensions = {
 const DOT = Buffer.from('.\r\n')
 const CRLF_DOT = Buffer.from('\r\n.\r\n')
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
-const NON_ASCII = /[^\p{ASCII}]/u
 const UNSAFE_ADDRESS = /[\r\n\0]/
 
 export class Session {
@@ -145,17 +151,17 @@ export class Session {
   async send(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<TransactionResult> {
     const result: TransactionResult = { accepted: [], refused: [], dotReply: null, failure: null, stale: false }
     const reused = this.messages > 0
-    const mailCommand = this.mailCommand(envelope, body)
-    if (typeof mailCommand !== 'string') {
-      result.failure = mailCommand
+    const mail = this.mailCommand(envelope, body)
+    if ('stage' in mail) {
+      result.failure = mail
       return result
     }
     this.messages++
     this.txReplies = 0
     this.expecting = true
     try {
-      if (this.extensions.pipelining) await this.pipelined(mailCommand, envelope, result, deadlineAt)
-      else await this.lockstep(mailCommand, envelope, result, deadlineAt)
+      if (this.extensions.pipelining) await this.pipelined(mail, envelope, result, deadlineAt)
+      else await this.lockstep(mail, envelope, result, deadlineAt)
       if (result.failure === null && result.accepted.length > 0) {
         this.writeBody(body)
         const dot = await this.expect('dot', deadlineAt)
@@ -285,9 +291,9 @@ export class Session {
     await this.greet(deadlineAt)
   }
 
-  private async pipelined(mail: string, env: Envelope, result: TransactionResult, deadlineAt: number): Promise<void> {
-    let group = mail
-    for (const rcpt of env.to) group += `RCPT TO:<${rcpt}>\r\n`
+  private async pipelined(mail: MailCommand, env: Envelope, result: TransactionResult, deadlineAt: number) {
+    let group = mail.command
+    for (const rcpt of mail.to) group += `RCPT TO:<${rcpt}>\r\n`
     this.write(`${group}DATA\r\n`, 'mail')
     const mailReply = await this.expectLive('mail', deadlineAt)
     for (const rcpt of env.to) this.recipient(rcpt, await this.expectLive('rcpt', deadlineAt), result)
@@ -305,16 +311,16 @@ export class Session {
     }
   }
 
-  private async lockstep(mail: string, env: Envelope, result: TransactionResult, deadlineAt: number): Promise<void> {
-    this.write(mail, 'mail')
+  private async lockstep(mail: MailCommand, env: Envelope, result: TransactionResult, deadlineAt: number) {
+    this.write(mail.command, 'mail')
     const mailReply = await this.expectLive('mail', deadlineAt)
     if (!isPositive(mailReply)) {
       this.needsRset = true
       result.failure = this.replyFailure('mail', mailReply)
       return
     }
-    for (const rcpt of env.to) {
-      this.write(`RCPT TO:<${rcpt}>\r\n`, 'rcpt')
+    for (const [i, rcpt] of env.to.entries()) {
+      this.write(`RCPT TO:<${mail.to[i]}>\r\n`, 'rcpt')
       this.recipient(rcpt, await this.expectLive('rcpt', deadlineAt), result)
     }
     if (result.accepted.length === 0) {
@@ -334,25 +340,27 @@ export class Session {
     else result.refused.push({ rcpt, reply })
   }
 
-  /** The MAIL command with its parameters, or why this envelope cannot go to this backend as it is. */
-  private mailCommand(env: Envelope, body: Buffer): string | StageFailure {
+  /**
+   * The MAIL command with its parameters and the recipients as they go on the wire (IDN domains as A-labels to a
+   * backend without SMTPUTF8), or why this envelope cannot go to this backend.
+   */
+  private mailCommand(env: Envelope, body: Buffer): MailCommand | StageFailure {
     if (env.to.length === 0) return this.failure('rcpt', 'unsupported', 'envelope has no recipients', 0)
-    let nonAscii = NON_ASCII.test(env.from)
     for (const rcpt of env.to) {
       if (UNSAFE_ADDRESS.test(rcpt)) return this.failure('rcpt', 'unsupported', 'recipient contains CR, LF or NUL', 0)
-      if (!nonAscii && NON_ASCII.test(rcpt)) nonAscii = true
     }
     if (UNSAFE_ADDRESS.test(env.from)) return this.failure('mail', 'unsupported', 'sender contains CR, LF or NUL', 0)
     const ext = this.extensions
-    if (nonAscii && !ext.smtputf8) {
-      const msg = 'envelope has a non-ASCII address but the backend does not advertise SMTPUTF8; enable it there'
+    const wire = wireEnvelope(env, ext.smtputf8)
+    if (wire === null) {
+      const msg = 'envelope has a non-ASCII local part but the backend does not advertise SMTPUTF8; enable it there'
       return this.failure('mail', 'unsupported', msg, 0)
     }
-    let command = `MAIL FROM:<${env.from}>`
+    let command = `MAIL FROM:<${wire.from}>`
     if (ext.size) command += ` SIZE=${body.length}`
     if (ext.eightBitMime && !isAscii(body)) command += ' BODY=8BITMIME'
-    if (nonAscii) command += ' SMTPUTF8'
-    return `${command}\r\n`
+    if (wire.smtputf8) command += ' SMTPUTF8'
+    return { command: `${command}\r\n`, to: wire.to }
   }
 
   /** Body and final dot in one corked burst: bulk data coalesces, and the dot never waits for a delayed ACK. */

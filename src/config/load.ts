@@ -197,6 +197,9 @@ const SETTINGS: Record<string, Setter> = {
     1,
     10_000,
   ),
+  'backend_client.session_wait': duration((c, v) => {
+    c.client.sessionWaitMs = v
+  }, 0),
   'backend_client.max_messages_per_session': int(
     (c, v) => {
       c.client.maxMessagesPerSession = v

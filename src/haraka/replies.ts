@@ -1,14 +1,22 @@
 // What the sender hears for each relay outcome. Pure, so every mapping is unit-tested.
-import type { SmtpReply } from '../backend/outcome'
+import { type RecipientReply, replyText, type SmtpReply } from '../backend/outcome'
 import type { AcceptResult } from '../relay/accept'
 import type { RelayResult } from '../relay/relay'
 import { SpoolFullError } from '../spool/errors'
 
 export interface SenderReply {
   code: number
-  /** Text after the code, starting with the enhanced status code. */
+  /**
+   * Text after the code, starting with the enhanced status code. Lines of a multi-line reply are separated by "\n";
+   * Haraka sends each with the code (RFC 5321 §4.2.1); every line starts with the enhanced code (RFC 2034).
+   */
   text: string
 }
+
+/** Recipients listed one per line in a combined refusal; more are counted on a last line. */
+const MAX_LISTED = 20
+/** Keeps each listed line well under the 512-octet reply line limit (RFC 5321 §4.5.3.1.5). */
+const MAX_LINE_TEXT = 400
 
 function passBack(reply: SmtpReply, fallbackEnhanced: string): SenderReply {
   const text = reply.lines[0]?.trim() || 'refused by the mail system'
@@ -31,12 +39,40 @@ export function acceptReply(result: AcceptResult): SenderReply {
   }
 }
 
+/**
+ * The one reply after DATA when the backends refused every recipient for good. SMTP has a single reply for the
+ * whole message (RFC 5321 §3.3); per-recipient replies after DATA exist only in LMTP (RFC 2033). The recipients
+ * were accepted at RCPT, so their individual refusals arrive here together:
+ * - all refused alike (same code, enhanced code and text), or only one: that reply, as a proxy passes it (Postfix's
+ *   smtpd_proxy_filter does the same);
+ * - refused differently: one multi-line reply with every recipient and its own reply, so the sender's bounce tells
+ *   each recipient's fate. The code is theirs when they share it, else 554 (transaction failed); the enhanced code
+ *   likewise, else 5.0.0. Not 250 and a DSN per recipient: accepting mail for recipients that do not exist and then
+ *   bouncing it is backscatter to forged senders; and not 4xx: retrying cannot change a permanent refusal.
+ */
+function refusalReply(refused: RecipientReply[], fallback: SmtpReply): SenderReply {
+  const each = refused.map((r) => passBack(r.reply, '5.0.0'))
+  const first = each[0]
+  if (first === undefined) return passBack(fallback, '5.0.0')
+  if (each.every((r) => r.code === first.code && r.text === first.text)) return first
+  const enhancedOf = (r: SenderReply) => r.text.split(' ', 1)[0]
+  const code = each.every((r) => r.code === first.code) ? first.code : 554
+  const enhanced =
+    code === first.code && each.every((r) => enhancedOf(r) === enhancedOf(first)) ? enhancedOf(first) : '5.0.0'
+  const lines = [`${enhanced} Every recipient was refused, each for its own reason:`]
+  for (const r of refused.slice(0, MAX_LISTED)) {
+    lines.push(`${enhanced} <${r.rcpt}>: ${replyText(r.reply)}`.slice(0, MAX_LINE_TEXT))
+  }
+  if (refused.length > MAX_LISTED) lines.push(`${enhanced} ... and ${refused.length - MAX_LISTED} more recipients`)
+  return { code, text: lines.join('\n') }
+}
+
 export function senderReply(result: RelayResult): SenderReply {
   switch (result.outcome) {
     case 'delivered':
       return { code: 250, text: '2.0.0 Message accepted for delivery' }
     case 'rejected':
-      return passBack(result.reply, '5.0.0')
+      return refusalReply(result.refused, result.reply)
     case 'deferred':
       if (result.reply) return passBack(result.reply, '4.0.0')
       return {

@@ -7,10 +7,11 @@
 // Manual state (operator's eject/drain, shared through the state store) wins over all of this: while it holds the
 // backend gets no new messages whatever its breaker says; when it is lifted the backend ramps up again.
 // Automatic ejections are shared too: a node that ejects a backend tells the others, which take it out as well and
-// then recover it on their own probes.
+// then recover it on their own probes. A restore clears the shared ejection; every node, the one whose own breaker
+// ejected the backend included, re-admits it when it sees the ejection cleared before its end.
 import { EventEmitter } from 'node:events'
 import type { DeliveryAttempt, StageFailure } from '../backend/outcome'
-import type { ManualOverride, StateStore } from '../cluster/types'
+import type { AutoEjection, ManualOverride, StateStore } from '../cluster/types'
 import type { BackendConfig } from '../config/schema'
 import type { Logger } from '../log'
 import { BackendBreaker, type BreakerSettings, type WindowStats } from './breaker'
@@ -68,6 +69,8 @@ interface Entry {
   manual: ManualOverride | null
   /** Set while opening the breaker because another node ejected the backend. */
   remote: { node: string; reason: string } | null
+  /** The shared ejection as of the last reconcile: when it vanishes before its `until`, someone restored it. */
+  shared: AutoEjection | null
   recent: RecentCounter
 }
 
@@ -112,6 +115,7 @@ export class HealthRegistry extends EventEmitter {
       timer: null,
       manual: null,
       remote: null,
+      shared: null,
       recent: new RecentCounter(),
     }
     entry.breaker = new BackendBreaker(id, this.settings, () => this.nextEjectionMs(entry))
@@ -321,6 +325,7 @@ export class HealthRegistry extends EventEmitter {
   async restore(id: string, by: string): Promise<void> {
     const e = this.entry(id)
     const store = this.deps.store
+    e.shared = null // our own clearing below is not news from elsewhere
     await Promise.all([store.setOverride(id, null), store.setEjection(id, null)])
     this.deps.log.info({ backend: id, by }, `backend ${id} restored by ${by}`)
     e.remote = null
@@ -355,14 +360,25 @@ export class HealthRegistry extends EventEmitter {
       if (e.breaker.state !== 'closed') e.breaker.close()
       else this.startProbation(e)
     }
-    const shared = store.ejections().get(id)
-    if (shared && shared.node !== store.node && shared.until > this.now() && e.breaker.state === 'closed') {
+    const shared = store.ejections().get(id) ?? null
+    const seen = e.shared
+    e.shared = shared
+    const now = this.now()
+    if (shared && shared.node !== store.node && shared.until > now && e.breaker.state === 'closed') {
       e.remote = { node: shared.node, reason: shared.reason }
-      e.breaker.open(shared.until - this.now())
-    } else if (!shared && e.remote && e.breaker.state !== 'closed') {
-      // The node that ejected it has re-admitted it: follow, carefully.
-      e.remote = null
-      e.breaker.close()
+      e.breaker.open(shared.until - now)
+    } else if (!shared && e.breaker.state !== 'closed') {
+      if (seen && seen.until > now) {
+        // Cleared before its end: only a restore does that (an ejecting node clears its own entry after its probe
+        // and trial, i.e. after `until`). This node's own breaker may be the one that ejected it: follow anyway.
+        this.deps.log.info({ backend: id, ejectedBy: seen.node }, `backend ${id} restored on another node`)
+        e.remote = null
+        e.breaker.close()
+      } else if (e.remote) {
+        // The node that ejected it has re-admitted it: follow, carefully.
+        e.remote = null
+        e.breaker.close()
+      }
     }
   }
 

@@ -19,6 +19,8 @@ export type Verdict =
   | { kind: 'ambiguous'; reply: SmtpReply }
   /** This backend cannot take this envelope (nothing was sent): another may; no one is at fault. */
   | { kind: 'unsupported'; reason: string }
+  /** mxgate's own sessions to this backend were all busy (nothing was sent): try another; no one is at fault. */
+  | { kind: 'saturated'; reason: string }
 
 /** RFC 3463 subject digit of an enhanced code ("5.1.1" → 1), or null without one. */
 function subject(reply: SmtpReply): number | null {
@@ -84,6 +86,7 @@ export function classifyAttempt(attempt: DeliveryAttempt): Verdict {
     return { kind: 'message', permanent: true, reply: pick('message-permanent') }
   }
   if (f.kind === 'unsupported') return { kind: 'unsupported', reason: f.message }
+  if (f.kind === 'saturated') return { kind: 'saturated', reason: f.message }
   if (f.kind !== 'reply' || f.reply === null) return { kind: 'backend', reason: f.message }
   const reply = f.reply
   if (reply.code === 421) return { kind: 'backend', reason: f.message }

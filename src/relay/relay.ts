@@ -5,9 +5,19 @@ import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
 import type { Envelope, InboundMessage } from '../message'
 import { classifyAttempt, classifyRefusal, type Verdict } from './classify'
+import { Journey } from './journey'
+
+/** A session held for one delivery (see BackendClient.reserve). */
+export interface DeliveryLease {
+  deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+  cancel(): void
+}
 
 export interface BackendDeliverer {
-  deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+  /** A session to deliver on, or the attempt that never started (all of mxgate's sessions to it busy: saturated). */
+  reserve(deadlineAt: number): Promise<DeliveryLease | DeliveryAttempt>
+  /** Whether the backend offered SMTPUTF8 at its last EHLO; null before the first. */
+  readonly smtputf8: boolean | null
 }
 
 export interface PoolPort {
@@ -48,7 +58,10 @@ interface Common {
 
 export type RelayResult =
   | ({ outcome: 'delivered' } & Common)
-  /** Nothing delivered and the message itself was refused for good: pass `reply` to the sender. */
+  /**
+   * Nothing delivered and every recipient refused for good, each with its own reply in `refused`. `reply` is the
+   * first of them (the sender's one reply after DATA is built from all of them: src/haraka/replies.ts).
+   */
   | ({ outcome: 'rejected'; reply: SmtpReply } & Common)
   /**
    * Some recipients are still `pending`: no backend took them in time. `reply` is set when a backend refused them
@@ -69,7 +82,7 @@ export interface RelayDeps {
   observe?: (a: AttemptRecord) => void
 }
 
-/** What the sender hears when no backend can take the envelope at all (RFC 6531 §3.5 for SMTPUTF8). */
+/** What the sender hears when no configured backend can take the envelope at all (RFC 6531 §3.5 for SMTPUTF8). */
 const UNSUPPORTED: SmtpReply = {
   code: 553,
   enhanced: '5.6.7',
@@ -77,18 +90,22 @@ const UNSUPPORTED: SmtpReply = {
 }
 
 function describe(a: DeliveryAttempt, v: Verdict): string {
-  if (v.kind === 'backend' || v.kind === 'unsupported') return v.reason
+  if (v.kind === 'backend' || v.kind === 'unsupported' || v.kind === 'saturated') return v.reason
   const r = v.kind === 'delivered' ? a.dotReply : v.reply
   return r ? `${r.code} ${r.enhanced ?? ''} ${r.lines[0] ?? ''}`.replace(/\s+/g, ' ').trim() : 'no reply'
 }
 
+/**
+ * The reply that concerns `rcpt`: its own RCPT refusal when every recipient was refused at RCPT (each may have been
+ * refused for a different reason), else the reply to the whole message (MAIL, end of data).
+ */
+function ownReply(attempt: DeliveryAttempt, rcpt: string, whole: SmtpReply): SmtpReply {
+  if (attempt.failure !== null) return whole
+  return attempt.refused.find((r) => r.rcpt === rcpt)?.reply ?? whole
+}
+
 export class Relay {
   private readonly now: () => number
-
-  /** Is some admitted backend left that this message has not tried? */
-  private untried(avoid: ReadonlySet<string>): boolean {
-    return this.deps.pool.pick(avoid) !== null
-  }
 
   constructor(private readonly deps: RelayDeps) {
     this.now = deps.now ?? Date.now
@@ -96,56 +113,56 @@ export class Relay {
 
   /** Tries backends for `msg` until every recipient is settled, the attempts run out or the deadline passes. */
   async relay(msg: InboundMessage, deadlineAt = this.now() + this.deps.settings.deadlineMs): Promise<RelayResult> {
-    const { pool, health, clients, settings } = this.deps
-    const attempts: AttemptRecord[] = []
-    const deliveries: Delivery[] = []
-    const refused: RecipientReply[] = []
-    // An ambiguous refusal waits for a second backend's view: rcpt → who said it and what.
-    const ambiguity = new Map<string, { backendId: string; reply: SmtpReply }>()
-    const charged = new Set<string>()
-    const avoid = new Set<string>()
-    let pending = [...msg.envelope.to]
-    // Recipients refused temporarily for their own reasons (mailbox full, greylisted) are not tried on another
-    // backend — the backends share the mailbox store, so the answer would be the same — but deferred.
-    const held: string[] = []
-    let tempReply: SmtpReply | null = null
-    let reason = 'no backend is available'
-
-    const refuse = (rcpt: string, reply: SmtpReply) => {
-      refused.push({ rcpt, reply })
-      ambiguity.delete(rcpt)
-    }
-    // A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again.
-    const ambiguous = (rcpt: string, backendId: string, reply: SmtpReply): boolean => {
-      if (!settings.secondOpinion) {
-        refuse(rcpt, reply)
-        return false
-      }
-      const earlier = ambiguity.get(rcpt)
-      if (earlier && earlier.backendId !== backendId) {
-        refuse(rcpt, reply)
-        return false
-      }
-      ambiguity.set(rcpt, { backendId, reply })
-      return true
-    }
-
-    let tries = 0
-    while (pending.length > 0 && tries < settings.maxAttempts && this.now() < deadlineAt) {
-      const id = pool.pick(avoid)
+    const { pool, settings } = this.deps
+    const j = new Journey(msg.envelope.to, settings.secondOpinion)
+    while (j.pending.length > 0 && j.tries < settings.maxAttempts && this.now() < deadlineAt) {
+      const id = pool.pick(j.avoid)
       if (id === null) break
-      avoid.add(id)
-      const client = clients.get(id)
-      if (!client) throw new Error(`no client for backend ${id}`)
-      const envelope: Envelope = { from: msg.envelope.from, to: pending }
-      pool.begin(id)
-      // Classified once, inside the breaker (which needs to know whose fault it was), and reused below.
+      j.avoid.add(id)
+      const tried = await this.attempt(id, { from: msg.envelope.from, to: j.pending }, msg.body, deadlineAt)
+      if (tried === null) continue // its breaker opened meanwhile: not an attempt, pick another
+      // Waiting on mxgate's own session limit, or a backend that cannot take the envelope, is not trying the
+      // backend (nothing was sent): it does not use up max_attempts.
+      if (tried.verdict.kind !== 'saturated' && tried.verdict.kind !== 'unsupported') j.tries++
+      this.record(j, id, tried.attempt, tried.verdict)
+      j.pending = this.settle(j, id, tried.attempt, tried.verdict)
+    }
+    return this.finish(j, deadlineAt)
+  }
+
+  /**
+   * Could no configured backend ever take an envelope that needs SMTPUTF8? Only when every one of them, admitted
+   * or not (ejected, draining, probing), lacked it at its last EHLO. One that offered it, or was never asked, may
+   * take it later: then the message is deferred, not refused.
+   */
+  private noBackendOffersSmtputf8(): boolean {
+    for (const client of this.deps.clients.values()) if (client.smtputf8 !== false) return false
+    return true
+  }
+
+  /** One delivery to one backend through its breaker; null when the breaker would not let it run. */
+  private async attempt(
+    id: string,
+    envelope: Envelope,
+    body: Buffer,
+    deadlineAt: number,
+  ): Promise<{ attempt: DeliveryAttempt; verdict: Verdict } | null> {
+    const { pool, health, clients } = this.deps
+    const client = clients.get(id)
+    if (!client) throw new Error(`no client for backend ${id}`)
+    pool.begin(id)
+    try {
+      // A session first, outside the breaker: a wait on mxgate's own session limit must not reach the backend's
+      // breaker or outcome counts, neither as a fault nor as a success.
+      const lease = await client.reserve(deadlineAt)
+      if (!('deliver' in lease)) return { attempt: lease, verdict: classifyAttempt(lease) }
+      // Classified once, inside the breaker (which needs to know whose fault it was), and reused by the caller.
       const classified: { verdict?: Verdict } = {}
-      let attempt: DeliveryAttempt | null
+      let attempt: DeliveryAttempt | null = null
       try {
         attempt = await health.track(
           id,
-          () => client.deliver(envelope, msg.body, deadlineAt),
+          () => lease.deliver(envelope, body, deadlineAt),
           (a) => {
             const v = classifyAttempt(a)
             classified.verdict = v
@@ -153,91 +170,108 @@ export class Relay {
           },
         )
       } finally {
-        pool.end(id)
+        if (attempt === null) lease.cancel() // the breaker would not let it run: give the session back
       }
-      if (attempt === null) continue // its breaker opened meanwhile: not an attempt, pick another
-      tries++
-      const verdict = classified.verdict ?? classifyAttempt(attempt)
-      const record: AttemptRecord = {
-        backendId: id,
-        verdict: verdict.kind,
-        detail: describe(attempt, verdict),
-        elapsedMs: attempt.elapsedMs,
-      }
-      attempts.push(record)
-      this.deps.observe?.(record)
+      if (attempt === null) return null
+      return { attempt, verdict: classified.verdict ?? classifyAttempt(attempt) }
+    } finally {
+      pool.end(id)
+    }
+  }
 
-      const next: string[] = []
-      switch (verdict.kind) {
-        case 'delivered': {
-          deliveries.push({ backendId: id, recipients: attempt.accepted, reply: attempt.dotReply })
-          for (const rcpt of attempt.accepted) {
-            // A backend accepted what another refused ambiguously: that other one was wrong.
-            const earlier = ambiguity.get(rcpt)
-            if (earlier && !charged.has(earlier.backendId)) {
-              charged.add(earlier.backendId)
-              health.chargeFault(
-                earlier.backendId,
-                `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
-              )
-            }
-            ambiguity.delete(rcpt)
-          }
-          for (const r of attempt.refused) {
-            const cls = classifyRefusal(r.reply)
-            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
-            else if (cls === 'message-temporary') {
-              held.push(r.rcpt)
-              tempReply = r.reply
-            } else if (cls === 'backend') {
-              reason = `${id} refused ${r.rcpt}: ${r.reply.code} ${r.reply.enhanced ?? ''}`.trim()
-              next.push(r.rcpt)
-            } else if (ambiguous(r.rcpt, id, r.reply)) next.push(r.rcpt)
-          }
+  private record(j: Journey, id: string, attempt: DeliveryAttempt, verdict: Verdict): void {
+    const record: AttemptRecord = {
+      backendId: id,
+      verdict: verdict.kind,
+      detail: describe(attempt, verdict),
+      elapsedMs: attempt.elapsedMs,
+    }
+    j.attempts.push(record)
+    this.deps.observe?.(record)
+  }
+
+  /** Settles what the attempt decided; returns the recipients to try on the next backend. */
+  private settle(j: Journey, id: string, attempt: DeliveryAttempt, verdict: Verdict): string[] {
+    const next: string[] = []
+    switch (verdict.kind) {
+      case 'delivered':
+        this.delivered(j, id, attempt)
+        for (const r of attempt.refused) {
+          const cls = classifyRefusal(r.reply)
+          if (cls === 'message-permanent') j.refuse(r.rcpt, r.reply)
+          else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
+          else if (cls === 'backend') {
+            j.reason = `${id} refused ${r.rcpt}: ${r.reply.code} ${r.reply.enhanced ?? ''}`.trim()
+            next.push(r.rcpt)
+          } else if (j.ambiguous(r.rcpt, id, r.reply)) next.push(r.rcpt)
+        }
+        break
+      case 'backend':
+        j.reason = `${id}: ${verdict.reason}`
+        if (attempt.failure !== null) {
+          next.push(...j.pending)
           break
         }
-        case 'backend':
-          reason = `${id}: ${verdict.reason}`
-          if (attempt.failure !== null) {
-            next.push(...pending)
-            break
-          }
-          // Every recipient refused at RCPT, some for the backend's reasons: those are retried elsewhere, but a
-          // recipient refused for its own reasons in the same breath is settled now, as it would be alone.
-          for (const r of attempt.refused) {
-            const cls = classifyRefusal(r.reply)
-            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
-            else if (cls === 'message-temporary') {
-              held.push(r.rcpt)
-              tempReply = r.reply
-            } else next.push(r.rcpt)
-          }
-          break
-        case 'message':
-          if (verdict.permanent) for (const rcpt of pending) refuse(rcpt, verdict.reply)
-          else {
-            tempReply = verdict.reply
-            held.push(...pending)
-          }
-          break
-        case 'ambiguous':
-          for (const rcpt of pending) if (ambiguous(rcpt, id, verdict.reply)) next.push(rcpt)
-          break
-        case 'unsupported':
-          reason = `${id}: ${verdict.reason}`
-          next.push(...pending)
-          break
-      }
-      pending = next
+        // Every recipient refused at RCPT, some for the backend's reasons: those are retried elsewhere, but a
+        // recipient refused for its own reasons in the same breath is settled now, as it would be alone.
+        for (const r of attempt.refused) {
+          const cls = classifyRefusal(r.reply)
+          if (cls === 'message-permanent') j.refuse(r.rcpt, r.reply)
+          else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
+          else next.push(r.rcpt)
+        }
+        break
+      case 'message':
+        if (verdict.permanent) for (const rcpt of j.pending) j.refuse(rcpt, ownReply(attempt, rcpt, verdict.reply))
+        else {
+          j.tempReply = verdict.reply
+          j.held.push(...j.pending)
+        }
+        break
+      case 'ambiguous':
+        for (const rcpt of j.pending) {
+          if (j.ambiguous(rcpt, id, ownReply(attempt, rcpt, verdict.reply))) next.push(rcpt)
+        }
+        break
+      case 'unsupported':
+      case 'saturated':
+        j.reason = `${id}: ${verdict.reason}`
+        next.push(...j.pending)
+        break
     }
+    return next
+  }
 
-    pending.push(...held)
-    // Every backend that could be asked refused to even try this envelope: retrying later will not help.
+  /** A backend took the message: record it, and charge whoever refused these recipients ambiguously before. */
+  private delivered(j: Journey, id: string, attempt: DeliveryAttempt): void {
+    j.deliveries.push({ backendId: id, recipients: attempt.accepted, reply: attempt.dotReply })
+    for (const rcpt of attempt.accepted) {
+      // A backend accepted what another refused ambiguously: that other one was wrong.
+      const earlier = j.ambiguity.get(rcpt)
+      if (earlier && !j.charged.has(earlier.backendId)) {
+        j.charged.add(earlier.backendId)
+        this.deps.health.chargeFault(
+          earlier.backendId,
+          `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
+        )
+      }
+      j.ambiguity.delete(rcpt)
+    }
+  }
+
+  /** The journey's end: delivered, rejected for good, or deferred with the reason a log line and the spool need. */
+  private finish(j: Journey, deadlineAt: number): RelayResult {
+    const { settings } = this.deps
+    const { attempts, deliveries, refused } = j
+    let pending = j.pending
+    pending.push(...j.held)
+    // Every backend asked refused to even try this envelope, and none configured could: retrying will not help.
+    // (While a backend that could is out, the message waits for it: a temporary state must not bounce mail.)
     if (
       pending.length > 0 &&
       attempts.length > 0 &&
       attempts.every((a) => a.verdict === 'unsupported') &&
-      !this.untried(avoid)
+      this.noBackendOffersSmtputf8()
     ) {
       for (const rcpt of pending) refused.push({ rcpt, reply: UNSUPPORTED })
       pending = []
@@ -246,13 +280,15 @@ export class Relay {
       if (deliveries.length > 0) return { outcome: 'delivered', attempts, deliveries, refused }
       return { outcome: 'rejected', reply: refused[0]!.reply, attempts, deliveries, refused }
     }
-    if (held.length > 0 && tempReply !== null) {
+    const tempReply = j.tempReply
+    let reason = j.reason
+    if (j.held.length > 0 && tempReply !== null) {
       reason = `refused for now: ${tempReply.code} ${tempReply.enhanced ?? ''} ${tempReply.lines[0] ?? ''}`.trim()
-    } else if (ambiguity.size > 0) {
-      const first = ambiguity.values().next().value!
+    } else if (j.ambiguity.size > 0) {
+      const first = j.ambiguity.values().next().value!
       reason = `${first.backendId} refused with ${first.reply.code} ${first.reply.enhanced ?? ''} and no second backend could confirm it`
-    } else if (tries >= settings.maxAttempts) {
-      reason = `${reason} (after ${tries} attempts)`
+    } else if (j.tries >= settings.maxAttempts) {
+      reason = `${reason} (after ${j.tries} attempts)`
     } else if (this.now() >= deadlineAt) {
       reason = `${reason} (deadline of ${settings.deadlineMs / 1000}s reached)`
     }
