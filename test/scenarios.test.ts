@@ -233,6 +233,12 @@ t.test('checks: each kind passes and fails on the right side of its bound', asyn
     fail.map((c) => c.detail).join('; '),
   )
   t.match(fail[5]?.detail, /never exported/)
+  const upper: Scenario = {
+    ...s,
+    checks: [{ kind: 'metric', what: 'none', name: 'mxgate_e_total', labels: { reason: 'detector' }, max: 0 }],
+  }
+  t.equal(judgeRun(upper, record())[0]?.pass, true, 'a labelled counter never exported is 0 for an upper bound')
+  t.equal(judgeRun(upper, record({ metrics: { 'mxgate_e_total{reason="detector"}': 1 } }))[0]?.pass, false)
 
   const probation: Scenario = { ...s, checks: [{ kind: 'ejectedInProbation', backend: 'mx4', maxShare: 0.02 }] }
   const restored = { atMessage: 500, op: 'restore' as const, backend: 'mx4', at: 100 }
@@ -263,8 +269,10 @@ t.test('summary and table: medians over seeds, not-run rows with their reason', 
       quick: true,
       seeds: [1, 2, 3],
       startedAt: new Date(0),
+      build: '/x @ abc1234',
     },
   )
+  t.equal(lines[1], 'build: /x @ abc1234', 'the table says which build it is about')
   t.match(lines[0], /quick .* seeds 1,2,3 \(medians\)/)
   t.match(lines.join('\n'), /\| sanity-breaker .* 30 \(mx4\) .* pass 3\/3 \|/)
   t.match(lines.join('\n'), /- later: not run: unknown section \[detector\]/)
@@ -276,7 +284,9 @@ t.test('arguments: --only names rows, --seeds runs consecutive seeds', async (t)
     only: ['sanity-breaker'],
     quick: true,
     seeds: [7, 8, 9],
+    mxgateRoot: null,
   })
+  t.equal(parseSuiteArgs(['--mxgate-root', '/tmp/other/'], names).mxgateRoot, '/tmp/other')
   t.throws(() => parseSuiteArgs(['--only', 'nope'], names), ScenarioArgsError)
   t.throws(() => parseSuiteArgs(['--seeds', '0'], names), /--seeds: expected a whole number from 1 to 99/)
   t.equal(await main(['--bogus']), 2, 'usage errors exit 2')
@@ -286,7 +296,7 @@ for (const s of rowsRunHere) {
   t.test(`quick run of ${s.name}: ${s.mustShow}`, async (t) => {
     const out: string[] = []
     const [row] = await runSuite(
-      { only: [s.name], quick: true, seeds: [1], list: false, help: false },
+      { only: [s.name], quick: true, seeds: [1], mxgateRoot: null, list: false, help: false },
       { out: (l) => out.push(l), progress: (l) => t.comment(l) },
     )
     t.comment(out.join('\n'))

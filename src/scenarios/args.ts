@@ -1,4 +1,5 @@
 // Command-line options of `npm run scenarios`, validated into typed values.
+import path from 'node:path'
 import { parseArgs } from 'node:util'
 
 export class ScenarioArgsError extends Error {
@@ -16,6 +17,8 @@ export interface SuiteOptions {
   quick: boolean
   /** Seeds to run each row with (median over them in the table). */
   seeds: number[]
+  /** A built checkout to run the nodes from (another branch's build); null = this one. */
+  mxgateRoot: string | null
   list: boolean
   help: boolean
 }
@@ -26,6 +29,7 @@ export const USAGE = `usage: npm run scenarios -- [options]
   --quick             CI mode: shorter counts and windows, set per row (the table says so)
   --seed N            first seed for the fake backends' faults (default 1)
   --seeds N           run each row with N seeds (N, N+1, …); the table shows medians (default 1)
+  --mxgate-root DIR   run the nodes from another built checkout (e.g. a branch's worktree after its build)
   --list              list the rows and exit
   --help              this text
 `
@@ -49,6 +53,7 @@ export function parseSuiteArgs(argv: string[], known: readonly string[]): SuiteO
         quick: { type: 'boolean' },
         seed: { type: 'string' },
         seeds: { type: 'string' },
+        'mxgate-root': { type: 'string' },
         list: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -75,6 +80,7 @@ export function parseSuiteArgs(argv: string[], known: readonly string[]): SuiteO
     only,
     quick: values.quick === true,
     seeds: Array.from({ length: count }, (_, i) => first + i),
+    mxgateRoot: typeof values['mxgate-root'] === 'string' ? path.resolve(values['mxgate-root']) : null,
     list: values.list === true,
     help: values.help === true,
   }

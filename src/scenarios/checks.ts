@@ -82,6 +82,9 @@ function judge(check: Check, scenario: Scenario, run: RunRecord): CheckResult {
       )
     case 'metric': {
       const v = run.metrics[metricKey(check)]
+      // A labelled counter has no series until its first increment: for an upper bound alone, absent means 0.
+      if (v === undefined && check.min === undefined)
+        return result(true, `${check.what}: ${metricKey(check)} never exported (0)`)
       if (v === undefined) return result(false, `${check.what}: ${metricKey(check)} never exported`)
       const ok = (check.min === undefined || v >= check.min) && (check.max === undefined || v <= check.max)
       return result(ok, `${check.what}: ${metricKey(check)} peaked at ${v}`)

@@ -1,6 +1,8 @@
 // `npm run scenarios`: runs the rows of rows.ts (all, or --only some) once per seed, judges each run, prints the
 // table on stdout (progress on stderr). Exit 1 when a row that ran failed or broke; rows this build cannot run
 // (their config is refused) are listed with the reason and do not fail the suite.
+import { execFileSync } from 'node:child_process'
+import { ROOT } from '../testing/mxgate-process'
 import { parseSuiteArgs, ScenarioArgsError, type SuiteOptions, USAGE } from './args'
 import { judgeRun } from './checks'
 import { SCENARIOS } from './rows'
@@ -8,6 +10,17 @@ import { runScenario } from './run'
 import { notRun, type RowSummary, summarize } from './summary'
 import { formatTable } from './table'
 import type { CheckResult, RunRecord, Scenario } from './types'
+
+/** "DIR @ abc1234" (with "+ changes" when the work tree differs from it): which build the table is about. */
+export function describeBuild(root: string): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim()
+    const dirty = git('status', '--porcelain', '--untracked-files=no') === '' ? '' : ' + uncommitted changes'
+    return `${root} @ ${git('rev-parse', '--short', 'HEAD')}${dirty}`
+  } catch {
+    return root
+  }
+}
 
 export interface SuiteIo {
   out: (line: string) => void
@@ -24,6 +37,7 @@ async function runRow(s: Scenario, opts: SuiteOptions, io: SuiteIo): Promise<Row
       const outcome = await runScenario(s, {
         quick: opts.quick,
         seed,
+        ...(opts.mxgateRoot === null ? {} : { root: opts.mxgateRoot }),
         log: io.progress,
         ...(io.signal ? { signal: io.signal } : {}),
       })
@@ -44,7 +58,8 @@ export async function runSuite(opts: SuiteOptions, io: SuiteIo): Promise<RowSumm
   const rows = opts.only.length === 0 ? SCENARIOS : opts.only.map((n) => SCENARIOS.find((s) => s.name === n)!)
   const summaries: RowSummary[] = []
   for (const s of rows) summaries.push(await runRow(s, opts, io))
-  for (const line of formatTable(summaries, { quick: opts.quick, seeds: opts.seeds, startedAt })) io.out(line)
+  const build = describeBuild(opts.mxgateRoot ?? ROOT)
+  for (const line of formatTable(summaries, { quick: opts.quick, seeds: opts.seeds, startedAt, build })) io.out(line)
   return summaries
 }
 

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { parseIni } from '../config/ini'
-import { ConfigError, loadConfig } from '../config/load'
+import type { loadConfig } from '../config/load'
 
 /**
  * Spooled mail is retried within seconds (the run waits for the spools to empty), and without fsync: the suite
@@ -43,19 +43,24 @@ export function nodeIni(input: NodeConfigInput): string {
   return layerIni([HARNESS_DEFAULTS, input.rowIni, input.quickIni ?? '', owned])
 }
 
-/** null when this build's loader accepts the ini (with these backends), else its error message. */
+/**
+ * null when the loader of the build the nodes run (root/dist) accepts the ini with these backends, else its error
+ * message. Loaded from that build, not imported: with --mxgate-root it is another checkout's loader.
+ */
 export function refusal(ini: string, root: string, backends: string): string | null {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-scenario-check-'))
   try {
     writeFileSync(path.join(dir, 'mxgate.ini'), ini)
-    loadConfig({
+    const load = require(path.join(root, 'dist', 'config', 'load.js')) as { loadConfig: typeof loadConfig }
+    load.loadConfig({
       baseDir: path.join(root, 'config'),
       overrideDir: dir,
       env: { MXGATE_BACKENDS: backends, MXGATE_DOMAINS: 'example.com' },
     })
     return null
   } catch (err) {
-    if (err instanceof ConfigError) return err.message.replace(`${dir}/`, '')
+    // By code, not instanceof: the class comes from that build's module.
+    if ((err as { code?: unknown }).code === 'ECONFIG') return (err as Error).message.replace(`${dir}/`, '')
     throw err
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -6,7 +6,7 @@
 // on the breaker alone. Tune them here when the detector lands: its keys (from the detector branch, in progress)
 // are detector.mode, threshold, probation_threshold, budget, degraded_rate, min_faults, bucket, retention, and
 // breaker.probation_share, probation_messages, probe_timeout. The metric names and log texts the checks look for
-// are guesses until its metrics exist: they are marked TO CONFIRM.
+// are those of the detector branch as of its commit 6ce49c7 (README "Metrics" there).
 import type { FaultRule } from '../testing/fault-rules'
 import type { BackendSpec, Check, Scenario } from './types'
 
@@ -44,12 +44,14 @@ const SAFE: Check[] = [
   { kind: 'bounced', max: 0 },
 ]
 
-// TO CONFIRM when the detector's metrics land (issue 9 "Also": would-eject and ejection counters by reason, the
-// budget freeze, the degraded pool).
+// The detector's names (detector branch, src/detector-metrics.ts and registry.ts): gauges are sampled every second,
+// so a flag that was up at any sample counts.
 const METRIC_WOULD_EJECT = 'mxgate_detector_would_eject_total'
-const METRIC_DEGRADED = 'mxgate_pool_degraded'
+const METRIC_DEGRADED = 'mxgate_detector_pool_degraded'
 const METRIC_FROZEN = 'mxgate_detector_budget_frozen'
-const DETECTOR_REASON = 'detector|outlier|CUSUM'
+const METRIC_EJECTIONS = 'mxgate_backend_ejections_total'
+/** A detector ejection's reason starts with its cause ("ejected by NODE: " first on a node that followed). */
+const DETECTOR_REASON = '(^|: )(detector|probation):'
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -220,6 +222,13 @@ export const SCENARIOS: Scenario[] = [
     quick: { ini: QUICK_DETECTOR, load: { messages: 3000 } },
     checks: [
       { kind: 'maxEjections', max: 0, reason: DETECTOR_REASON },
+      {
+        kind: 'metric',
+        what: 'no detector ejection counted',
+        name: METRIC_EJECTIONS,
+        labels: { reason: 'detector' },
+        max: 0,
+      },
       { kind: 'metric', what: 'pool flagged degraded', name: METRIC_DEGRADED, min: 1 },
       { kind: 'lost', max: 0 },
     ],

@@ -17,6 +17,8 @@ import { Watcher } from './watch'
 export interface RunOptions {
   quick: boolean
   seed: number
+  /** The built checkout the nodes run from (default: this one). */
+  root?: string
   /** Progress lines (stderr in the CLI). */
   log?: (line: string) => void
   signal?: AbortSignal
@@ -78,11 +80,20 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<RunOut
       ...(opts.quick && s.quick?.ini !== undefined ? { quickIni: s.quick.ini } : {}),
       bounceRelayPort: smarthost.port,
     })
-    const why = refusal(ini, ROOT, list)
+    const root = opts.root ?? ROOT
+    const why = refusal(ini, root, list)
     if (why !== null) return { status: 'not-runnable', why: `this build refuses the row's config: ${why}` }
 
     redis = await startRedis()
-    cluster = await startCluster({ redisUrl: redis.url, backends, weights, token: TOKEN, ini, labels: ['A', 'B'] })
+    cluster = await startCluster({
+      redisUrl: redis.url,
+      backends,
+      weights,
+      token: TOKEN,
+      ini,
+      labels: ['A', 'B'],
+      root,
+    })
     const nodes = cluster.nodes
     log(`${s.name} seed ${opts.seed}: redis ${redis.url}, nodes ${nodes.map((n) => n.proc.port).join(' and ')}`)
 

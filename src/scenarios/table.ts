@@ -24,6 +24,8 @@ export interface TableHeader {
   quick: boolean
   seeds: number[]
   startedAt: Date
+  /** Which mxgate build the nodes ran (checkout and commit). */
+  build: string
 }
 
 export function formatTable(rows: readonly RowSummary[], head: TableHeader): string[] {
@@ -55,6 +57,7 @@ export function formatTable(rows: readonly RowSummary[], head: TableHeader): str
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`
   const out = [
     `mxgate scenario suite, ${mode}, ${seeds}, ${head.startedAt.toISOString()}`,
+    `build: ${head.build}`,
     '',
     line(header),
     `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,

@@ -36,6 +36,8 @@ export interface StartClusterOptions {
   /** Contents of DIR/mxgate.ini passed as `--config DIR` (short breaker timings). */
   ini: string
   labels?: string[]
+  /** Another built checkout to run the nodes from (default: this one). */
+  root?: string
 }
 
 export async function startCluster(opts: StartClusterOptions): Promise<MxgateCluster> {
@@ -55,6 +57,7 @@ export async function startCluster(opts: StartClusterOptions): Promise<MxgateClu
         startMxgate({
           backends,
           args: ['--config', configDir],
+          ...(opts.root === undefined ? {} : { root: opts.root }),
           env: {
             MXGATE_REDIS_URL: opts.redisUrl,
             MXGATE_ADMIN_TOKEN: opts.token,

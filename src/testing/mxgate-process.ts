@@ -30,6 +30,8 @@ export interface StartOptions {
   args?: string[]
   /** Leave the spool directory behind at stop (a test restarts a node on it). */
   keepSpool?: boolean
+  /** Another built checkout to run `bin/mxgate.js` and `config/` from (default: this one). */
+  root?: string
 }
 
 async function waitForBanner(port: number, ms: number, proc: ChildProcess): Promise<boolean> {
@@ -61,8 +63,8 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
   const spoolDir = given ?? mkdtempSync(path.join(os.tmpdir(), 'mxgate-e2e-spool-'))
   const removeSpool = given === undefined && !opts.keepSpool
   const proc = reap(
-    spawn(process.execPath, [BIN, 'start', ...(opts.args ?? [])], {
-      cwd: ROOT,
+    spawn(process.execPath, [path.join(opts.root ?? ROOT, 'bin', 'mxgate.js'), 'start', ...(opts.args ?? [])], {
+      cwd: opts.root ?? ROOT,
       env: {
         ...process.env,
         MXGATE_LISTEN: `127.0.0.1:${port}`,
