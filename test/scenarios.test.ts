@@ -14,27 +14,31 @@ import type { RunRecord, Scenario } from '../src/scenarios/types'
 import { mergeEjections, parseMetrics, sumSeries } from '../src/scenarios/watch'
 import { ROOT } from '../src/testing/mxgate-process'
 
-t.setTimeout(300_000)
-
 /**
- * Rows the end-to-end test leaves out, and why: the one list to shorten when the detector lands. Each of these
- * rows carries a `[detector]` section, which this build refuses; the test below fails as soon as a build accepts
- * one, so the list cannot outlive its reason.
+ * Rows the end-to-end test leaves out, and why — the one place to edit. AWAITING_DETECTOR rows carry a `[detector]`
+ * section, which this build refuses; the test below fails as soon as a build accepts one, so that list cannot
+ * outlive its reason: when the detector merges, empty it (moving a row to TOO_SLOW_FOR_TAP if it must stay out).
  */
+const TOO_SLOW_FOR_TAP: Record<string, string> = {
+  weighted: 'its target gets 2.8% of the mail: 30,000 messages even in quick mode; run it with npm run scenarios',
+}
 const AWAITING_DETECTOR: Record<string, string> = {
   'eod-451': 'a 3% failer among 0.5% noise: only the outlier detector can catch it',
   'rcpt-511': 'needs the second opinion on 5.1.1 and the refusal-rate signal of the detector',
   'rcpt-571': 'a 3% failer at RCPT: the breaker (50% threshold) never trips on it',
   'quiet-pool': 'proves the detector does not eject; without it there is nothing to prove',
   'two-backends': 'a 5% failer: below the breaker, needs the detector',
-  weighted: 'a 5% failer at weight 10 (also ~30,000 messages in quick mode, too long for tap)',
+  weighted: 'a 5% failer at weight 10: below the breaker, needs the detector',
   probation: 'needs probation by the detector (stricter threshold, configurable share)',
   'all-degraded': 'needs the detector and its "pool degraded" flag',
   'two-failers': 'needs the detector, its ejection budget and the freeze flag',
   observe: 'needs [detector] mode = observe and its "would eject" log and metric',
 }
 
-const rowsRunHere = SCENARIOS.filter((s) => !(s.name in AWAITING_DETECTOR))
+const rowsRunHere = SCENARIOS.filter((s) => !(s.name in AWAITING_DETECTOR) && !(s.name in TOO_SLOW_FOR_TAP))
+
+// A quick row takes 5-45 s (detector rows send at 100 msg/s); room for a loaded machine.
+t.setTimeout(60_000 + rowsRunHere.length * 90_000)
 
 function record(over: Partial<RunRecord> = {}): RunRecord {
   return {
@@ -83,7 +87,8 @@ const ejection = (backend: string, atMessage: number, extra: Partial<RunRecord['
 t.test('every row has a unique name, and every row is either run here or excluded with a reason', async (t) => {
   const names = SCENARIOS.map((s) => s.name)
   t.equal(new Set(names).size, names.length, 'names are unique (--only uses them)')
-  for (const name of Object.keys(AWAITING_DETECTOR)) t.ok(names.includes(name), `${name} is a row`)
+  for (const name of [...Object.keys(AWAITING_DETECTOR), ...Object.keys(TOO_SLOW_FOR_TAP)])
+    t.ok(names.includes(name), `${name} is a row`)
   t.ok(
     rowsRunHere.some((s) => s.name === 'sanity-breaker'),
     'the sanity row runs here',
