@@ -154,9 +154,10 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<RunOut
     // Spooled mail (and the DSNs recorded in the spool) must leave before "lost" means anything.
     const spoolWaitMs = opts.quick ? 45_000 : 120_000
     const until = Date.now() + spoolWaitMs
-    let spoolLeft = 0
+    // -1: the spools could not be read (a node down): "lost" then rests on the backends' copies alone.
+    let spoolLeft = -1
     for (let i = 0; i < 10_000 && Date.now() < until; i++) {
-      spoolLeft = (await watcher.spoolCounts().catch(() => [Number.NaN])).reduce((a, n) => a + n, 0)
+      spoolLeft = (await watcher.spoolCounts().catch(() => [-1])).reduce((a, n) => (a < 0 || n < 0 ? -1 : a + n), 0)
       if (spoolLeft === 0) break
       await sleep(250)
     }
@@ -199,6 +200,7 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<RunOut
     const notes: string[] = []
     if (sentCount < load.messages) notes.push(`time limit: ${sentCount} of ${load.messages} messages sent`)
     if (spoolLeft > 0) notes.push(`${spoolLeft} messages still spooled after ${spoolWaitMs / 1000}s (counted as lost)`)
+    if (spoolLeft < 0) notes.push('the spools could not be read at the end (GET /api/spool failed)')
     if (watcher.errors > 0) notes.push(`${watcher.errors} admin polls failed`)
     const record: RunRecord = {
       scenario: s.name,
