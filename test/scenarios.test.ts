@@ -50,6 +50,7 @@ function record(over: Partial<RunRecord> = {}): RunRecord {
     durationMs: 1,
     ejections: [],
     maxOut: 0,
+    maxOutWhich: '',
     actions: [],
     ledger: {
       sent: 100,

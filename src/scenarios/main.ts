@@ -14,7 +14,8 @@ import type { CheckResult, RunRecord, Scenario } from './types'
 /** "DIR @ abc1234" (with "+ changes" when the work tree differs from it): which build the table is about. */
 export function describeBuild(root: string): string {
   try {
-    const git = (...args: string[]) => execFileSync('git', ['-C', root, ...args], { encoding: 'utf8' }).trim()
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', root, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
     const dirty = git('status', '--porcelain', '--untracked-files=no') === '' ? '' : ' + uncommitted changes'
     return `${root} @ ${git('rev-parse', '--short', 'HEAD')}${dirty}`
   } catch {
@@ -42,6 +43,14 @@ async function runRow(s: Scenario, opts: SuiteOptions, io: SuiteIo): Promise<Row
         ...(io.signal ? { signal: io.signal } : {}),
       })
       if (outcome.status === 'not-runnable') return notRun(s, 'not-runnable', outcome.why, opts.seeds)
+      for (const e of outcome.record.ejections) {
+        const secs = e.until === null ? '' : ` for ${Math.round((e.until - e.since) / 100) / 10}s`
+        io.progress(
+          `  ejected ${e.backend} at message ${e.atMessage} (own ${e.ownMessages}; ${e.nodes.join('+')}${secs}): ${e.reason}`,
+        )
+      }
+      if (outcome.record.maxOut > 0)
+        io.progress(`  most out at once: ${outcome.record.maxOut} (${outcome.record.maxOutWhich})`)
       const checks = judgeRun(s, outcome.record)
       for (const c of checks) io.progress(`  ${c.pass ? 'ok  ' : 'FAIL'} ${c.detail}`)
       runs.push({ record: outcome.record, checks })

@@ -211,6 +211,7 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<RunOut
       durationMs: loadMs,
       ejections,
       maxOut: watcher.maxOut,
+      maxOutWhich: watcher.maxOutWhich,
       actions: done,
       ledger: reckon(
         messages,

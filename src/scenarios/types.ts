@@ -125,8 +125,9 @@ export interface RunRecord {
   startedAt: number
   durationMs: number
   ejections: Ejection[]
-  /** Most backends out at once on any node. */
+  /** Most backends out at once on any node, and which they were then ("A: mx3 ejected, mx4 probing"). */
   maxOut: number
+  maxOutWhich: string
   actions: (Action & { at: number })[]
   ledger: Ledger
   /** Spool entries left on both nodes when the bounded wait ended. */

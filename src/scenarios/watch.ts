@@ -78,6 +78,7 @@ export class Watcher {
   private timers: NodeJS.Timeout[] = []
   private polling: Promise<void> = Promise.resolve()
   maxOut = 0
+  maxOutWhich = ''
   readonly metricPeaks: Record<string, number> = {}
   errors = 0
 
@@ -135,10 +136,10 @@ export class Watcher {
       }),
     )
     for (const { node, backends } of views) {
-      let out = 0
+      const out: string[] = []
       for (const b of backends) {
         const k = `${node} ${b.id}`
-        if (OUT.has(b.state)) out++
+        if (OUT.has(b.state)) out.push(`${b.id} ${b.state}`)
         if (b.state === 'ejected' && !this.seen.has(`${k} ${b.since}`)) {
           const before = this.lastState.get(k) ?? null
           this.seen.set(`${k} ${b.since}`, {
@@ -153,7 +154,10 @@ export class Watcher {
         }
         this.lastState.set(k, b.state)
       }
-      this.maxOut = Math.max(this.maxOut, out)
+      if (out.length > this.maxOut) {
+        this.maxOut = out.length
+        this.maxOutWhich = `${node}: ${out.join(', ')}`
+      }
     }
   }
 
