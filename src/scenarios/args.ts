@@ -1,14 +1,9 @@
 // Command-line options of `npm run scenarios`, validated into typed values.
 import path from 'node:path'
 import { parseArgs } from 'node:util'
+import { ScenarioArgsError } from './errors'
 
-export class ScenarioArgsError extends Error {
-  readonly code = 'ESCENARIOARGS'
-  constructor(message: string) {
-    super(message)
-    this.name = 'ScenarioArgsError'
-  }
-}
+export { ScenarioArgsError }
 
 export interface SuiteOptions {
   /** Row names to run, in the order given; empty = every row. */

@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { ROOT } from '../testing/mxgate-process'
 import { parseSuiteArgs, ScenarioArgsError, type SuiteOptions, USAGE } from './args'
 import { judgeRun } from './checks'
+import { ScenarioRunError } from './errors'
 import { SCENARIOS } from './rows'
 import { runScenario } from './run'
 import { notRun, type RowSummary, summarize } from './summary'
@@ -55,7 +56,9 @@ async function runRow(s: Scenario, opts: SuiteOptions, io: SuiteIo): Promise<Row
       for (const c of checks) io.progress(`  ${c.pass ? 'ok  ' : 'FAIL'} ${c.detail}`)
       runs.push({ record: outcome.record, checks })
     } catch (err) {
-      return notRun(s, 'error', `seed ${seed}: ${(err as Error).stack ?? String(err)}`, opts.seeds)
+      // Our own errors say what to fix; anything else is a bug in the harness or mxgate: keep its stack.
+      const text = err instanceof ScenarioRunError ? err.message : ((err as Error).stack ?? String(err))
+      return notRun(s, 'error', `seed ${seed}: ${text}`, opts.seeds)
     }
   }
   return summarize(s, runs)

@@ -8,6 +8,7 @@ import { type MxgateCluster, startCluster } from '../testing/mxgate-cluster'
 import { ROOT } from '../testing/mxgate-process'
 import { type RedisProcess, startRedis } from '../testing/redis-server'
 import { metricKey } from './checks'
+import { ScenarioRunError } from './errors'
 import { reckon, type SentMessage } from './ledger'
 import { runLoad, startedBy } from './load'
 import { nodeIni, refusal } from './node-config'
@@ -117,7 +118,11 @@ export async function runScenario(s: Scenario, opts: RunOptions): Promise<RunOut
         body: JSON.stringify(body),
         signal: AbortSignal.timeout(10_000),
       })
-      if (!res.ok) throw new Error(`${a.op} ${a.backend} answered ${res.status}: ${await res.text()}`)
+      if (!res.ok) {
+        throw new ScenarioRunError(
+          `POST /api/backends/${a.backend}/${a.op} on node A answered ${res.status}: ${await res.text()} (check the row's actions)`,
+        )
+      }
       done.push({ ...a, at: Date.now() })
     }
     const actions = s.actions ?? []
