@@ -496,3 +496,13 @@ t.test('mxgate fake-backend as a process: stops cleanly on SIGTERM', async (t) =
   const [code] = (await once(child, 'exit')) as [number | null]
   t.equal(code, 0)
 })
+
+t.test('announces every MAIL transaction, a faulted one too', async (t) => {
+  const backend = await startBackend(t, { faults: [{ stage: 'dot', action: 'reply', reply: '451 4.3.0 Try later' }] })
+  const seen: string[] = []
+  backend.on('transaction', (e) => seen.push(e.sessionId))
+  t.equal((await send(backend)).code, 451, 'the first message is refused after its data')
+  await backend.setFaults([])
+  t.equal((await send(backend)).ok, true, 'the second is accepted')
+  t.equal(seen.length, 2, 'one transaction per MAIL FROM')
+})

@@ -25,6 +25,8 @@ export interface SessionHost {
   /** Picks the fault for this stage (or null), counting and announcing it. */
   fault(stage: FaultStage, sessionId: string, extra?: { rcpt?: string; messageId?: string | null }): FaultRule | null
   greeted(): void
+  /** A well-formed MAIL FROM began a transaction (before any fault applies to it). */
+  mailStarted(sessionId: string): void
   finished(kind: 'received' | 'dropped' | 'stalled', msg: ReceivedMessage): void
   later(ms: number, fn: () => void): void
 }
@@ -263,6 +265,7 @@ export class Session {
     else if (this.tx) this.send('503 5.5.1 Nested MAIL command')
     else if (!m) this.send('501 5.5.4 Syntax: MAIL FROM:<address>')
     else {
+      this.host.mailStarted(this.sessionId)
       const rule = this.host.fault('mail', this.sessionId)
       if (rule && this.refusedBy(rule)) return
       this.tx = { from: m[1] ?? '', to: [] }

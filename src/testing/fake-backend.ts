@@ -58,7 +58,13 @@ export interface FakeBackendCounters {
   faultsInjected: number
 }
 
-export type FakeBackendEvents = { message: [ReceivedMessage]; fault: [FaultEvent] }
+/** One MAIL FROM the backend saw: every delivery attempt, faulted or not (the scenario suite counts "own messages"). */
+export interface TransactionEvent {
+  sessionId: string
+  at: number
+}
+
+export type FakeBackendEvents = { message: [ReceivedMessage]; fault: [FaultEvent]; transaction: [TransactionEvent] }
 
 export class FakeBackendError extends Error {
   readonly code: string
@@ -122,6 +128,9 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       },
       greeted: () => {
         this.counters.sessions++
+      },
+      mailStarted: (sessionId) => {
+        this.emit('transaction', { sessionId, at: Date.now() })
       },
       finished: (kind, msg) => {
         if (kind === 'received') {
