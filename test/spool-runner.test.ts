@@ -1,7 +1,6 @@
 // The spool runner in one process (the engine, no Haraka) over real fake backends and real spool files: progress
 // the disk refuses to record, DSNs that cannot be made durable, bounces nobody can send, and draining at start.
 import { readdirSync } from 'node:fs'
-import pino from 'pino'
 import t from 'tap'
 import type { MxgateConfig } from '../src/config/schema'
 import { Engine } from '../src/engine'
@@ -101,7 +100,11 @@ t.test('a DSN that cannot be made durable turns the 250 into a 4xx', async (t) =
     t.equal(r.relay.outcome, 'delivered', 'a backend took a@ and refused nobody@ for good')
     t.equal(r.outcome, 'spool-failed', 'the DSN for nobody@ could not be spooled')
     t.match(acceptReply(r), { code: 451, text: /^4\.3\.4 / }, 'so the sender hears 451 and keeps the message')
-    t.same(rig.backends[0]!.received.map((m) => m.to), [['a@example.com']], 'a@ got it (and will get it again)')
+    t.same(
+      rig.backends[0]!.received.map((m) => m.to),
+      [['a@example.com']],
+      'a@ got it (and will get it again)',
+    )
 
     const nul = await rig.engine.accept(inbound(['a@example.com', 'nobody@example.com'], ''))
     t.equal(nul.outcome, 'relayed', 'a message from <> owes no DSN: 250 without spooling anything')
