@@ -36,6 +36,7 @@ import {
   validateEntry,
 } from './format'
 import { SpoolPeers } from './peers'
+import { UnreadableFiles } from './unreadable'
 
 export type { Claim } from './claims'
 export type { SpoolEntry } from './format'
@@ -90,15 +91,6 @@ export interface Recorded {
   error?: SpoolWriteError
 }
 
-interface Unreadable {
-  file: string
-  errno: string
-  since: number
-  failures: number
-  retryAt: number
-  alerted: boolean
-}
-
 /** stats() judges "full" by the last refused message's size, but never by more than this. */
 const READY_PROBE_CAP = 1024 * 1024
 /** After a message write fails (ENOSPC, EIO), stats() reports the spool full for this long. */
@@ -106,12 +98,6 @@ const WRITE_FAILURE_MS = 10_000
 
 /** Files indexed between two turns of the event loop at startup and refresh (about 10-50 ms of work). */
 const YIELD_EVERY = 256
-
-/** A file that could not be read is read again after this long, doubling up to UNREADABLE_RETRY_MAX_MS. */
-const UNREADABLE_RETRY_MS = 1000
-const UNREADABLE_RETRY_MAX_MS = 60_000
-/** Failed reads after which an unreadable file is reported at error level (once): a one-off EIO is not. */
-const UNREADABLE_ALERT_AFTER = 3
 
 export class SpoolStore {
   private readonly index: Catalog
@@ -127,7 +113,7 @@ export class SpoolStore {
   /** The last failed message write, cleared by a successful one: for stats(). */
   private writeFailure: { at: number; errno: string } | null = null
   /** Messages whose file (or newest envelope) could not be read for a reason other than corruption, by id. */
-  private readonly unreadable = new Map<string, Unreadable>()
+  private readonly unreadable: UnreadableFiles
 
   constructor(
     private readonly opts: SpoolOptions,
@@ -143,6 +129,7 @@ export class SpoolStore {
     this.gauge = new FreeSpaceGauge(opts.dir)
     this.claims = new ClaimFiles(join(opts.dir, 'claims'), opts.claimLeaseMs ?? 15 * 60_000, log)
     this.peers = new SpoolPeers(opts.dir)
+    this.unreadable = new UnreadableFiles(log)
   }
 
   /** Directory fsyncs issued; lower than the number of writes when concurrent writes were group-committed. */
@@ -489,7 +476,7 @@ export class SpoolStore {
     }
     if (!present) {
       this.index.drop(id)
-      this.unreadable.delete(id)
+      this.unreadable.forget(id)
       return
     }
     await this.load(
@@ -547,7 +534,7 @@ export class SpoolStore {
       base = readMessageHeader(dir, msgName(id))
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') {
-        this.unreadable.delete(id)
+        this.unreadable.forget(id)
         return 0 // removed meanwhile by another process
       }
       if (!(err instanceof SpoolCorruptError)) {
@@ -556,7 +543,7 @@ export class SpoolStore {
       }
       await this.quarantine(msgName(id), err.reason)
       this.index.drop(id)
-      this.unreadable.delete(id)
+      this.unreadable.forget(id)
       return 1
     }
     let best: Indexed = { entry: base, seq: 0 }
@@ -580,11 +567,7 @@ export class SpoolStore {
         quarantined++
       }
     }
-    const was = this.unreadable.get(id)
-    if (was) {
-      this.unreadable.delete(id)
-      this.log.info({ id, file: was.file, failures: was.failures }, 'spool file readable again; message resumed')
-    }
+    this.unreadable.readable(id)
     if (atOpen) {
       for (const seq of seqsDesc) {
         if (seq < best.seq) await fsp.unlink(join(dir, envName(id, seq))).catch(() => undefined)
@@ -601,36 +584,13 @@ export class SpoolStore {
    */
   async retryUnreadable(now = Date.now()): Promise<void> {
     this.mustBeOpen()
-    for (const [id, u] of [...this.unreadable]) {
-      if (u.retryAt <= now) await this.exclusive(id, () => this.reload(id))
-    }
+    for (const id of this.unreadable.due(now)) await this.exclusive(id, () => this.reload(id))
   }
 
   /** A read failed for a reason other than corruption: keep the file, hide the message, retry, alert once. */
   private cannotRead(id: string, file: string, err: unknown): void {
-    const now = Date.now()
-    const errno = errnoOf(err) ?? 'UNKNOWN'
-    const prev = this.unreadable.get(id)
-    const failures = (prev?.failures ?? 0) + 1
-    const u: Unreadable = {
-      file,
-      errno,
-      since: prev?.since ?? now,
-      failures,
-      retryAt: now + Math.min(UNREADABLE_RETRY_MAX_MS, UNREADABLE_RETRY_MS * 2 ** (failures - 1)),
-      alerted: prev?.alerted ?? false,
-    }
     this.index.drop(id)
-    this.unreadable.set(id, u)
-    if (failures === 1) {
-      this.log.warn({ id, file, errno, err }, 'cannot read a spool file; not quarantined, reading it again shortly')
-    } else if (failures >= UNREADABLE_ALERT_AFTER && !u.alerted) {
-      u.alerted = true
-      this.log.error(
-        { id, file, errno, failures, sinceMs: now - u.since },
-        `spool file ${file} stays unreadable (${errno}); its message is not delivered until it can be read: check the spool disk and permissions`,
-      )
-    }
+    this.unreadable.failed(id, file, err)
   }
 
   private async quarantine(name: string, reason: string): Promise<void> {
