@@ -211,6 +211,7 @@ export class SpoolRunner {
     await spool.retryUnreadable()
     this.refill()
     const now = Date.now()
+    for (const [id, until] of this.notBefore) if (until <= now) this.notBefore.delete(id)
     const room = Math.min(settings.concurrency - this.running, Math.floor(this.tokens))
     if (room > 0) {
       for (const entry of this.pick(now, room)) {
@@ -279,6 +280,7 @@ export class SpoolRunner {
   /** Release the claim, unless the message has progress only in memory: then keep it and retry the write. */
   private async finish(id: string, claim: Claim, tries = 0): Promise<void> {
     const { spool } = this.deps
+    if (spool.isUnsaved(id) && this.stopped) await this.lastSave(id)
     if (!spool.isUnsaved(id) || this.stopped) {
       await spool.release(claim)
       return
@@ -512,14 +514,18 @@ export class SpoolRunner {
     for (const [id, kept] of [...this.unsaved]) {
       if (kept.timer) clearTimeout(kept.timer)
       this.unsaved.delete(id)
-      const saved = await this.deps.spool.saveUnsaved(id).catch(() => false)
-      if (!saved) {
-        this.deps.log.warn(
-          { id },
-          'stopping with delivery progress not on disk: recipients already delivered may get this message again',
-        )
-      }
+      await this.lastSave(id)
       await this.deps.spool.release(kept.claim).catch(() => undefined)
+    }
+  }
+
+  private async lastSave(id: string): Promise<void> {
+    const saved = await this.deps.spool.saveUnsaved(id).catch(() => false)
+    if (!saved) {
+      this.deps.log.warn(
+        { id },
+        'stopping with delivery progress not on disk: recipients already delivered may get this message again',
+      )
     }
   }
 }
