@@ -11,6 +11,7 @@ import type { Claim, EntryPatch, SpoolStore } from '../spool/store'
 import { bounceReplies, lastErrors } from './accept'
 import type { BounceSender } from './bounce'
 import type { Relay } from './relay'
+import { SpoolPicker } from './spool-picker'
 
 export type SpoolSettings = MxgateConfig['spool']
 
@@ -75,17 +76,14 @@ export class SpoolRunner {
   }
   /** Resolves when the current round and its deliveries are done (for tests and shutdown). */
   private inflight = new Set<Promise<void>>()
-  /** Messages this runner is working on now: never picked again until done (a claim of our own would fail). */
-  private readonly active = new Set<string>()
-  /** Messages not to pick before a time (claim lost to another process, delivery failed). */
-  private readonly notBefore = new Map<string, number>()
-  /** Messages to try now whatever their schedule (a drain: at start, on re-admission, on flush), oldest first. */
-  private readonly draining = new Set<string>()
+  /** Which messages to start next; knows which ones this runner works on now and which it backs off from. */
+  private readonly picker: SpoolPicker
   /** Messages whose progress only exists in memory: we keep their claim until a retry writes it. */
   private readonly unsaved = new Map<string, Unsaved>()
 
   constructor(private readonly deps: SpoolRunnerDeps) {
     this.tokens = deps.settings.drainRate
+    this.picker = new SpoolPicker(deps.spool)
   }
 
   start(): void {
@@ -115,7 +113,7 @@ export class SpoolRunner {
       .filter((e) => !e.held && e.pending.length > 0)
       .sort(oldestFirst)
       .map((e) => e.id)
-    for (const id of ids) this.draining.add(id)
+    this.picker.drain(ids)
     this.wake()
     return ids.length
   }
@@ -129,8 +127,7 @@ export class SpoolRunner {
     if (id === undefined) return this.drain()
     const e = spool.get(id)
     if (!e || e.held || e.pending.length === 0) return 0
-    this.draining.add(id)
-    this.notBefore.delete(id)
+    this.picker.drain([id])
     this.wake()
     return 1
   }
@@ -171,54 +168,19 @@ export class SpoolRunner {
     p.finally(() => this.inflight.delete(p)).catch(() => {})
   }
 
-  /** May this runner start work on `e` now? Not while it works on it already, nor while it backs off from it. */
-  private free(e: SpoolEntry, now: number): boolean {
-    const until = this.notBefore.get(e.id)
-    if (until !== undefined && until <= now) this.notBefore.delete(e.id)
-    return !this.active.has(e.id) && (until === undefined || until <= now)
-  }
-
-  /** Up to `room` messages to start now: those due, then those being drained (launch() takes them off that list). */
-  private pick(now: number, room: number): SpoolEntry[] {
-    const { spool } = this.deps
-    const out: SpoolEntry[] = []
-    const chosen = new Set<string>()
-    // Ask for enough that the ones we skip (in progress, backing off) cannot crowd out the rest.
-    for (const e of spool.due(now, room + this.active.size + this.notBefore.size)) {
-      if (out.length >= room) break
-      if (this.free(e, now)) {
-        out.push(e)
-        chosen.add(e.id)
-      }
-    }
-    for (const id of this.draining) {
-      if (out.length >= room) break
-      const e = spool.get(id)
-      if (!e || e.held || e.pending.length === 0 || chosen.has(id)) {
-        this.draining.delete(id)
-        continue
-      }
-      if (!this.free(e, now)) continue
-      out.push(e)
-      chosen.add(id)
-    }
-    return out
-  }
-
   private async fill(): Promise<void> {
     const { spool, settings } = this.deps
     if (await this.shared()) await spool.refresh()
     await spool.retryUnreadable()
     this.refill()
     const now = Date.now()
-    for (const [id, until] of this.notBefore) if (until <= now) this.notBefore.delete(id)
     const room = Math.min(settings.concurrency - this.running, Math.floor(this.tokens))
     if (room > 0) {
-      for (const entry of this.pick(now, room)) {
+      for (const entry of this.picker.pick(now, room)) {
         this.tokens -= 1
         this.launch(entry)
       }
-    } else if (this.tokens < 1 && this.tokenTimer === null && this.pick(now, 1).length > 0) {
+    } else if (this.tokens < 1 && this.tokenTimer === null && this.picker.pick(now, 1).length > 0) {
       // Out of tokens with work waiting: come back when the next token is there, not at the next tick.
       this.tokenTimer = setTimeout(
         () => {
@@ -234,25 +196,24 @@ export class SpoolRunner {
       this.lastBounceScan = Date.now()
       for (const entry of spool.list()) {
         if (this.running >= settings.concurrency) break
-        if (!entry.held && entry.pending.length === 0 && this.free(entry, now)) this.launch(entry)
+        if (!entry.held && entry.pending.length === 0 && this.picker.free(entry, now)) this.launch(entry)
       }
       await this.pruneHeldDsn(now)
     }
   }
 
   private launch(entry: SpoolEntry): void {
+    if (!this.picker.begin(entry.id)) return
     this.running++
-    this.active.add(entry.id)
-    this.draining.delete(entry.id)
     const p = this.process(entry)
       .catch((err: unknown) => {
         // Not at once again: a read error or a bug would otherwise spin on this message.
-        this.notBefore.set(entry.id, Date.now() + FAILED_BACKOFF_MS)
+        this.picker.backOff(entry.id, Date.now() + FAILED_BACKOFF_MS)
         this.deps.log.error({ id: entry.id, err }, 'spool delivery failed')
       })
       .finally(() => {
         this.running--
-        this.active.delete(entry.id)
+        this.picker.end(entry.id)
         // Keep the pipe full: start the next due message now rather than at the next tick.
         this.round()
       })
@@ -272,7 +233,7 @@ export class SpoolRunner {
       // Someone else is delivering it. Give the token back and leave the message alone for a moment.
       this.counters.claimsLost++
       this.tokens = Math.min(this.deps.settings.drainRate, this.tokens + 1)
-      this.notBefore.set(id, Date.now() + CLAIM_LOST_BACKOFF_MS)
+      this.picker.backOff(id, Date.now() + CLAIM_LOST_BACKOFF_MS)
     }
     return claim
   }
@@ -295,12 +256,11 @@ export class SpoolRunner {
   private retrySave(id: string, kept: Unsaved): void {
     if (this.unsaved.get(id) !== kept || this.stopped) return
     kept.timer = null
-    if (this.active.has(id)) {
+    if (!this.picker.begin(id)) {
       this.finishLater(id, kept)
       return
     }
     this.unsaved.delete(id)
-    this.active.add(id)
     const p = this.deps.spool
       .saveUnsaved(id)
       .catch((err: unknown) => {
@@ -308,7 +268,7 @@ export class SpoolRunner {
         return true
       })
       .then((saved) => (saved ? this.deps.spool.release(kept.claim) : this.finish(id, kept.claim, kept.tries)))
-      .finally(() => this.active.delete(id))
+      .finally(() => this.picker.end(id))
     this.track(p)
   }
 
@@ -428,7 +388,7 @@ export class SpoolRunner {
     const { spool, settings, log, owner } = this.deps
     const limits = { max: settings.heldDsnMax, lifetimeMs: settings.heldDsnLifetimeMs }
     for (const { entry, why } of heldDsnToDrop(spool.list(), limits, now)) {
-      if (this.active.has(entry.id)) continue
+      if (this.picker.isActive(entry.id)) continue
       const claim = await spool.claim(entry.id, owner)
       if (!claim) continue
       try {
@@ -472,19 +432,22 @@ export class SpoolRunner {
    * have delivered some recipients meanwhile) and bounces what is still pending.
    */
   async bounce(id: string, why: string): Promise<void> {
-    const { spool, owner } = this.deps
-    if (this.active.has(id)) throw new SpoolBusyError(id)
-    const claim = await spool.claim(id, owner)
-    if (!claim) throw new SpoolBusyError(id)
-    this.active.add(id)
+    const { spool } = this.deps
+    if (!this.picker.begin(id)) throw new SpoolBusyError(id)
     try {
-      const entry = spool.isUnsaved(id) ? spool.get(id) : await spool.reread(id)
-      if (!entry) throw new SpoolNotFoundError(id)
-      const body = await spool.readBody(id)
-      await this.bounceNow(entry, body, why)
+      // The claim kept for progress not yet on disk, if any; else a fresh one.
+      const claim = await this.take(id)
+      if (!claim) throw new SpoolBusyError(id)
+      try {
+        const entry = spool.isUnsaved(id) ? spool.get(id) : await spool.reread(id)
+        if (!entry) throw new SpoolNotFoundError(id)
+        const body = await spool.readBody(id)
+        await this.bounceNow(entry, body, why)
+      } finally {
+        await this.finish(id, claim)
+      }
     } finally {
-      this.active.delete(id)
-      await this.finish(id, claim)
+      this.picker.end(id)
     }
   }
 
