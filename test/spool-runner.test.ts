@@ -185,6 +185,30 @@ t.test('a message held for its DSN is dropped after held_dsn_lifetime', async (t
   })
 })
 
+t.test(
+  'with on_expiry = bounce and no bounce relay, an expired message becomes a held DSN, not held mail',
+  async (t) => {
+    const rig = await startRig([{ faults: [{ stage: 'connect', action: 'refuse' }] }], {
+      tweak: (c) => {
+        quick(c)
+        c.spool.lifetimeMs = 1000
+        c.spool.onExpiry = 'bounce'
+      },
+    })
+    t.teardown(() => rig.close())
+    const { engine } = rig
+    const r = await engine.accept(inbound(['a@example.com']))
+    t.equal(r.outcome, 'spooled')
+    t.ok(await eventually(() => engine.spool.stats().heldDsn === 1, 15_000), 'held for its DSN')
+    t.match(engine.spool.list()[0], {
+      held: true,
+      pending: [],
+      bounced: [{ rcpt: 'a@example.com', reply: '4.4.7 delivery time expired' }],
+    })
+    t.equal(engine.spool.stats().full, false)
+  },
+)
+
 t.test('mail spooled before a restart is drained at start, not after its retry interval', async (t) => {
   // Retries an hour apart: only a drain can deliver within this test.
   const rig = await startRig([{ faults: [{ stage: 'connect', action: 'refuse' }] }], {

@@ -461,7 +461,18 @@ export class SpoolRunner {
     const all = [...entry.bounced.map((b) => ({ ...b })), ...failed]
     const r = await this.deps.bounces.send(entry, body, all)
     if (!r.sent && !('skipped' in r)) {
-      await this.record(entry.id, { held: true })
+      // The pending recipients are given up all the same: what is left is a DSN owed, held like any other (within
+      // held_dsn_max and held_dsn_lifetime). The status goes into the reply text, where the DSN will find it.
+      await this.record(entry.id, {
+        held: true,
+        pending: [],
+        bounced: [...entry.bounced, ...failed.map((f) => ({ rcpt: f.rcpt, reply: `${f.status} ${f.reply}` }))],
+        lastErrors: [
+          ...entry.lastErrors,
+          { backendId: 'bounce-relay', stage: HELD_DSN_STAGE, message: r.error, at: Date.now() },
+        ],
+      })
+      this.lastBounceScan = 0
       throw new Error(r.error)
     }
     if (r.sent) this.counters.bounced++
