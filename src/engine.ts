@@ -113,7 +113,7 @@ export class Engine {
     registerStateMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
-      if (s.state === 'probation' || s.state === 'admitted') this.runner.wake()
+      if (s.state === 'probation' || s.state === 'admitted') this.runner.drain()
     })
   }
 
@@ -173,6 +173,9 @@ export class Engine {
     await this.spool.open()
     this.spoolOpen = true
     this.runner.start()
+    // Mail spooled before a restart should not wait out its retry interval when a backend can take it now; with
+    // none admitted yet, the first admission drains it (above).
+    if (this.health.ids().some((id) => this.health.admission(id).allowed)) this.runner.drain()
   }
 
   async close(): Promise<void> {

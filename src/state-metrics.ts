@@ -31,11 +31,28 @@ export function registerStateMetrics(engine: Engine): void {
   m.gauge('mxgate_spool_full', '1 when the spool refuses new messages (a limit is reached)', [], (set) => {
     set({}, engine.spoolOpen && engine.spool.stats().full ? 1 : 0)
   })
+  m.gauge(
+    'mxgate_spool_held_dsn',
+    'Messages held only because their DSN could not be sent (no bounce_relay, or it refused); bounded by held_dsn_max',
+    [],
+    (set) => {
+      set({}, engine.spoolOpen ? engine.spool.stats().heldDsn : 0)
+    },
+  )
+  m.gauge(
+    'mxgate_spool_unreadable_files',
+    'Spooled messages whose file cannot be read now (EIO, EMFILE, EACCES): kept, retried, not delivered meanwhile',
+    [],
+    (set) => {
+      set({}, engine.spoolOpen ? engine.spool.stats().unreadable : 0)
+    },
+  )
   m.gauge('mxgate_spool_settled_total', 'Spooled messages settled, by how', ['how'], (set) => {
     const c = engine.runner.counters
     set({ how: 'delivered' }, c.delivered)
     set({ how: 'bounced' }, c.bounced)
     set({ how: 'expired' }, c.expired)
+    set({ how: 'dsn_dropped' }, c.dsnDropped)
   })
   if (engine.config.redis.url !== null) {
     m.gauge(

@@ -66,6 +66,8 @@ t.test('the shipped config/mxgate.ini loads', async (t) => {
   )
   t.equal(cfg.relay.deadlineMs, 30_000)
   t.equal(cfg.breaker.errorThresholdPercent, 50)
+  t.equal(cfg.spool.heldDsnMax, 1000, 'held DSN-only messages: at most 1000')
+  t.equal(cfg.spool.heldDsnLifetimeMs, 3 * 86_400_000, 'for at most 3 days')
 })
 
 t.test('backend_client.session_wait: a duration, 0 allowed (fail over at once), 1s by default', async (t) => {
@@ -116,6 +118,18 @@ t.test('bad config: every error names the place, the key and the fix', async (t)
     [
       `${MINIMAL}[relay]\nmax_attempts = 0\n`,
       'mxgate.ini:6: relay.max_attempts: "0" must be a whole number from 1 to 20',
+    ],
+    [
+      `${MINIMAL}[spool]\nheld_dsn_max = -1\n`,
+      'mxgate.ini:6: spool.held_dsn_max: "-1" must be a whole number from 0 to 100000000',
+    ],
+    [
+      `${MINIMAL}[spool]\nheld_dsn_lifetime = forever\n`,
+      'mxgate.ini:6: spool.held_dsn_lifetime: "forever" is not a duration; write e.g. 500ms, 30s, 5m, 2h',
+    ],
+    [
+      `${MINIMAL}[spool]\nheld_dsn_lifetime = 10ms\n`,
+      'mxgate.ini:6: spool.held_dsn_lifetime: "10ms" is too short; use at least 1000ms',
     ],
     [
       MINIMAL,

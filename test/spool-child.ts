@@ -2,12 +2,15 @@
 //   claim <dir> <owner> <id...>   open the spool, print "ready", wait for "go" on stdin, claim every id, print
 //                                 {"id","won"} per id, print "done"; then hold the claims until "exit" (or stdin ends)
 //   write <dir> <concurrency>     write messages forever (bounded), print "wrote <id>" after each write() resolved
+//   deliver <dir> <owner> <id> <rcpt>
+//                                 open the spool, claim <id>, record <rcpt> as delivered (as a runner does after a
+//                                 partial delivery), release the claim, print "done"; then wait for "exit"
 import { createInterface } from 'node:readline'
 import pino from 'pino'
 import { SpoolStore } from '../src/spool/store'
 
 const [mode, dir, ...rest] = process.argv.slice(2)
-if (!dir) throw new Error('usage: spool-child.ts claim|write <dir> ...')
+if (!dir) throw new Error('usage: spool-child.ts claim|write|deliver <dir> ...')
 const log = pino({ level: 'silent' })
 const store = new SpoolStore({ dir, maxMessages: 1e9, maxBytes: 1e15, minFreeBytes: 0, fsync: true }, log)
 const stdin = createInterface({ input: process.stdin })
@@ -55,6 +58,20 @@ async function writeMode(concurrency: number): Promise<void> {
   process.exit(0)
 }
 
+async function deliverMode(owner: string, id: string, rcpt: string): Promise<void> {
+  await store.open()
+  const claim = await store.claim(id, owner)
+  if (!claim) throw new Error(`could not claim ${id}`)
+  const e = store.get(id)
+  if (!e) throw new Error(`no message ${id}`)
+  await store.update(id, { pending: e.pending.filter((r) => r !== rcpt), done: [...e.done, rcpt] })
+  await store.release(claim)
+  console.log('done')
+  while ((await next()) !== 'exit') {}
+  process.exit(0)
+}
+
 if (mode === 'claim') void claimMode(rest[0] ?? 'child', rest.slice(1))
+else if (mode === 'deliver') void deliverMode(rest[0] ?? 'child', rest[1] ?? '', rest[2] ?? '')
 else if (mode === 'write') void writeMode(Number(rest[0] ?? 1))
 else throw new Error(`unknown mode ${mode}`)

@@ -223,3 +223,33 @@ t.test(
     )
   },
 )
+
+t.test(
+  'after a SIGKILL, spooled mail is drained at start when a backend is up, not after its retry interval',
+  async (t) => {
+    const mx1 = await backend(t, { id: 'mx1', faults: REFUSE })
+    const mx2 = await backend(t, { id: 'mx2', faults: REFUSE })
+    const spoolDir = tempDir(t, 'mxgate-spool-e2e-')
+    // Retries an hour apart: only the drain at start can deliver within this test.
+    const config = configDir(t, '[spool]\nretry_first = 1h\nretry_max = 2h\ndrain_rate = 20\n')
+    const first = await startNode(t, { backends: [mx1, mx2], config, spoolDir })
+    const ids = Array.from({ length: 30 }, (_, i) => `restart-${i}@test`)
+    for (const id of ids) {
+      const r = await send(first, ['user@example.com'], makeTestMessage({ messageId: id }))
+      t.match(r.reply, /^250 .*queued/, `${id} spooled`)
+    }
+    const exited = new Promise((resolve) => first.proc.proc.once('exit', resolve))
+    first.proc.proc.kill('SIGKILL')
+    await exited
+
+    await mx1.setFaults([])
+    const second = await startNode(t, { backends: [mx1, mx2], config, spoolDir })
+    t.ok(
+      await eventually(() => mx1.received.length >= ids.length, 20_000),
+      'all 30 delivered through the backend that is up',
+    )
+    t.same(mx1.received.map((m) => m.messageId).sort(), [...ids].sort(), 'each once')
+    t.ok(await eventually(() => spoolFiles(spoolDir).msg.length === 0, 5000), 'the spool is empty')
+    t.same(await spoolList(second), [])
+  },
+)

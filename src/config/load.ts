@@ -319,6 +319,16 @@ const SETTINGS: Record<string, Setter> = {
     c.spool.bounceRelay = hp
     return true
   },
+  'spool.held_dsn_max': int(
+    (c, v) => {
+      c.spool.heldDsnMax = v
+    },
+    0,
+    100_000_000,
+  ),
+  'spool.held_dsn_lifetime': duration((c, v) => {
+    c.spool.heldDsnLifetimeMs = v
+  }, 1000),
   'redis.url': text((c, v) => {
     c.redis.url = v
   }, true),

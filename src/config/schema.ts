@@ -114,6 +114,13 @@ export interface MxgateConfig {
     concurrency: number
     /** Where delivery status notifications go (a smarthost that relays to the internet); null = hold instead. */
     bounceRelay: HostPort | null
+    /**
+     * Messages held only because their DSN could not be sent (no bounce relay, or it refused): at most this many,
+     * oldest dropped first. They do not count toward maxMessages/maxBytes. 0 = never hold, drop at once.
+     */
+    heldDsnMax: number
+    /** A message held only for its DSN is dropped (its DSN given up, logged) after this long. */
+    heldDsnLifetimeMs: number
   }
   redis: {
     url: string | null
@@ -188,6 +195,8 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     drainRate: 50,
     concurrency: 8,
     bounceRelay: null,
+    heldDsnMax: 1000,
+    heldDsnLifetimeMs: 3 * 86_400_000,
   },
   redis: { url: null, prefix: 'mxgate:' },
 }

@@ -3,6 +3,7 @@
 import type { RecipientReply } from '../backend/outcome'
 import type { Logger } from '../log'
 import type { InboundMessage } from '../message'
+import { dsnAllowed } from '../spool/dsn'
 import { isSpoolError, type SpoolError } from '../spool/errors'
 import type { LastError } from '../spool/format'
 import type { SpoolStore } from '../spool/store'
@@ -44,11 +45,20 @@ export class Acceptor {
         return { outcome: 'relayed', relay: result }
       case 'delivered':
         // The sender hears 250, so the recipients a backend refused for good are owed a DSN: record that durably
-        // before answering. If the spool cannot take it, the delivered copy still stands; the failure is logged.
-        if (needsBounce && this.spool) {
-          await this.spoolForBounce(msg, result).catch((err: unknown) =>
-            this.log.error({ id: msg.id, err }, 'could not record refused recipients for a bounce'),
-          )
+        // before answering. If the spool cannot take it, the sender hears 4xx instead and keeps the message: the
+        // refused recipients are then reported by the sender's own retry. The recipients already delivered get the
+        // message again when the sender retries; a duplicate is better than a refusal nobody hears of.
+        if (needsBounce && this.spool && dsnAllowed(msg.envelope)) {
+          try {
+            await this.spoolForBounce(msg, result)
+          } catch (err) {
+            if (!isSpoolError(err)) throw err
+            this.log.error(
+              { id: msg.id, err, delivered: result.deliveries.flatMap((d) => d.recipients) },
+              'could not record refused recipients for a DSN; answering 4xx (the delivered recipients will get a duplicate)',
+            )
+            return { outcome: 'spool-failed', error: err, relay: result }
+          }
         }
         return { outcome: 'relayed', relay: result }
       case 'deferred':

@@ -7,6 +7,16 @@ export interface Indexed {
   entry: SpoolEntry
   /** Sequence number of the envelope sidecar in force; 0 = the header inside the message file. */
   seq: number
+  /**
+   * The entry holds progress that is not on disk yet (an envelope write failed): it is newer than the file, so
+   * reading the file again must not replace it. Cleared by the next successful update.
+   */
+  unsaved?: boolean
+}
+
+/** Held only because its DSN could not be sent: every recipient is settled, the sender is owed a bounce. */
+export function isHeldDsn(e: SpoolEntry): boolean {
+  return e.held && e.pending.length === 0 && e.bounced.length > 0
 }
 
 export interface Limits {
@@ -20,6 +30,9 @@ export class Catalog {
   private bytesStored = 0
   private inflightMessages = 0
   private inflightBytes = 0
+  /** Entries held only for their DSN (isHeldDsn): they have their own bound and do not count toward the limits. */
+  private heldDsnMessages = 0
+  private heldDsnBytes = 0
 
   constructor(private readonly limits: Limits) {}
 
@@ -51,15 +64,29 @@ export class Catalog {
     return [...this.map.values()].map((ix) => ix.entry)
   }
 
+  /** Messages held only for their DSN (see isHeldDsn). */
+  get heldDsn(): number {
+    return this.heldDsnMessages
+  }
+
   put(id: string, ix: Indexed): void {
-    this.bytesStored += ix.entry.size - (this.map.get(id)?.entry.size ?? 0)
-    this.map.set(id, { entry: freeze(ix.entry), seq: ix.seq })
+    this.drop(id)
+    this.bytesStored += ix.entry.size
+    if (isHeldDsn(ix.entry)) {
+      this.heldDsnMessages++
+      this.heldDsnBytes += ix.entry.size
+    }
+    this.map.set(id, { entry: freeze(ix.entry), seq: ix.seq, ...(ix.unsaved ? { unsaved: true } : {}) })
   }
 
   drop(id: string): void {
     const ix = this.map.get(id)
     if (!ix) return
     this.bytesStored -= ix.entry.size
+    if (isHeldDsn(ix.entry)) {
+      this.heldDsnMessages--
+      this.heldDsnBytes -= ix.entry.size
+    }
     this.map.delete(id)
   }
 
@@ -73,11 +100,15 @@ export class Catalog {
     return ready.slice(0, Math.max(0, limit))
   }
 
-  /** Which limit one more message of `size` bytes would break, counting writes still in flight. */
+  /**
+   * Which limit one more message of `size` bytes would break, counting writes still in flight. Messages held only
+   * for their DSN are left out of maxMessages and maxBytes (they have their own bound, spool.held_dsn_max), so
+   * bounces nobody can send never make the node refuse mail; their bytes still count for minFreeBytes (the disk).
+   */
   fullReason(size: number, free: number): { limit: SpoolLimit; detail: string } | null {
     const { maxMessages, maxBytes, minFreeBytes } = this.limits
-    const messages = this.map.size + this.inflightMessages
-    const bytes = this.bytesStored + this.inflightBytes
+    const messages = this.map.size - this.heldDsnMessages + this.inflightMessages
+    const bytes = this.bytesStored - this.heldDsnBytes + this.inflightBytes
     if (messages + 1 > maxMessages) {
       return { limit: 'maxMessages', detail: `${messages} messages spooled, limit ${maxMessages}` }
     }

@@ -4,7 +4,7 @@ import { promises as fsp } from 'node:fs'
 import { hostname } from 'node:os'
 
 /** A file-system step the store is about to take; a fault hook can throw to simulate EIO/ENOSPC in tests. */
-export type FsOp = 'open' | 'write' | 'fsync' | 'rename' | 'dirsync' | 'unlink'
+export type FsOp = 'open' | 'write' | 'fsync' | 'rename' | 'dirsync' | 'unlink' | 'read'
 export type FaultHook = (op: FsOp, path: string) => void | Promise<void>
 
 /** fsync a directory so that entries created, renamed or removed in it survive a crash. */

@@ -36,6 +36,7 @@ import {
   validateEntry,
 } from './format'
 import { SpoolPeers } from './peers'
+import { UnreadableFiles } from './unreadable'
 
 export type { Claim } from './claims'
 export type { SpoolEntry } from './format'
@@ -76,6 +77,18 @@ export interface SpoolStats {
   bytes: number
   full: boolean
   reason: string | null
+  /** Messages held only because their DSN could not be sent (outside the limits; bounded by held_dsn_max). */
+  heldDsn: number
+  /** Message files that could not be read (EIO, EMFILE, EACCES, ...) and are retried; not quarantined. */
+  unreadable: number
+}
+
+/** The result of record(): the entry as it now stands, and whether that is on disk. */
+export interface Recorded {
+  entry: SpoolEntry
+  saved: boolean
+  /** Why it is not on disk (ENOSPC, EIO, ...), when saved is false. */
+  error?: SpoolWriteError
 }
 
 /** stats() judges "full" by the last refused message's size, but never by more than this. */
@@ -99,6 +112,8 @@ export class SpoolStore {
   private refusedSize = 1
   /** The last failed message write, cleared by a successful one: for stats(). */
   private writeFailure: { at: number; errno: string } | null = null
+  /** Messages whose file (or newest envelope) could not be read for a reason other than corruption, by id. */
+  private readonly unreadable: UnreadableFiles
 
   constructor(
     private readonly opts: SpoolOptions,
@@ -114,6 +129,7 @@ export class SpoolStore {
     this.gauge = new FreeSpaceGauge(opts.dir)
     this.claims = new ClaimFiles(join(opts.dir, 'claims'), opts.claimLeaseMs ?? 15 * 60_000, log)
     this.peers = new SpoolPeers(opts.dir)
+    this.unreadable = new UnreadableFiles(log)
   }
 
   /** Directory fsyncs issued; lower than the number of writes when concurrent writes were group-committed. */
@@ -269,12 +285,24 @@ export class SpoolStore {
     if (detail === null && failed && now - failed.at < WRITE_FAILURE_MS) {
       detail = `a write failed ${Math.round((now - failed.at) / 1000)}s ago (${failed.errno}); check the spool disk`
     }
-    return { messages: this.index.size, bytes: this.index.bytes, full: detail !== null, reason: detail }
+    return {
+      messages: this.index.size,
+      bytes: this.index.bytes,
+      full: detail !== null,
+      reason: detail,
+      heldDsn: this.index.heldDsn,
+      unreadable: this.unreadable.size,
+    }
   }
 
+  /**
+   * Reads the body for delivery. A corrupt file is quarantined; any other error (EIO, EMFILE, ...) is thrown and
+   * the file left alone: the caller retries later.
+   */
   async readBody(id: string): Promise<Buffer> {
     this.mustBeOpen()
     try {
+      await this.opts.fault?.('read', join(this.opts.dir, msgName(id)))
       return await readMessageBody(this.opts.dir, id)
     } catch (err) {
       if (errnoOf(err) === 'ENOENT') {
@@ -292,31 +320,89 @@ export class SpoolStore {
   /** Durably replace the envelope: a new sidecar <id>.<seq+1>.env (temp, fsync, rename, dir fsync). */
   async update(id: string, patch: EntryPatch): Promise<SpoolEntry> {
     this.mustBeOpen()
+    return this.exclusive(id, () => this.updateNow(id, patch))
+  }
+
+  /**
+   * update(), but when the disk refuses the write (ENOSPC, EIO) the patch is kept in memory instead of being lost:
+   * the index then shows the progress (due() and the admin API see it) and re-reading the file never replaces it,
+   * until saveUnsaved() or a later update() puts it on disk. The caller keeps the message's claim meanwhile, so no
+   * other process acts on the older envelope on disk; a crash before the save can repeat a delivery, never lose one.
+   */
+  async record(id: string, patch: EntryPatch): Promise<Recorded> {
+    this.mustBeOpen()
     return this.exclusive(id, async () => {
-      // Another process may have updated it since we indexed it: apply the patch to the newest envelope, and never
-      // write a sidecar number that already exists.
-      if (await this.peers.othersPresent()) await this.reload(id)
-      const cur = this.index.get(id)
-      if (!cur) throw new SpoolNotFoundError(id)
-      const next = { ...cur.entry, ...definedOnly(patch) } as SpoolEntry
-      next.lastErrors = next.lastErrors.slice(-MAX_LAST_ERRORS)
       try {
-        validateEntry(JSON.parse(JSON.stringify(next)), `update(${id})`)
+        return { entry: await this.updateNow(id, patch), saved: true }
       } catch (err) {
-        throw new SpoolConfigError(`update(${id}) patch`, (err as Error).message)
+        if (!(err instanceof SpoolWriteError)) throw err
+        const cur = this.index.get(id)
+        if (!cur) throw new SpoolNotFoundError(id)
+        const next = { ...cur.entry, ...definedOnly(patch) } as SpoolEntry
+        next.lastErrors = next.lastErrors.slice(-MAX_LAST_ERRORS)
+        this.index.put(id, { entry: next, seq: cur.seq, unsaved: true })
+        this.log.warn(
+          { id, errno: err.errno, err },
+          'could not record delivery progress on disk; kept in memory and retried',
+        )
+        return { entry: this.index.get(id)!.entry, saved: false, error: err }
       }
-      // Another process may have delivered and removed it: do not leave an orphan sidecar behind.
-      if (!(await exists(join(this.opts.dir, msgName(id))))) {
-        this.index.drop(id)
-        throw new SpoolNotFoundError(id)
-      }
-      const seq = cur.seq + 1
-      await this.place(envName(id, seq), [encodeEnvelope(next)])
-      // The old sidecar is now shadowed (highest seq wins), so its removal needs no fsync.
-      if (cur.seq > 0) await fsp.unlink(join(this.opts.dir, envName(id, cur.seq))).catch(() => undefined)
-      this.index.put(id, { entry: next, seq })
-      return this.index.get(id)!.entry
     })
+  }
+
+  /** True while `id` has progress that only exists in memory (record() could not write it). */
+  isUnsaved(id: string): boolean {
+    return this.index.get(id)?.unsaved === true
+  }
+
+  /** Writes the in-memory progress of `id` to disk; resolves true once nothing is left unsaved. */
+  async saveUnsaved(id: string): Promise<boolean> {
+    this.mustBeOpen()
+    return this.exclusive(id, async () => {
+      if (!this.isUnsaved(id)) return true
+      try {
+        await this.updateNow(id, {})
+      } catch (err) {
+        if (err instanceof SpoolWriteError) return false
+        throw err
+      }
+      this.log.info({ id }, 'delivery progress recorded on disk after all')
+      return true
+    })
+  }
+
+  /** Re-reads one message's newest envelope from disk (another process may have changed it); undefined if gone. */
+  async reread(id: string): Promise<SpoolEntry | undefined> {
+    this.mustBeOpen()
+    await this.exclusive(id, () => this.reload(id))
+    return this.get(id)
+  }
+
+  /** update() without the per-id chain: the caller holds it. */
+  private async updateNow(id: string, patch: EntryPatch): Promise<SpoolEntry> {
+    // Another process may have updated it since we indexed it: apply the patch to the newest envelope, and never
+    // write a sidecar number that already exists. Progress kept in memory is newer than anything on disk.
+    if (!this.isUnsaved(id) && (await this.peers.othersPresent())) await this.reload(id)
+    const cur = this.index.get(id)
+    if (!cur) throw new SpoolNotFoundError(id)
+    const next = { ...cur.entry, ...definedOnly(patch) } as SpoolEntry
+    next.lastErrors = next.lastErrors.slice(-MAX_LAST_ERRORS)
+    try {
+      validateEntry(JSON.parse(JSON.stringify(next)), `update(${id})`)
+    } catch (err) {
+      throw new SpoolConfigError(`update(${id}) patch`, (err as Error).message)
+    }
+    // Another process may have delivered and removed it: do not leave an orphan sidecar behind.
+    if (!(await exists(join(this.opts.dir, msgName(id))))) {
+      this.index.drop(id)
+      throw new SpoolNotFoundError(id)
+    }
+    const seq = cur.seq + 1
+    await this.place(envName(id, seq), [encodeEnvelope(next)])
+    // The old sidecar is now shadowed (highest seq wins), so its removal needs no fsync.
+    if (cur.seq > 0) await fsp.unlink(join(this.opts.dir, envName(id, cur.seq))).catch(() => undefined)
+    this.index.put(id, { entry: next, seq })
+    return this.index.get(id)!.entry
   }
 
   /** Delete a message for good (delivered or bounced). Idempotent. The message file goes first: see the doc. */
@@ -390,6 +476,7 @@ export class SpoolStore {
     }
     if (!present) {
       this.index.drop(id)
+      this.unreadable.forget(id)
       return
     }
     await this.load(
@@ -431,34 +518,56 @@ export class SpoolStore {
     return quarantined
   }
 
-  /** Load one message's header and newest valid sidecar into the index. Returns the number of files quarantined. */
+  /**
+   * Load one message's header and newest valid sidecar into the index. Returns the number of files quarantined.
+   * Only proven corruption (SpoolCorruptError) quarantines a file: any other read error (EIO, EMFILE, EACCES) leaves
+   * it where it is, keeps the message out of the index (an older envelope could repeat deliveries) and is retried.
+   */
   private async load(id: string, seqsDesc: number[], atOpen: boolean): Promise<number> {
     const { dir } = this.opts
+    // Progress kept in memory after a failed write is newer than anything on disk.
+    if (this.index.get(id)?.unsaved) return 0
     let quarantined = 0
     let base: SpoolEntry
     try {
+      await this.opts.fault?.('read', join(dir, msgName(id)))
       base = readMessageHeader(dir, msgName(id))
     } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return 0 // removed meanwhile by another process
-      await this.quarantine(msgName(id), err instanceof SpoolCorruptError ? err.reason : String(err))
+      if (errnoOf(err) === 'ENOENT') {
+        this.unreadable.forget(id)
+        return 0 // removed meanwhile by another process
+      }
+      if (!(err instanceof SpoolCorruptError)) {
+        this.cannotRead(id, msgName(id), err)
+        return 0
+      }
+      await this.quarantine(msgName(id), err.reason)
       this.index.drop(id)
+      this.unreadable.forget(id)
       return 1
     }
     let best: Indexed = { entry: base, seq: 0 }
     for (const seq of seqsDesc) {
       if (seq <= (this.index.get(id)?.seq ?? -1)) break
       try {
+        await this.opts.fault?.('read', join(dir, envName(id, seq)))
         const env = readEnvelope(dir, envName(id, seq))
         if (env.size !== base.size || env.from !== base.from) throw new SpoolCorruptError(envName(id, seq), 'mismatch')
         best = { entry: env, seq }
         break
       } catch (err) {
         if (errnoOf(err) === 'ENOENT') continue // superseded by a newer one meanwhile
+        if (!(err instanceof SpoolCorruptError)) {
+          // Not corrupt, just unreadable now: falling back to an older envelope would repeat deliveries for nothing.
+          this.cannotRead(id, envName(id, seq), err)
+          return quarantined
+        }
         // Falling back to an older envelope may repeat a delivery, never lose one.
-        await this.quarantine(envName(id, seq), err instanceof SpoolCorruptError ? err.reason : String(err))
+        await this.quarantine(envName(id, seq), err.reason)
         quarantined++
       }
     }
+    this.unreadable.readable(id)
     if (atOpen) {
       for (const seq of seqsDesc) {
         if (seq < best.seq) await fsp.unlink(join(dir, envName(id, seq))).catch(() => undefined)
@@ -467,6 +576,21 @@ export class SpoolStore {
     const known = this.index.get(id)
     if (!known || best.seq > known.seq) this.index.put(id, { entry: best.entry, seq: best.seq })
     return quarantined
+  }
+
+  /**
+   * Re-reads the files that could not be read, each on its own backoff (1 s doubling to 60 s). Call it
+   * periodically (the spool runner does, each round); cheap when there are none.
+   */
+  async retryUnreadable(now = Date.now()): Promise<void> {
+    this.mustBeOpen()
+    for (const id of this.unreadable.due(now)) await this.exclusive(id, () => this.reload(id))
+  }
+
+  /** A read failed for a reason other than corruption: keep the file, hide the message, retry, alert once. */
+  private cannotRead(id: string, file: string, err: unknown): void {
+    this.index.drop(id)
+    this.unreadable.failed(id, file, err)
   }
 
   private async quarantine(name: string, reason: string): Promise<void> {

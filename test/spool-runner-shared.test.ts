@@ -1,0 +1,115 @@
+// The spool runner beside another process on the same spool directory (a child that holds or changes claims):
+// no futile re-claiming of a message someone else delivers, `spool flush` writes nothing under another's claim,
+// and an operator's `spool bounce` reports only what is still pending after the other process's progress.
+import t from 'tap'
+import type { MxgateConfig } from '../src/config/schema'
+import type { InboundMessage } from '../src/message'
+import { NodeAdmin } from '../src/node-admin'
+import { makeTestMessage } from '../src/testing/smtp-sender'
+import { startRig } from './helpers/engine'
+import { backend, eventually, parseDsn, spoolFiles } from './helpers/spool-e2e'
+import { spawnChild } from './spool-helpers'
+
+let n = 0
+function inbound(to: string[]): InboundMessage {
+  const messageId = `shared-runner-${++n}@test`
+  return {
+    id: messageId,
+    envelope: { from: 'sender@remote.test', to },
+    body: makeTestMessage({ messageId }),
+    receivedAt: Date.now(),
+  }
+}
+
+const REFUSE = [{ stage: 'connect' as const, action: 'refuse' as const }]
+const actor = { by: 'test', from: '127.0.0.1' }
+
+function quick(c: MxgateConfig): void {
+  c.spool.retryFirstMs = 200
+  c.spool.retryMaxMs = 400
+  c.spool.minFreeBytes = 0
+  c.breaker.minVolume = 100_000
+}
+
+t.test(
+  'a message another process is delivering is left alone: no futile claims, and flush writes nothing',
+  async (t) => {
+    const rig = await startRig([{ faults: REFUSE }], { tweak: quick })
+    t.teardown(() => rig.close())
+    const { engine } = rig
+    const mx = rig.backends[0]!
+    const first = await engine.accept(inbound(['x@example.com']))
+    if (first.outcome !== 'spooled') throw new Error(`expected spooled, got ${first.outcome}`)
+    const x = first.spoolId
+    const others = [1, 2, 3, 4, 5].map(() => inbound(['y@example.com']))
+    for (const m of others) t.equal((await engine.accept(m)).outcome, 'spooled')
+
+    // Another process on the same directory takes x's claim and keeps it.
+    const child = spawnChild(t, ['claim', engine.config.spool.dir, 'other-node', x])
+    await child.waitFor((l) => l === 'ready')
+    child.send('go')
+    t.match(JSON.parse(await child.waitFor((l) => l.startsWith('{'))), { id: x, won: true })
+
+    const claimsOfX: number[] = []
+    const claim = engine.spool.claim.bind(engine.spool)
+    engine.spool.claim = (id, owner) => {
+      if (id === x) claimsOfX.push(Date.now())
+      return claim(id, owner)
+    }
+    await mx.setFaults([])
+    t.ok(await eventually(() => mx.received.length === others.length, 15_000), 'the other messages are delivered')
+    t.ok(await eventually(() => claimsOfX.length >= 3, 15_000), 'x is tried again now and then')
+    const gaps = claimsOfX.slice(1).map((at, i) => at - claimsOfX[i]!)
+    t.ok(
+      gaps.every((g) => g >= 900),
+      `after losing x's claim the runner leaves it alone for a second (gaps ${gaps.join(', ')} ms)`,
+    )
+    t.ok(engine.runner.counters.claimsLost >= 3, 'each lost claim is counted (its drain token is given back)')
+
+    const admin = new NodeAdmin(engine)
+    const envBefore = spoolFiles(engine.config.spool.dir).env
+    t.equal(await admin.spool.flush(x, actor), 1, 'flush accepts x')
+    t.same(spoolFiles(engine.config.spool.dir).env, envBefore, 'flush wrote no envelope under the other’s claim')
+    t.equal(mx.received.length, others.length, 'and x is not delivered while the other process holds it')
+
+    // The other process goes away (its claim dies with it): x is delivered, once.
+    child.send('exit')
+    await child.exited
+    t.ok(await eventually(() => mx.received.length === others.length + 1, 15_000), 'x is delivered once it is free')
+    t.equal(mx.received.filter((m) => m.to.includes('x@example.com')).length, 1)
+  },
+)
+
+t.test('spool bounce claims the message, then reads the envelope another process just advanced', async (t) => {
+  const smarthost = await backend(t, { id: 'smarthost' })
+  const rig = await startRig([{ faults: REFUSE }], {
+    tweak: (c) => {
+      quick(c)
+      c.spool.retryFirstMs = 3_600_000
+      c.spool.retryMaxMs = 7_200_000
+      c.spool.bounceRelay = { host: '127.0.0.1', port: smarthost.port }
+    },
+  })
+  t.teardown(() => rig.close())
+  const { engine } = rig
+  const r = await engine.accept(inbound(['a@example.com', 'b@example.com']))
+  if (r.outcome !== 'spooled') throw new Error(`expected spooled, got ${r.outcome}`)
+  // No rounds from here on: this node's index is not refreshed behind the test's back.
+  await engine.runner.stop()
+  t.same(engine.spool.get(r.spoolId)?.pending, ['a@example.com', 'b@example.com'])
+
+  // Another process on the directory delivers a@ and records it.
+  const child = spawnChild(t, ['deliver', engine.config.spool.dir, 'other-node', r.spoolId, 'a@example.com'])
+  await child.waitFor((l) => l === 'done')
+  t.same(engine.spool.get(r.spoolId)?.pending, ['a@example.com', 'b@example.com'], 'this node has not noticed')
+
+  await new NodeAdmin(engine).spool.bounce(r.spoolId, actor)
+  t.ok(await eventually(() => smarthost.received.length === 1, 10_000), 'a DSN went out')
+  t.same(
+    parseDsn(smarthost.received[0]!).recipients.map((f) => f['final-recipient']),
+    ['rfc822; b@example.com'],
+    'it names only b@: a@ was delivered by the other process',
+  )
+  t.same(spoolFiles(engine.config.spool.dir).msg, [], 'the message is gone')
+  child.send('exit')
+})
