@@ -282,3 +282,26 @@ t.test('the runner never claims a message it is already delivering', async (t) =
   )
   t.equal(engine.runner.counters.claimsLost, 0, 'no claim lost (burning a drain token)')
 })
+
+t.test('a spooled message whose every recipient is refused for good owes each its own reply', async (t) => {
+  const rig = await startRig([{ faults: [LATER] }], { tweak: quick })
+  t.teardown(() => rig.close())
+  const { engine } = rig
+  const accepted = await engine.accept(inbound(['nobody@example.com', 'full@example.com']))
+  if (accepted.outcome !== 'spooled') throw new Error(`not spooled: ${accepted.outcome}`)
+  const id = accepted.spoolId
+  await rig.backends[0]!.setFaults([
+    NO_SUCH_USER,
+    { stage: 'rcpt', action: 'reply', rcpt: 'full@', reply: '552 5.2.2 mailbox full' },
+  ])
+  t.ok(await eventually(() => engine.spool.get(id)?.pending.length === 0, 15_000), 'settled by a retry')
+  const bounced = engine.spool.get(id)?.bounced ?? []
+  t.same(
+    bounced.map((b) => [b.rcpt, b.reply]),
+    [
+      ['nobody@example.com', '550 5.1.1 no such user'],
+      ['full@example.com', '552 5.2.2 mailbox full'],
+    ],
+    'the DSN names each recipient with the reply it got',
+  )
+})

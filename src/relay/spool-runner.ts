@@ -306,10 +306,16 @@ export class SpoolRunner {
       })
       const delivered = result.deliveries.flatMap((d) => d.recipients)
       const pending = result.outcome === 'deferred' ? result.pending : []
-      const refusedNow =
-        result.outcome === 'rejected'
-          ? entry.pending.filter((r) => !delivered.includes(r)).map((rcpt) => ({ rcpt, reply: result.reply }))
-          : result.refused
+      // Each refused recipient carries its own reply; a rejected message's one reply stands in only for a recipient
+      // the relay named none for.
+      const refusedNow = [...result.refused]
+      if (result.outcome === 'rejected') {
+        for (const rcpt of entry.pending) {
+          if (!delivered.includes(rcpt) && !refusedNow.some((r) => r.rcpt === rcpt)) {
+            refusedNow.push({ rcpt, reply: result.reply })
+          }
+        }
+      }
       const bounced = [...entry.bounced, ...bounceReplies(refusedNow)]
       const attempts = entry.attempts + 1
       const settled = { done: [...entry.done, ...delivered], bounced }
