@@ -3,7 +3,14 @@
 // stores: reads are local, writes apply locally first, nothing waits on the master.
 import { EventEmitter } from 'node:events'
 import { MemoryStore } from './memory-store'
-import type { AutoEjection, ChangeKind, ManualOverride, StateStore, StateStoreEvents } from './types'
+import type {
+  AutoEjection,
+  ChangeKind,
+  ManualOverride,
+  OutcomeCounts,
+  StateStore,
+  StateStoreEvents,
+} from './types'
 
 /** The messages on the IPC channel (tagged so Haraka's own messages pass by). */
 export type IpcMessage =
@@ -74,11 +81,11 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
   }
 
   /** Outcome counts stay per worker without Redis (the node-wide view needs the Redis store). */
-  recordOutcomes(id: string, ok: number, fail: number, at?: number): void {
-    this.inner.recordOutcomes(id, ok, fail, at)
+  recordOutcomes(id: string, ok: number, fail: number, at?: number, refused?: number): void {
+    this.inner.recordOutcomes(id, ok, fail, at, refused)
   }
 
-  pooledOutcomes(id: string, windowMs: number, now?: number): { ok: number; fail: number } {
+  pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts {
     return this.inner.pooledOutcomes(id, windowMs, now)
   }
 
