@@ -107,7 +107,11 @@ t.test('outcomes are summed over the window, rounded out to whole buckets, withi
   t.same(store.pooledOutcomes('nobody', 5000, now), { ok: 0, fail: 0, refused: 0 })
   store.recordOutcomes('b1', -5, 0, now)
   store.recordOutcomes('b1', 1.5, Number.NaN, now)
-  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 10, fail: 1, refused: 0 }, 'nonsense counts are dropped, not thrown')
+  t.same(
+    store.pooledOutcomes('b1', 1000, now),
+    { ok: 10, fail: 1, refused: 0 },
+    'nonsense counts are dropped, not thrown',
+  )
   store.recordOutcomes('b1', 3, 1, now, 2)
   t.same(store.pooledOutcomes('b1', 1000, now), { ok: 13, fail: 2, refused: 2 }, 'permanent refusals ride along')
 })

@@ -3,14 +3,7 @@
 // stores: reads are local, writes apply locally first, nothing waits on the master.
 import { EventEmitter } from 'node:events'
 import { MemoryStore } from './memory-store'
-import type {
-  AutoEjection,
-  ChangeKind,
-  ManualOverride,
-  OutcomeCounts,
-  StateStore,
-  StateStoreEvents,
-} from './types'
+import type { AutoEjection, ChangeKind, ManualOverride, OutcomeCounts, StateStore, StateStoreEvents } from './types'
 
 /** The messages on the IPC channel (tagged so Haraka's own messages pass by). */
 export type IpcMessage =
