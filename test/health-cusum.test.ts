@@ -1,14 +1,7 @@
 // The detector's sequential test: its numbers match the issue's, and its false-alarm arithmetic holds up in
 // simulation (a fixed seed, so the run is the same every time).
 import t from 'tap'
-import {
-  alternativeRate,
-  Cusum,
-  drift,
-  falseAlarmRunLength,
-  referenceRate,
-  thresholdFor,
-} from '../src/health/cusum'
+import { alternativeRate, Cusum, drift, falseAlarmRunLength, referenceRate, thresholdFor } from '../src/health/cusum'
 import { DETECTOR_DEFAULTS } from '../src/health/detector'
 import { seededRandom } from '../src/testing/seeded-random'
 

@@ -38,7 +38,11 @@ function simulate(
     for (const b of live) inc.set(b.id, { ok: 0, fail: 0, refused: 0 })
     for (let i = 0; i < opts.perRound; i++) {
       let x = rand() * weight
-      const b = live.find((l) => (x -= l.weight) < 0) ?? live[live.length - 1]!
+      const b =
+        live.find((l) => {
+          x -= l.weight
+          return x < 0
+        }) ?? live[live.length - 1]!
       const c = inc.get(b.id)!
       sent.set(b.id, sent.get(b.id)! + 1)
       if (rand() < b.failRate) c.fail++
