@@ -14,7 +14,7 @@ function registry(t: Test) {
       { id: 'a', host: '127.0.0.1', port: 1, weight: 100 },
       { id: 'b', host: '127.0.0.1', port: 2, weight: 100 },
     ],
-    { ...DEFAULTS.breaker, slowStartMs: 300 },
+    { ...DEFAULTS.breaker, slowStartMs: 300, probationMessages: 0 },
     { probe: async () => null, store, log: pino({ level: 'silent' }) },
   )
   t.teardown(() => {
@@ -72,4 +72,56 @@ t.test('restore clears an automatic ejection too', async (t) => {
   await health.restore('a', 'dave')
   t.equal(health.status('a').state, 'probation')
   t.equal(store.ejections().has('a'), false)
+})
+
+t.test('probation starts at the configured share and ends after its time and its good messages', async (t) => {
+  const store = new MemoryStore({ node: 'n1' })
+  const health = new HealthRegistry(
+    [{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }],
+    { ...DEFAULTS.breaker, slowStartMs: 300, probationShare: 0.25, probationMessages: 3 },
+    { probe: async () => null, store, log: pino({ level: 'silent' }) },
+  )
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  await health.eject('a', 'test', null, 'alice')
+  await health.restore('a', 'alice')
+  t.equal(health.status('a').state, 'probation')
+  const w = health.admission('a').weightFactor
+  t.ok(w >= 0.25 && w < 0.5, `starts at 25% of its weight and ramps (${w.toFixed(2)})`)
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(health.status('a').state, 'probation', 'time alone is not enough')
+  health.settle('a', false, false)
+  health.settle('a', true, false)
+  health.settle('a', false, false)
+  t.equal(health.status('a').state, 'probation', 'a fault does not count as good')
+  health.settle('a', false, false)
+  t.equal(health.status('a').state, 'admitted', 'three good messages and the time: admitted')
+  t.same(store.pooledOutcomes('a', 60_000), { ok: 3, fail: 1, refused: 0 })
+})
+
+t.test('the detector ejects with its evidence, counted against the budget until re-admitted', async (t) => {
+  const { health } = registry(t)
+  const ejections: unknown[] = []
+  health.on('ejection', (e) => ejections.push(e))
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 14,
+    messages: 470,
+    rate: 0.03,
+    poolRate: 0.005,
+    statistic: 15.2,
+    threshold: 15,
+    firstFaultAt: null,
+  }
+  t.ok(health.ejectByDetector('a', 'detector', '14 faults in 470 messages', evidence))
+  const s = health.status('a')
+  t.equal(s.state, 'ejected')
+  t.equal(s.ejectedBy, 'detector')
+  t.same(s.evidence, evidence)
+  t.match(s.reason, /^detector: 14 faults in 470 messages/)
+  t.same(health.outByDetector(), ['a'])
+  t.match(ejections, [{ id: 'a', cause: 'detector' }])
+  t.notOk(health.ejectByDetector('a', 'detector', 'again', evidence), 'not twice')
 })

@@ -3,7 +3,15 @@
 // stores: reads are local, writes apply locally first, nothing waits on the master.
 import { EventEmitter } from 'node:events'
 import { MemoryStore } from './memory-store'
-import type { AutoEjection, ChangeKind, ManualOverride, OutcomeCounts, StateStore, StateStoreEvents } from './types'
+import type {
+  AutoEjection,
+  ChangeKind,
+  ManualOverride,
+  OutcomeCounts,
+  StateStore,
+  StateStoreEvents,
+  StoreTiming,
+} from './types'
 
 /** The messages on the IPC channel (tagged so Haraka's own messages pass by). */
 export type IpcMessage =
@@ -29,9 +37,10 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
   constructor(
     private readonly channel: IpcChannel,
     node: string,
+    timing?: Partial<StoreTiming>,
   ) {
     super()
-    this.inner = new MemoryStore({ node })
+    this.inner = new MemoryStore({ node, ...(timing === undefined ? {} : { timing }) })
     this.inner.on('change', (ev) => this.emit('change', { ...ev, source: this.remote ? 'remote' : 'local' }))
   }
 

@@ -5,6 +5,7 @@ import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
 import type { Envelope, InboundMessage } from '../message'
 import { classifyAttempt, classifyRefusal, type Verdict } from './classify'
+import { backendCaused, hasPermanentRefusal, needsConfirmation } from './confirm'
 
 export interface BackendDeliverer {
   deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
@@ -21,8 +22,16 @@ export interface HealthPort {
     id: string,
     fn: () => Promise<DeliveryAttempt>,
     faultOf: (a: DeliveryAttempt) => string | null,
+    opts?: { settleLater?: boolean },
   ): Promise<DeliveryAttempt | null>
+  /** Feeds the breaker only; the shared counts hear about the attempt through settle(). */
   chargeFault(id: string, reason: string): void
+  // detector: begin
+  /** Counts one attempt in the shared outcome counters (the detector's evidence), once its verdict is final. */
+  settle(id: string, fail: boolean, refused: boolean): void
+  /** The backend is under suspicion (probation, trial, or the detector's warning level): its 5xx are not passed on. */
+  suspect(id: string): boolean
+  // detector: end
 }
 
 export interface AttemptRecord {
@@ -116,19 +125,33 @@ export class Relay {
       ambiguity.delete(rcpt)
     }
     // A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again.
+    // A suspect backend's refusal is never passed on on its word alone, and never confirms another's.
     const ambiguous = (rcpt: string, backendId: string, reply: SmtpReply): boolean => {
-      if (!settings.secondOpinion) {
+      const suspect = health.suspect(backendId)
+      if (!settings.secondOpinion && !suspect) {
         refuse(rcpt, reply)
         return false
       }
       const earlier = ambiguity.get(rcpt)
-      if (earlier && earlier.backendId !== backendId) {
+      if (earlier && earlier.backendId !== backendId && !suspect) {
         refuse(rcpt, reply)
         return false
       }
       ambiguity.set(rcpt, { backendId, reply })
       return true
     }
+    // detector: begin
+    // A permanent refusal that looks like the message's (5.1.x, 5.2.x, 5.6.x, X.3.4): a broken recipient lookup
+    // answers exactly so, hence asked twice (per class, `relay.confirm_permanent`) or whenever the backend is suspect.
+    const permanent = (rcpt: string, backendId: string, reply: SmtpReply): boolean => {
+      if (needsConfirmation(reply, settings.confirmPermanent) || health.suspect(backendId))
+        return ambiguous(rcpt, backendId, reply)
+      refuse(rcpt, reply)
+      return false
+    }
+    // Attempts whose count waits for a second opinion: charged a fault if another backend took what they refused.
+    const unsettled = new Map<string, boolean>()
+    // detector: end
 
     let tries = 0
     while (pending.length > 0 && tries < settings.maxAttempts && this.now() < deadlineAt) {
@@ -151,6 +174,7 @@ export class Relay {
             classified.verdict = v
             return v.kind === 'backend' ? v.reason : null
           },
+          { settleLater: true },
         )
       } finally {
         pool.end(id)
@@ -185,8 +209,9 @@ export class Relay {
           }
           for (const r of attempt.refused) {
             const cls = classifyRefusal(r.reply)
-            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
-            else if (cls === 'message-temporary') {
+            if (cls === 'message-permanent') {
+              if (permanent(r.rcpt, id, r.reply)) next.push(r.rcpt)
+            } else if (cls === 'message-temporary') {
               held.push(r.rcpt)
               tempReply = r.reply
             } else if (cls === 'backend') {
@@ -206,16 +231,18 @@ export class Relay {
           // recipient refused for its own reasons in the same breath is settled now, as it would be alone.
           for (const r of attempt.refused) {
             const cls = classifyRefusal(r.reply)
-            if (cls === 'message-permanent') refuse(r.rcpt, r.reply)
-            else if (cls === 'message-temporary') {
+            if (cls === 'message-permanent') {
+              if (permanent(r.rcpt, id, r.reply)) next.push(r.rcpt)
+            } else if (cls === 'message-temporary') {
               held.push(r.rcpt)
               tempReply = r.reply
             } else next.push(r.rcpt)
           }
           break
         case 'message':
-          if (verdict.permanent) for (const rcpt of pending) refuse(rcpt, verdict.reply)
-          else {
+          if (verdict.permanent) {
+            for (const rcpt of pending) if (permanent(rcpt, id, verdict.reply)) next.push(rcpt)
+          } else {
             tempReply = verdict.reply
             held.push(...pending)
           }
@@ -229,7 +256,18 @@ export class Relay {
           break
       }
       pending = next
+      // detector: begin
+      const asked = next.some((rcpt) => ambiguity.get(rcpt)?.backendId === id)
+      const fail = backendCaused(attempt, verdict)
+      if (verdict.kind === 'unsupported') {
+        // nothing was sent: no evidence either way
+      } else if (!fail && asked) unsettled.set(id, hasPermanentRefusal(attempt, verdict))
+      else health.settle(id, fail, hasPermanentRefusal(attempt, verdict))
+      // detector: end
     }
+    // detector: begin
+    for (const [id, refusedFlag] of unsettled) health.settle(id, charged.has(id), refusedFlag)
+    // detector: end
 
     pending.push(...held)
     // Every backend that could be asked refused to even try this envelope: retrying later will not help.
