@@ -5,6 +5,7 @@ import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
+import { DetectorLoop } from './health/detector-loop'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
@@ -40,6 +41,7 @@ function workerChannel(): IpcChannel {
 export class Engine {
   readonly clients = new Map<string, BackendClient>()
   readonly health: HealthRegistry
+  readonly detector: DetectorLoop
   readonly store: StateStore
   readonly pool: BackendPool
   readonly relay: Relay
@@ -67,6 +69,7 @@ export class Engine {
       url: config.redis.url,
       prefix: config.redis.prefix,
       logger: partLogger('cluster'),
+      timing: { bucketMs: config.detector.bucketMs, retentionMs: config.detector.retentionMs },
       // Haraka workers without Redis share state through the master process.
       ...(cluster.isWorker ? { ipc: workerChannel() } : {}),
     })
@@ -74,7 +77,9 @@ export class Engine {
       probe: (id, deadlineAt) => this.client(id).probe(deadlineAt),
       store: this.store,
       log: partLogger('health'),
+      suspicion: (id, probation) => this.detector.detector.suspect(id, probation),
     })
+    this.detector = new DetectorLoop(config.detector, config.detector, this.store, this.health, partLogger('detector'))
     this.pool = new BackendPool(config.backends, this.health, options.random)
     this.relay = new Relay({
       clients: this.clients,
@@ -170,9 +175,11 @@ export class Engine {
     await this.spool.open()
     this.spoolOpen = true
     this.runner.start()
+    this.detector.start()
   }
 
   async close(): Promise<void> {
+    this.detector.stop()
     await this.runner.stop()
     if (this.spoolOpen) await this.spool.close()
     this.health.close()
