@@ -3,7 +3,7 @@
 import t from 'tap'
 import { alternativeRate, Cusum, drift, falseAlarmRunLength, referenceRate, thresholdFor } from '../src/health/cusum'
 import { DETECTOR_DEFAULTS } from '../src/health/detector'
-import { seededRandom } from '../src/testing/seeded-random'
+import { createRng as seededRandom } from '../src/testing/fault-rules'
 
 const params = DETECTOR_DEFAULTS
 

@@ -8,7 +8,7 @@ import {
   type DetectorSettings,
   type Round,
 } from '../src/health/detector'
-import { seededRandom } from '../src/testing/seeded-random'
+import { createRng as seededRandom } from '../src/testing/fault-rules'
 
 interface SimBackend {
   id: string

@@ -340,10 +340,7 @@ t.test(
   async (t) => {
     const rig = await startRig([
       {
-        faults: [
-          noSuchUser,
-          { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'user' },
-        ],
+        faults: [noSuchUser, { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'user' }],
       },
       { faults: [noSuchUser] },
     ])
