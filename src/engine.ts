@@ -5,6 +5,7 @@ import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
+import { registerDetectorMetrics } from './detector-metrics'
 import { DetectorLoop } from './health/detector-loop'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
@@ -113,6 +114,7 @@ export class Engine {
       shared: config.smtp.workers > 0,
     })
     registerStateMetrics(this)
+    registerDetectorMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
       if (s.state === 'probation' || s.state === 'admitted') this.runner.wake()

@@ -154,6 +154,7 @@ export class Detector {
       total.refused += w.refused
       total.messages += w.ok + w.fail
     }
+    const budget = Math.max(1, Math.floor(views.length * s.budgetShare))
     const evaluations: Evaluation[] = []
     for (const v of views) {
       const c = this.cusums(v.id)
@@ -161,10 +162,14 @@ export class Detector {
       const own = window.get(v.id) ?? { ok: 0, fail: 0, refused: 0 }
       const ownMessages = own.ok + own.fail
       const inc = increments.get(v.id) ?? { ok: 0, fail: 0, refused: 0 }
-      const restMessages = total.messages - ownMessages
-      const signals: Array<[Signal, number, number, number]> = [['fault', inc.fail, own.fail, total.fail - own.fail]]
-      if (s.refusalSignal) signals.push(['refusal', inc.refused, own.refused, total.refused - own.refused])
-      for (const [signal, incFaults, ownFaults, restFaults] of signals) {
+      const signals: Signal[] = s.refusalSignal ? ['fault', 'refusal'] : ['fault']
+      for (const signal of signals) {
+        const count = (x: Counts) => (signal === 'fault' ? x.fail : x.refused)
+        const incFaults = count(inc)
+        const ownFaults = count(own)
+        const rest = this.rest(v.id, views, window, count, budget)
+        const restMessages = rest.messages
+        const restFaults = rest.faults
         const cusum = c[signal]
         const comparable = restMessages >= s.minReference
         const p0 = referenceRate(restFaults, restMessages, s.floor)
@@ -187,7 +192,6 @@ export class Detector {
       }
     }
     const degraded = this.degraded(views, window)
-    const budget = Math.max(1, Math.floor(views.length * s.budgetShare))
     const out = views.filter((v) => v.outByDetector).length
     // One ejection per backend even when both signals alarm; the strongest evidence (relative to h) first.
     const alarms = new Map<string, Evaluation>()
@@ -217,6 +221,31 @@ export class Detector {
       budget,
       poolRate: rate(total.fail, total.messages),
     }
+  }
+
+  /**
+   * The rest of the pool for `id`: every other backend's window counts, less the `budget` worst of them (by
+   * smoothed rate) while at least two remain. Without the trim two failers would each raise the other's reference
+   * and hide each other; with it a healthy backend is compared with slightly better peers (the cost, small at real
+   * volumes: see README "How the detector decides").
+   */
+  private rest(
+    id: string,
+    views: BackendView[],
+    window: ReadonlyMap<string, Counts>,
+    count: (c: Counts) => number,
+    budget: number,
+  ): { faults: number; messages: number } {
+    const others = views
+      .filter((o) => o.id !== id)
+      .map((o) => window.get(o.id) ?? { ok: 0, fail: 0, refused: 0 })
+      .map((w) => ({ faults: count(w), messages: w.ok + w.fail }))
+      .sort((a, b) => (b.faults + 1) / (b.messages + 2) - (a.faults + 1) / (a.messages + 2))
+    const kept = others.slice(Math.min(budget, Math.max(0, others.length - 2)))
+    return kept.reduce((acc, o) => ({ faults: acc.faults + o.faults, messages: acc.messages + o.messages }), {
+      faults: 0,
+      messages: 0,
+    })
   }
 
   /** More than half of the backends with enough traffic fail at least `degradedRate`: no outlier, a bad pool. */
