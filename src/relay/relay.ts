@@ -143,8 +143,10 @@ export class Relay {
     // detector: begin
     // A permanent refusal that looks like the message's (5.1.x, 5.2.x, 5.6.x, X.3.4): a broken recipient lookup
     // answers exactly so, hence asked twice (per class, `relay.confirm_permanent`) or whenever the backend is suspect.
+    // With a single backend configured there is nobody to ask: its word stands, as before.
+    const canConfirm = clients.size > 1
     const permanent = (rcpt: string, backendId: string, reply: SmtpReply): boolean => {
-      if (needsConfirmation(reply, settings.confirmPermanent) || health.suspect(backendId))
+      if (canConfirm && (needsConfirmation(reply, settings.confirmPermanent) || health.suspect(backendId)))
         return ambiguous(rcpt, backendId, reply)
       refuse(rcpt, reply)
       return false
