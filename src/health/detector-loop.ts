@@ -42,6 +42,8 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
   /** Counts already fed, per bucket start and backend. */
   private readonly consumed = new Map<number, Map<string, Counts>>()
   private last: Round | null = null
+  /** When the last round ran: buckets since then are read even if more than HOT_BUCKETS (a late timer). */
+  private lastAt: number | null = null
   /** Backends with an alarm held back now: said once per episode. */
   private readonly held = new Set<string>()
   private frozenSaid = false
@@ -85,8 +87,12 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
   private increments(ids: string[], now: number): Map<string, Counts> {
     const b = this.timing.bucketMs
     const newest = Math.floor(now / b) * b
+    const hot = newest - (HOT_BUCKETS - 1) * b
+    const sinceLast = this.lastAt === null ? hot : Math.floor(this.lastAt / b) * b
+    const oldest = Math.max(Math.min(hot, sinceLast), newest - Math.floor(this.timing.retentionMs / b) * b)
+    this.lastAt = now
     const out = new Map<string, Counts>()
-    for (let start = newest - (HOT_BUCKETS - 1) * b; start <= newest; start += b) {
+    for (let start = oldest; start <= newest; start += b) {
       const seen = this.consumed.get(start) ?? new Map<string, Counts>()
       this.consumed.set(start, seen)
       for (const id of ids) {
@@ -107,7 +113,7 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
         out.set(id, { ok: acc.ok + d.ok, fail: acc.fail + d.fail, refused: acc.refused + d.refused })
       }
     }
-    for (const start of this.consumed.keys()) if (start < newest - (HOT_BUCKETS - 1) * b) this.consumed.delete(start)
+    for (const start of this.consumed.keys()) if (start < hot) this.consumed.delete(start)
     return out
   }
 
