@@ -268,7 +268,12 @@ t.test('a Redis outage under load loses nothing and nodes go on deciding alone',
 t.test('operator mistakes are refused and change nothing', async (t) => {
   const bs = await backends(t, ['mx1', 'mx2'])
   const r = await redis(t)
-  const c = await cluster(t, { redisUrl: r.url, backends: bs, token: TOKEN, ini: '[breaker]\nslow_start = 1s\nprobation_messages = 0\n' })
+  const c = await cluster(t, {
+    redisUrl: r.url,
+    backends: bs,
+    token: TOKEN,
+    ini: '[breaker]\nslow_start = 1s\nprobation_messages = 0\n',
+  })
   const A = c.node('A')
 
   const nothingChanged = async (t: Test, tag: string) => {
