@@ -51,16 +51,17 @@ export class Engine {
   readonly bounces: BounceSender
   readonly runner: SpoolRunner
   readonly log: Logger
-  readonly node = `${hostname()}:${process.pid}`
+  readonly node: string
   readonly metrics = new Metrics()
   /** True once the spool finished recovery (readiness and gauges wait for it). */
   spoolOpen = false
 
   constructor(
     readonly config: MxgateConfig,
-    /** Tests pass a fixed random source to make the pool's choice predictable. */
-    options: { random?: () => number } = {},
+    /** Tests pass a fixed random source to make the pool's choice predictable, and a node name to run two nodes. */
+    options: { random?: () => number; node?: string } = {},
   ) {
+    this.node = options.node ?? `${hostname()}:${process.pid}`
     this.log = partLogger('engine')
     const opts = clientOptions(config)
     for (const b of config.backends) {
@@ -71,6 +72,7 @@ export class Engine {
       prefix: config.redis.prefix,
       logger: partLogger('cluster'),
       timing: { bucketMs: config.detector.bucketMs, retentionMs: config.detector.retentionMs },
+      ...(options.node === undefined ? {} : { node: options.node }),
       // Haraka workers without Redis share state through the master process.
       ...(cluster.isWorker ? { ipc: workerChannel() } : {}),
     })

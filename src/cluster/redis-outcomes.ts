@@ -8,6 +8,8 @@ import type { StoreTiming } from './types'
 
 /** Buckets this recent are re-read on every poll; older ones only on a full poll (they rarely change). */
 const HOT_BUCKETS = 3
+/** ...and at least this far back, so short buckets (tests) still see every flush (1 s) within a poll (2 s) or two. */
+const HOT_MS = 10_000
 
 export class OutcomeSync {
   /** This node's counts (the truth for itself, also while Redis is down). */
@@ -85,7 +87,8 @@ export class OutcomeSync {
   async poll(client: RedisClient, full: boolean, now = Date.now()): Promise<void> {
     const { bucketMs, retentionMs } = this.timing
     const newest = this.own.bucketOf(now)
-    const oldest = full ? this.own.bucketOf(now - retentionMs) : newest - (HOT_BUCKETS - 1) * bucketMs
+    const hot = Math.max(HOT_BUCKETS - 1, Math.ceil(HOT_MS / bucketMs) - 1)
+    const oldest = full ? this.own.bucketOf(now - retentionMs) : newest - hot * bucketMs
     const starts: number[] = []
     const pipeline = client.pipeline()
     for (let start = newest; start >= oldest; start -= bucketMs) {

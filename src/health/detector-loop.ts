@@ -10,6 +10,11 @@ import type { BackendStatus, EjectionEvidence, HealthRegistry } from './registry
 
 /** Recent buckets re-read every round: other nodes' counts reach a bucket up to a few seconds after it closes. */
 const HOT_BUCKETS = 3
+/**
+ * ...and at least this far back: the Redis store re-reads older buckets only on its full poll (every 30 s), so with
+ * short buckets another node's counts can arrive that late. Counted once all the same (see `consumed`).
+ */
+const LATE_MS = 35_000
 
 export interface LoopSettings {
   bucketMs: number
@@ -87,7 +92,7 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
   private increments(ids: string[], now: number): Map<string, Counts> {
     const b = this.timing.bucketMs
     const newest = Math.floor(now / b) * b
-    const hot = newest - (HOT_BUCKETS - 1) * b
+    const hot = newest - Math.max(HOT_BUCKETS - 1, Math.ceil(LATE_MS / b)) * b
     const sinceLast = this.lastAt === null ? hot : Math.floor(this.lastAt / b) * b
     const oldest = Math.max(Math.min(hot, sinceLast), newest - Math.floor(this.timing.retentionMs / b) * b)
     this.lastAt = now
