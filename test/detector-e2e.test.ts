@@ -85,6 +85,10 @@ t.test('a 3% failer among four 0.5% failers is ejected by the detector, and no o
     done: (r) => byDetector(r).length > 0,
   })
   t.same(byDetector(r), [{ id: 'b3', cause: 'detector' }], `b3 ejected after ${r.sent} messages`)
+  t.match(
+    await r.engine.metrics.registry.metrics(),
+    /mxgate_backend_ejections_total\{backend="b3",reason="detector"\} 1/,
+  )
   t.equal(lost(r), 0, '0 lost')
   t.equal(spooled(r), 0, 'every message delivered inline (failover)')
   const s = r.engine.health.status('b3')
@@ -151,4 +155,30 @@ t.test('two 3% failers with a budget of one: one ejected, the freeze flagged, no
   t.equal(r.engine.detector.lastRound?.frozen, true, 'the freeze is flagged')
   t.match(await r.engine.metrics.registry.metrics(), /mxgate_detector_budget_frozen 1/)
   t.equal(lost(r), 0, 'nothing lost')
+})
+
+t.test('a backend in probation failing 10% is ejected by the stricter probation test, on a small share', async (t) => {
+  const spec = (p: number): FakeBackendOptions => ({ faults: [background(p)] })
+  let restored = false
+  const r = await run(t, [spec(0.005), spec(0.005), spec(0.1), spec(0.005)], {
+    max: 5000,
+    seed: 6,
+    tweak: (c) => {
+      c.breaker.slowStartMs = 600_000 // stays in probation for the whole run
+      c.breaker.probationMessages = 10_000
+    },
+    done: (r) => {
+      if (!restored) {
+        restored = true
+        // An operator's restore puts b3 in probation (a new or repaired backend).
+        void r.engine.health.eject('b3', 'repair', null, 'ops').then(() => r.engine.health.restore('b3', 'ops'))
+      }
+      return byDetector(r).length > 0
+    },
+  })
+  t.same(byDetector(r), [{ id: 'b3', cause: 'probation' }], `b3 ejected after ${r.sent} messages`)
+  const toB3 = r.results.filter((x) => x.relay.attempts.some((a) => a.backendId === 'b3')).length
+  t.ok(toB3 / r.sent < 0.05, `b3 carried ${toB3} of ${r.sent} messages meanwhile`)
+  t.match(r.engine.health.status('b3').reason, /^probation: /)
+  t.equal(lost(r), 0)
 })
