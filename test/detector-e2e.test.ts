@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import t, { type Test } from 'tap'
 import { toWireForm } from '../src/backend/wire'
 import { backendDetail } from '../src/cli/backend-detail'
+import { statusTable } from '../src/cli/table'
 import type { MxgateConfig } from '../src/config/schema'
 import { Engine } from '../src/engine'
 import type { InboundMessage } from '../src/message'
@@ -132,6 +133,8 @@ t.test('observe mode ejects nothing but says and exports "would eject"', async (
   t.equal(r.engine.health.status('b3').state, 'admitted')
   const metrics = await r.engine.metrics.registry.metrics()
   t.match(metrics, /mxgate_detector_would_eject\{backend="b3"\} 1/)
+  const table = statusTable('n1', new NodeAdmin(r.engine).backends(), Date.now(), { colour: false })
+  t.match(table, /detector in observe mode; detector would eject b3/)
 })
 
 t.test('when every backend degrades together nobody is ejected and the pool is flagged degraded', async (t) => {
@@ -154,6 +157,8 @@ t.test('two 3% failers with a budget of one: one ejected, the freeze flagged, no
   t.ok(['b1', 'b3'].includes(byDetector(r)[0]?.id ?? ''))
   t.equal(r.engine.detector.lastRound?.frozen, true, 'the freeze is flagged')
   t.match(await r.engine.metrics.registry.metrics(), /mxgate_detector_budget_frozen 1/)
+  const table = statusTable('n1', new NodeAdmin(r.engine).backends(), Date.now(), { colour: false })
+  t.match(table, /detector budget reached: further ejections held back/)
   t.equal(lost(r), 0, 'nothing lost')
 })
 
