@@ -159,6 +159,22 @@ t.test('confirm_permanent = none passes a 5.1.1 straight back, unless the backen
   t.equal(again.outcome, 'delivered', 'b2 took it')
 })
 
+t.test('a suspect backend does not confirm a refusal; when a third accepts, both refusers are charged', async (t) => {
+  const rig = await startRig([{ faults: [noSuchUser] }, { faults: [noSuchUser] }, {}])
+  t.teardown(() => rig.close())
+  await rig.engine.health.eject('b2', 'test', null, 'test')
+  await rig.engine.health.restore('b2', 'test') // probation: suspect
+  const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(
+    result.attempts.map((a) => a.backendId),
+    ['b1', 'b2', 'b3'],
+  )
+  t.ok(await waitFor(() => rig.engine.health.status('b1').window.faults === 1), 'b1 charged')
+  t.ok(await waitFor(() => rig.engine.health.status('b2').window.faults === 1), 'b2 charged')
+  t.same(rig.engine.store.pooledOutcomes('b2', 60_000), { ok: 0, fail: 1, refused: 1 })
+})
+
 t.test('an ambiguous refusal is counted once its second opinion is in', async (t) => {
   const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Relaying denied' }] }, {}])
   t.teardown(() => rig.close())

@@ -112,6 +112,8 @@ export class Relay {
     // An ambiguous refusal waits for a second backend's view: rcpt → who said it and what.
     const ambiguity = new Map<string, { backendId: string; reply: SmtpReply }>()
     const charged = new Set<string>()
+    // detector: every backend whose refusal of a recipient waits for an opinion (charged if another accepts it)
+    const refusers = new Map<string, string[]>()
     const avoid = new Set<string>()
     let pending = [...msg.envelope.to]
     // Recipients refused temporarily for their own reasons (mailbox full, greylisted) are not tried on another
@@ -123,6 +125,7 @@ export class Relay {
     const refuse = (rcpt: string, reply: SmtpReply) => {
       refused.push({ rcpt, reply })
       ambiguity.delete(rcpt)
+      refusers.delete(rcpt)
     }
     // A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again.
     // A suspect backend's refusal is never passed on on its word alone, and never confirms another's.
@@ -138,6 +141,7 @@ export class Relay {
         return false
       }
       ambiguity.set(rcpt, { backendId, reply })
+      refusers.set(rcpt, [...(refusers.get(rcpt) ?? []), backendId])
       return true
     }
     // detector: begin
@@ -198,16 +202,20 @@ export class Relay {
         case 'delivered': {
           deliveries.push({ backendId: id, recipients: attempt.accepted, reply: attempt.dotReply })
           for (const rcpt of attempt.accepted) {
-            // A backend accepted what another refused ambiguously: that other one was wrong.
+            // A backend accepted what another refused ambiguously: that other one was wrong (every one of them,
+            // when a suspect backend's refusal did not count as confirmation).
             const earlier = ambiguity.get(rcpt)
-            if (earlier && !charged.has(earlier.backendId)) {
-              charged.add(earlier.backendId)
-              health.chargeFault(
-                earlier.backendId,
-                `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
-              )
-            }
+            if (earlier)
+              for (const wrong of refusers.get(rcpt) ?? [earlier.backendId]) {
+                if (charged.has(wrong)) continue
+                charged.add(wrong)
+                health.chargeFault(
+                  wrong,
+                  `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
+                )
+              }
             ambiguity.delete(rcpt)
+            refusers.delete(rcpt)
           }
           for (const r of attempt.refused) {
             const cls = classifyRefusal(r.reply)
