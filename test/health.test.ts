@@ -125,3 +125,38 @@ t.test('the detector ejects with its evidence, counted against the budget until 
   t.match(ejections, [{ id: 'a', cause: 'detector' }])
   t.notOk(health.ejectByDetector('a', 'detector', 'again', evidence), 'not twice')
 })
+
+t.test('a failed probe after a detector ejection keeps it the detector’s (and in its budget)', async (t) => {
+  const store = new MemoryStore({ node: 'n1' })
+  let probes = 0
+  const health = new HealthRegistry(
+    [{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }],
+    { ...DEFAULTS.breaker, ejectionMs: 100, maxEjectionMs: 400 },
+    {
+      probe: async () => {
+        probes++
+        return { stage: 'ehlo', kind: 'reply', message: 'EHLO refused', reply: null, elapsedMs: 1 }
+      },
+      store,
+      log: pino({ level: 'silent' }),
+    },
+  )
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 9,
+    messages: 300,
+    rate: 0.03,
+    poolRate: 0.005,
+    statistic: 15.1,
+    threshold: 15,
+    firstFaultAt: null,
+  }
+  health.ejectByDetector('a', 'detector', '9 faults in 300 messages', evidence)
+  t.ok(await waitFor(() => probes >= 1 && health.status('a').state === 'ejected', 3000), 're-ejected by its probe')
+  t.equal(health.status('a').ejectedBy, 'detector')
+  t.same(health.outByDetector(), ['a'])
+})

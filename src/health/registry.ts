@@ -204,8 +204,12 @@ export class HealthRegistry extends EventEmitter {
     // detector: begin
     const byDetector = e.detectorEjection
     e.detectorEjection = null
-    e.ejectedBy = byDetector?.cause ?? 'breaker'
-    e.evidence = byDetector?.evidence ?? null
+    // A failed probe or trial continues the same episode: it stays the detector's (and counts against its budget).
+    const again = (e.state === 'probing' || e.state === 'trial') && e.ejectedBy !== null
+    if (!again || byDetector) {
+      e.ejectedBy = byDetector?.cause ?? 'breaker'
+      e.evidence = byDetector?.evidence ?? null
+    }
     if (byDetector) {
       this.transition(e, 'ejected', byDetector.reason, until)
       this.emit('ejection', { id: e.id, cause: byDetector.cause, evidence: byDetector.evidence, local: true })
@@ -228,7 +232,7 @@ export class HealthRegistry extends EventEmitter {
           ? `trial message failed: ${e.lastFault ?? 'unknown'}`
           : `${w.faults} of ${w.attempts} attempts failed (${pct}%) within ${this.settings.windowMs / 1000}s; last: ${e.lastFault ?? 'unknown'}`
     this.transition(e, 'ejected', evidence, until)
-    this.emit('ejection', { id: e.id, cause: 'breaker', evidence: null, local: true })
+    this.emit('ejection', { id: e.id, cause: e.ejectedBy, evidence: null, local: true })
     const store = this.deps.store
     this.publish(
       store.setEjection(e.id, { reason: evidence, at: this.now(), until, count: e.ejections, node: store.node }),
