@@ -1,5 +1,6 @@
 // Manual overrides win over automatic state; restore and expiry ramp the backend up again.
 
+import { Writable } from 'node:stream'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { MemoryStore } from '../src/cluster'
@@ -159,4 +160,37 @@ t.test('a failed probe after a detector ejection keeps it the detector’s (and 
   t.ok(await waitFor(() => probes >= 1 && health.status('a').state === 'ejected', 3000), 're-ejected by its probe')
   t.equal(health.status('a').ejectedBy, 'detector')
   t.same(health.outByDetector(), ['a'])
+})
+
+t.test('the ejection log line carries the detector’s evidence', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(JSON.parse(String(chunk)))
+      done()
+    },
+  })
+  const store = new MemoryStore({ node: 'n1' })
+  const health = new HealthRegistry([{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }], DEFAULTS.breaker, {
+    probe: async () => null,
+    store,
+    log: pino(sink),
+  })
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 12,
+    messages: 410,
+    rate: 0.029,
+    poolRate: 0.005,
+    statistic: 15.3,
+    threshold: 15,
+    firstFaultAt: 1,
+  }
+  health.ejectByDetector('a', 'detector', '12 faults in 410 messages', evidence)
+  const line = lines.find((l) => l.to === 'ejected')
+  t.match(line, { msg: 'backend a ejected: detector: 12 faults in 410 messages', evidence })
 })

@@ -181,7 +181,7 @@ export class HealthRegistry extends EventEmitter {
     e.since = this.now()
     e.until = until
     const w = e.breaker.window()
-    const fields = { backend: e.id, from, to, reason, ejections: e.ejections, window: w, until }
+    const fields = { backend: e.id, from, to, reason, ejections: e.ejections, window: w, until, evidence: e.evidence }
     if (to === 'ejected') this.deps.log.warn(fields, `backend ${e.id} ejected: ${reason}`)
     else this.deps.log.info(fields, `backend ${e.id} ${from} → ${to}`)
     this.emit('state', this.status(e.id))
