@@ -53,7 +53,7 @@ t.test('a node with no traffic of its own ejects on the pooled counts of another
   const A = await node('A', 'enforce')
   const B = await node('B', 'observe')
   let sent = 0
-  while (sent < 4000 && A.health.status('b3').state !== 'ejected') {
+  while (sent < 6000 && A.health.status('b3').state !== 'ejected') {
     await B.accept(message())
     sent++
     if (sent % 100 === 0) await new Promise((r) => setTimeout(r, 20)) // let the flush and poll timers run

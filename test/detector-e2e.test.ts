@@ -98,12 +98,12 @@ t.test('a 3% failer among four 0.5% failers is ejected by the detector, and no o
   t.match(s.reason, /^detector: \d+ faults in \d+ messages .* vs the rest of the pool's .*CUSUM/)
   // The same evidence in GET /api/backends/b3 and in `mxgate status b3`.
   const view = new NodeAdmin(r.engine).backend('b3')
-  t.match(view.detector, { ejectedBy: 'detector', evidence: { signal: 'fault', threshold: 15 } })
+  t.match(view.detector, { ejectedBy: 'detector', evidence: { signal: 'fault', threshold: 16 } })
   t.ok(view.detector!.evidence!.faults >= 8 && view.detector!.evidence!.messages > view.detector!.evidence!.faults)
   const text = backendDetail('n1', view, Date.now())
   t.match(text, /ejected by {2}detector/)
   t.match(text, /evidence {4}\d+ faults in \d+ messages \(window rate [\d.]+%\) vs the rest of the pool's [\d.]+%/)
-  t.match(text, /CUSUM [\d.]+ ≥ threshold 15/)
+  t.match(text, /CUSUM [\d.]+ ≥ threshold 16/)
 })
 
 t.test('a backend whose lookup refuses 3% of real users with 550 5.1.1 is ejected; no sender hears it', async (t) => {

@@ -1,5 +1,6 @@
 // The outlier detector, fed simulated pooled counts round by round (seeded, so every run is the same).
 import t from 'tap'
+import { alternativeRate, falseAlarmRunLength } from '../src/health/cusum'
 import {
   type BackendView,
   type Counts,
@@ -179,5 +180,49 @@ t.test('probation uses the stricter threshold', async (t) => {
   t.same(
     round.eject.map((e) => e.id),
     ['b'],
+  )
+})
+
+t.test('false alarms with an estimated, trimmed reference stay near the arithmetic used to choose h', async (t) => {
+  // Four healthy backends at 0.5%, 25 messages each per round, a 60-round window (1,500 messages per backend):
+  // p0 is estimated from the others (less the worst), which costs some run length against the ideal test.
+  const h = 6
+  const ids = ['a', 'b', 'c', 'd']
+  const views: BackendView[] = ids.map((id) => ({ id, inRotation: true, probation: false, outByDetector: false }))
+  let total = 0
+  const seeds = 30
+  for (let seed = 1; seed <= seeds; seed++) {
+    const det = new Detector({ ...DETECTOR_DEFAULTS, threshold: h, minFaults: 1, minReference: 50 })
+    const rand = seededRandom(seed * 31)
+    const history: Array<Map<string, Counts>> = []
+    const window = new Map<string, Counts>(ids.map((id) => [id, { ok: 0, fail: 0, refused: 0 }]))
+    let rounds = 0
+    for (; rounds < 20_000; rounds++) {
+      const inc = new Map<string, Counts>()
+      for (const id of ids) {
+        let fail = 0
+        for (let i = 0; i < 25; i++) if (rand() < 0.005) fail++
+        inc.set(id, { ok: 25 - fail, fail, refused: 0 })
+        const w = window.get(id)!
+        w.ok += 25 - fail
+        w.fail += fail
+      }
+      history.push(inc)
+      if (history.length > 60)
+        for (const [id, c] of history.shift()!) {
+          const w = window.get(id)!
+          w.ok -= c.ok
+          w.fail -= c.fail
+        }
+      const round = det.step(rounds, inc, window, views)
+      if (round.eject.length > 0) break
+    }
+    total += (rounds + 1) * 25 * ids.length // messages per backend until a false alarm on any of the four, × 4
+  }
+  const perBackend = total / seeds
+  const wald = falseAlarmRunLength(h, 0.005, alternativeRate(0.005, DETECTOR_DEFAULTS))
+  t.ok(
+    perBackend >= wald,
+    `${Math.round(perBackend)} healthy messages per backend per false alarm ≥ ${Math.round(wald)}`,
   )
 })

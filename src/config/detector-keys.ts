@@ -97,7 +97,7 @@ export const DETECTOR_KEYS: Record<string, Setter> = {
     c.detector.mode = raw
     return true
   },
-  'detector.threshold': num((c, v) => (c.detector.threshold = v), 1, 100, 'the CUSUM threshold h; default 15'),
+  'detector.threshold': num((c, v) => (c.detector.threshold = v), 1, 100, 'the CUSUM threshold h; default 16'),
   'detector.probation_threshold': num(
     (c, v) => (c.detector.probationThreshold = v),
     1,

@@ -169,7 +169,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
   },
   detector: {
     mode: 'enforce',
-    threshold: 15,
+    threshold: 16,
     probationThreshold: 8,
     warningShare: 0.5,
     ratio: 3,

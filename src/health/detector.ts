@@ -8,6 +8,7 @@
 //                 alarms (S ≥ h, faults ≥ min) ──▶ pool degraded? nobody ejected
 //                                              ──▶ observe mode? "would eject" only
 //                                              ──▶ budget left? eject the strongest; else freeze (and say so)
+import { DEFAULTS } from '../config/schema'
 import { Cusum, referenceRate, type TestParams } from './cusum'
 
 export type DetectorMode = 'enforce' | 'observe'
@@ -33,21 +34,8 @@ export interface DetectorSettings extends TestParams {
   refusalSignal: boolean
 }
 
-/** Defaults; README "How the detector decides" derives h. */
-export const DETECTOR_DEFAULTS: DetectorSettings = {
-  mode: 'enforce',
-  floor: 0.001,
-  ratio: 3,
-  margin: 0.025,
-  threshold: 15,
-  probationThreshold: 8,
-  warningShare: 0.5,
-  minFaults: 8,
-  minReference: 200,
-  budgetShare: 1 / 3,
-  degradedRate: 0.05,
-  refusalSignal: true,
-}
+/** The configuration's defaults (src/config/schema.ts); README "How the detector decides" derives h. */
+export const DETECTOR_DEFAULTS: DetectorSettings = (({ bucketMs: _b, retentionMs: _r, ...d }) => d)(DEFAULTS.detector)
 
 export interface Counts {
   ok: number
