@@ -5,6 +5,8 @@ import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
+import { registerDetectorMetrics } from './detector-metrics'
+import { DetectorLoop } from './health/detector-loop'
 import { HealthRegistry } from './health/registry'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
@@ -41,6 +43,7 @@ function workerChannel(): IpcChannel {
 export class Engine {
   readonly clients = new Map<string, BackendClient>()
   readonly health: HealthRegistry
+  readonly detector: DetectorLoop
   readonly store: StateStore
   readonly pool: BackendPool
   readonly relay: Relay
@@ -49,16 +52,17 @@ export class Engine {
   readonly bounces: BounceSender
   readonly runner: SpoolRunner
   readonly log: Logger
-  readonly node = `${hostname()}:${process.pid}`
+  readonly node: string
   readonly metrics = new Metrics()
   /** True once the spool finished recovery (readiness and gauges wait for it). */
   spoolOpen = false
 
   constructor(
     readonly config: MxgateConfig,
-    /** Tests pass a fixed random source to make the pool's choice predictable. */
-    options: { random?: () => number } = {},
+    /** Tests pass a fixed random source to make the pool's choice predictable, and a node name to run two nodes. */
+    options: { random?: () => number; node?: string } = {},
   ) {
+    this.node = options.node ?? `${hostname()}:${process.pid}`
     this.log = partLogger('engine')
     const opts = clientOptions(config)
     for (const b of config.backends) {
@@ -70,6 +74,8 @@ export class Engine {
       url: config.redis.url,
       prefix: config.redis.prefix,
       logger: partLogger('cluster'),
+      timing: { bucketMs: config.detector.bucketMs, retentionMs: config.detector.retentionMs },
+      ...(options.node === undefined ? {} : { node: options.node }),
       // Haraka workers without Redis share state through the master process.
       ...(cluster.isWorker ? { ipc: workerChannel() } : {}),
     })
@@ -77,7 +83,9 @@ export class Engine {
       probe: (id, deadlineAt) => this.client(id).probe(deadlineAt),
       store: this.store,
       log: partLogger('health'),
+      suspicion: (id, probation) => this.detector.detector.suspect(id, probation),
     })
+    this.detector = new DetectorLoop(config.detector, config.detector, this.store, this.health, partLogger('detector'))
     this.pool = new BackendPool(config.backends, this.health, options.random)
     this.relay = new Relay({
       clients: this.clients,
@@ -111,6 +119,7 @@ export class Engine {
       shared: config.smtp.workers > 0,
     })
     registerStateMetrics(this)
+    registerDetectorMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
       if (s.state === 'probation' || s.state === 'admitted') this.runner.drain()
@@ -176,9 +185,11 @@ export class Engine {
     // Mail spooled before a restart should not wait out its retry interval when a backend can take it now; with
     // none admitted yet, the first admission drains it (above).
     if (this.health.ids().some((id) => this.health.admission(id).allowed)) this.runner.drain()
+    this.detector.start()
   }
 
   async close(): Promise<void> {
+    this.detector.stop()
     await this.runner.stop()
     if (this.spoolOpen) await this.spool.close()
     this.health.close()

@@ -1,5 +1,12 @@
 // The admin port of a running node: what the admin API reads and changes, answered from the engine.
-import { type Actor, type AdminPort, type BackendView, type SpoolItemView, UnknownIdError } from './admin/types'
+import {
+  type Actor,
+  type AdminPort,
+  type BackendView,
+  type DetectorView,
+  type SpoolItemView,
+  UnknownIdError,
+} from './admin/types'
 import { formatHostPort } from './config/units'
 import type { Engine } from './engine'
 import type { SpoolEntry } from './spool/format'
@@ -59,6 +66,34 @@ export class NodeAdmin implements AdminPort {
       inFlight: this.engine.pool.inFlightOf(id),
       successRatio: attempts > 0 ? s.recent.ok / attempts : null,
       messagesPerMinute: attempts / (s.recent.spanMs / 60_000),
+      detector: this.detectorView(id),
+    }
+  }
+
+  private detectorView(id: string): DetectorView {
+    const e = this.engine
+    const s = e.health.status(id)
+    const c = e.store.pooledOutcomes(id, e.config.detector.retentionMs)
+    const n = c.ok + c.fail
+    const round = e.detector.lastRound
+    const fault = round?.evaluations.find((v) => v.id === id && v.signal === 'fault')
+    const probation = s.state === 'probation'
+    return {
+      ejectedBy: s.manual?.state === 'ejected' ? 'operator' : s.ejectedBy,
+      evidence: s.evidence,
+      statistic: {
+        fault: e.detector.detector.statistic(id, 'fault'),
+        refusal: e.detector.detector.statistic(id, 'refusal'),
+      },
+      threshold: probation ? e.config.detector.probationThreshold : e.config.detector.threshold,
+      faultRatio: n > 0 ? c.fail / n : null,
+      refusalRatio: n > 0 ? c.refused / n : null,
+      poolFaultRatio: fault?.poolRate ?? null,
+      suspect: e.health.suspect(id),
+      wouldEject: e.detector.wouldEjectNow(id),
+      mode: e.config.detector.mode,
+      poolDegraded: round?.degraded ?? false,
+      budgetFrozen: round?.frozen ?? false,
     }
   }
 

@@ -442,6 +442,22 @@ t.test('probe: banner, EHLO, NOOP, QUIT on a fresh connection; null when healthy
   t.equal(client.openSessions, 0)
 })
 
+t.test('a probe ends with QUIT even when a step fails', async (t) => {
+  await t.test('NOOP refused', async (t) => {
+    const { server, client } = await setup(t, { command: (l) => (l === 'NOOP' ? '500 5.5.1 No' : undefined) })
+    t.match(await client.probe(soon()), { stage: 'rset' })
+    t.same(server.connections[0]?.commands, ['EHLO mxgate.test', 'NOOP', 'QUIT'])
+  })
+  await t.test('EHLO refused', async (t) => {
+    const { server, client } = await setup(t, {
+      command: (l) =>
+        l.startsWith('EHLO') ? '550 5.7.0 Not you' : l.startsWith('HELO') ? '550 5.7.0 Not you' : undefined,
+    })
+    t.match(await client.probe(soon()), { stage: 'ehlo' })
+    t.equal(server.connections[0]?.commands.at(-1), 'QUIT')
+  })
+})
+
 t.test('probe on a refused port reports the refusal', async (t) => {
   const client = new BackendClient({ id: 'gone', host: '127.0.0.1', port: await freePort() }, options(), silent)
   t.teardown(() => client.close())

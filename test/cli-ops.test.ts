@@ -106,6 +106,56 @@ t.test('status prints a table with every column, without colour when not a TTY',
   t.match(lines[4], /^mx3\s+probation\s+-\s+(4|5|6)s ago\s+0\s+-\s+0\.0$/)
 })
 
+t.test('status ID prints one backend with the detector’s evidence; an unknown id exits 2', async (t) => {
+  const now = Date.now()
+  const port = new MemoryAdminPort([
+    backendView('mx3', {
+      state: 'ejected',
+      reason: 'detector: 16 faults in 540 messages',
+      since: now - 60_000,
+      until: now + 30_000,
+      detector: {
+        ejectedBy: 'detector',
+        evidence: {
+          signal: 'fault',
+          faults: 16,
+          messages: 540,
+          rate: 0.029,
+          poolRate: 0.0051,
+          statistic: 16.2,
+          threshold: 16,
+          firstFaultAt: now - 96_000,
+        },
+        statistic: { fault: 0, refusal: 0 },
+        threshold: 16,
+        faultRatio: 0.029,
+        refusalRatio: 0,
+        poolFaultRatio: 0.0051,
+        suspect: false,
+        wouldEject: false,
+        mode: 'enforce',
+        poolDegraded: false,
+        budgetFrozen: true,
+      },
+    }),
+  ])
+  const { url } = await startTestAdmin(t, { port })
+  const r = await run('status', ['mx3', '--admin', url])
+  t.equal(r.code, 0, r.err)
+  t.match(r.out, /^backend mx3 \(127\.0\.0\.1:\d+, weight 1\)\n {2}state {7}ejected since \S+ ago/)
+  t.match(r.out, /ejected by {2}detector/)
+  t.match(
+    r.out,
+    /evidence {4}16 faults in 540 messages \(window rate 2\.9%\) vs the rest of the pool's 0\.51%\n {14}CUSUM 16\.20 ≥ threshold 16; first fault \S+( \S+)? ago/,
+  )
+  t.match(r.out, /flags {7}ejection budget reached/)
+  const json = await run('status', ['mx3', '--json', '--admin', url])
+  t.match(JSON.parse(json.out), { id: 'mx3', detector: { evidence: { faults: 16 } } })
+  const unknown = await run('status', ['mx9', '--admin', url])
+  t.equal(unknown.code, 2)
+  t.match(unknown.err, /mx9/)
+})
+
 t.test('status on a TTY colours states and weak success ratios; NO_COLOR turns it off', async (t) => {
   const { url } = await startTestAdmin(t, { port: fleet() })
   const tty = await run('status', ['--admin', url], capture({ isTTY: true, columns: 200 }))

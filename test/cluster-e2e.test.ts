@@ -81,7 +81,7 @@ t.test('eject, restart, restore: one operator command acts on every node and sur
     token: TOKEN,
     // mx1 weighs as much as the other two together, so its ramp (10% → 100% over slow_start) stands out clearly.
     weights: { mx1: 200 },
-    ini: '[breaker]\nslow_start = 12s\n',
+    ini: '[breaker]\nslow_start = 12s\nprobation_messages = 0\n',
   })
   const [A, B, C] = [c.node('A'), c.node('B'), c.node('C')]
 
@@ -172,6 +172,7 @@ t.test('a Redis outage under load loses nothing and nodes go on deciding alone',
       'ejection_time = 500ms',
       'max_ejection_time = 2s',
       'slow_start = 1s',
+      'probation_messages = 0',
       '[spool]',
       'retry_first = 200ms',
       'retry_max = 1s',
@@ -267,7 +268,12 @@ t.test('a Redis outage under load loses nothing and nodes go on deciding alone',
 t.test('operator mistakes are refused and change nothing', async (t) => {
   const bs = await backends(t, ['mx1', 'mx2'])
   const r = await redis(t)
-  const c = await cluster(t, { redisUrl: r.url, backends: bs, token: TOKEN, ini: '[breaker]\nslow_start = 1s\n' })
+  const c = await cluster(t, {
+    redisUrl: r.url,
+    backends: bs,
+    token: TOKEN,
+    ini: '[breaker]\nslow_start = 1s\nprobation_messages = 0\n',
+  })
   const A = c.node('A')
 
   const nothingChanged = async (t: Test, tag: string) => {

@@ -101,13 +101,19 @@ t.test('outcomes are summed over the window, rounded out to whole buckets, withi
   store.recordOutcomes('b1', 5, 0, now - 3000)
   store.recordOutcomes('b1', 7, 7, now - 20_000) // older than retention: dropped
   store.recordOutcomes('b2', 1, 1, now)
-  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 10, fail: 1 })
-  t.same(store.pooledOutcomes('b1', 5000, now), { ok: 15, fail: 1 })
-  t.same(store.pooledOutcomes('b1', 60_000, now), { ok: 15, fail: 1 }, 'capped at retention')
-  t.same(store.pooledOutcomes('nobody', 5000, now), { ok: 0, fail: 0 })
+  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 10, fail: 1, refused: 0 })
+  t.same(store.pooledOutcomes('b1', 5000, now), { ok: 15, fail: 1, refused: 0 })
+  t.same(store.pooledOutcomes('b1', 60_000, now), { ok: 15, fail: 1, refused: 0 }, 'capped at retention')
+  t.same(store.pooledOutcomes('nobody', 5000, now), { ok: 0, fail: 0, refused: 0 })
   store.recordOutcomes('b1', -5, 0, now)
   store.recordOutcomes('b1', 1.5, Number.NaN, now)
-  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 10, fail: 1 }, 'nonsense counts are dropped, not thrown')
+  t.same(
+    store.pooledOutcomes('b1', 1000, now),
+    { ok: 10, fail: 1, refused: 0 },
+    'nonsense counts are dropped, not thrown',
+  )
+  store.recordOutcomes('b1', 3, 1, now, 2)
+  t.same(store.pooledOutcomes('b1', 1000, now), { ok: 13, fail: 2, refused: 2 }, 'permanent refusals ride along')
 })
 
 t.test('after stop, writes are refused with StoreStoppedError', async (t) => {
@@ -115,7 +121,7 @@ t.test('after stop, writes are refused with StoreStoppedError', async (t) => {
   await store.stop()
   await t.rejects(store.setOverride('b1', override()), StoreStoppedError)
   store.recordOutcomes('b1', 1, 0)
-  t.same(store.pooledOutcomes('b1', 60_000), { ok: 0, fail: 0 })
+  t.same(store.pooledOutcomes('b1', 60_000), { ok: 0, fail: 0, refused: 0 })
 })
 
 t.test('impossible timing is refused when the store is made', async (t) => {

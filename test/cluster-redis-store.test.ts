@@ -94,9 +94,9 @@ t.test('Redis-backed nodes share state', async (t) => {
     const now = Date.now()
     for (let i = 0; i < 10; i++) a.recordOutcomes('mx1', 10, 1)
     b.recordOutcomes('mx1', 50, 2)
-    b.recordOutcomes('mx2', 7, 0)
+    b.recordOutcomes('mx2', 7, 0, Date.now(), 3)
     b.recordOutcomes('mx1', 1000, 500, now - 5 * 60_000) // five minutes ago
-    t.same(a.pooledOutcomes('mx1', 60_000), { ok: 100, fail: 10 }, "A's own counts show at once")
+    t.same(a.pooledOutcomes('mx1', 60_000), { ok: 100, fail: 10, refused: 0 }, "A's own counts show at once")
     const sumIs = (s: RedisStore, id: string, windowMs: number, ok: number, fail: number) => () => {
       const p = s.pooledOutcomes(id, windowMs)
       return p.ok === ok && p.fail === fail
@@ -104,8 +104,9 @@ t.test('Redis-backed nodes share state', async (t) => {
     await eventually(sumIs(a, 'mx1', 60_000, 150, 12), 'A sums both nodes over a minute')
     await eventually(sumIs(b, 'mx1', 60_000, 150, 12), 'B sums both nodes over a minute')
     await eventually(sumIs(a, 'mx2', 60_000, 7, 0), 'A sees mx2 from B')
+    t.equal(a.pooledOutcomes('mx2', 60_000).refused, 3, "A sees B's permanent refusals of mx2")
     await eventually(sumIs(a, 'mx1', 10 * 60_000, 1150, 512), 'A sums ten minutes, older buckets included')
-    t.same(b.pooledOutcomes('mx1', 10 * 60_000), { ok: 1150, fail: 512 })
+    t.same(b.pooledOutcomes('mx1', 10 * 60_000), { ok: 1150, fail: 512, refused: 0 })
 
     const r = raw(t, redis)
     const keys = await r.keys(`${prefix}outcomes:*`)

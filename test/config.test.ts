@@ -111,6 +111,23 @@ t.test('bad config: every error names the place, the key and the fix', async (t)
       `${MINIMAL}[relay]\ndeadline = soon\n`,
       'mxgate.ini:6: relay.deadline: "soon" is not a duration; write e.g. 500ms, 30s, 5m, 2h',
     ],
+    [`${MINIMAL}[detector]\nmode = enforcing\n`, 'mxgate.ini:6: detector.mode: "enforcing" must be enforce or observe'],
+    [
+      `${MINIMAL}[detector]\nbudget = 150%\n`,
+      'mxgate.ini:6: detector.budget: "150%" must be a share from 0% to 100%, e.g. 33%',
+    ],
+    [
+      `${MINIMAL}[detector]\nbucket = 10s\nretention = 20s\n`,
+      'mxgate.ini:7: detector.retention: must be at least three buckets (detector.bucket × 3); raise it',
+    ],
+    [
+      `${MINIMAL}[relay]\nconfirm_permanent = 5.1, 5.7\n`,
+      'mxgate.ini:6: relay.confirm_permanent: "5.7" is not a class that can be confirmed; use some of 5.1, 5.2, 5.6, X.3.4, or none',
+    ],
+    [
+      `${MINIMAL}[breaker]\nprobation_share = 0\n`,
+      'mxgate.ini:6: breaker.probation_share: "0" must be a share from 1% to 100%, e.g. 10%',
+    ],
     [
       `[smtp]\nmax_recipients = 99\n${MINIMAL.replace('[smtp]\n', '')}`,
       'mxgate.ini:2: smtp.max_recipients: "99" must be a whole number from 100 to 100000',
@@ -199,4 +216,22 @@ t.test('mxgate start refuses a bad config with exit code 2 and the reason', asyn
   const r3 = await runMxgate(['start', '--config'])
   t.equal(r3.code, 2)
   t.match(r3.stderr, 'mxgate: --config needs a directory')
+})
+
+t.test('detector settings: shares, lists and durations are parsed into numbers', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-config-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(
+    path.join(dir, 'mxgate.ini'),
+    `${MINIMAL}[relay]\nconfirm_permanent = 5.1, x.3.4\n[detector]\nmode = observe\nmargin = 2%\nbucket = 500ms\nretention = 1m\n[breaker]\nprobation_share = 25%\n`,
+  )
+  const cfg = loadConfig({ baseDir: dir, env: {} })
+  t.same(cfg.relay.confirmPermanent, ['5.1', 'X.3.4'])
+  t.equal(cfg.detector.mode, 'observe')
+  t.equal(cfg.detector.margin, 0.02)
+  t.equal(cfg.detector.bucketMs, 500)
+  t.equal(cfg.detector.retentionMs, 60_000)
+  t.equal(cfg.breaker.probationShare, 0.25)
+  writeFileSync(path.join(dir, 'mxgate.ini'), `${MINIMAL}[relay]\nconfirm_permanent = none\n`)
+  t.same(loadConfig({ baseDir: dir, env: {} }).relay.confirmPermanent, [])
 })

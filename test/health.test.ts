@@ -1,5 +1,6 @@
 // Manual overrides win over automatic state; restore and expiry ramp the backend up again.
 
+import { Writable } from 'node:stream'
 import pino from 'pino'
 import t, { type Test } from 'tap'
 import { MemoryStore } from '../src/cluster'
@@ -14,7 +15,7 @@ function registry(t: Test) {
       { id: 'a', host: '127.0.0.1', port: 1, weight: 100 },
       { id: 'b', host: '127.0.0.1', port: 2, weight: 100 },
     ],
-    { ...DEFAULTS.breaker, slowStartMs: 300 },
+    { ...DEFAULTS.breaker, slowStartMs: 300, probationMessages: 0 },
     { probe: async () => null, store, log: pino({ level: 'silent' }) },
   )
   t.teardown(() => {
@@ -72,4 +73,124 @@ t.test('restore clears an automatic ejection too', async (t) => {
   await health.restore('a', 'dave')
   t.equal(health.status('a').state, 'probation')
   t.equal(store.ejections().has('a'), false)
+})
+
+t.test('probation starts at the configured share and ends after its time and its good messages', async (t) => {
+  const store = new MemoryStore({ node: 'n1' })
+  const health = new HealthRegistry(
+    [{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }],
+    { ...DEFAULTS.breaker, slowStartMs: 300, probationShare: 0.25, probationMessages: 3 },
+    { probe: async () => null, store, log: pino({ level: 'silent' }) },
+  )
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  await health.eject('a', 'test', null, 'alice')
+  await health.restore('a', 'alice')
+  t.equal(health.status('a').state, 'probation')
+  const w = health.admission('a').weightFactor
+  t.ok(w >= 0.25 && w < 0.5, `starts at 25% of its weight and ramps (${w.toFixed(2)})`)
+  await new Promise((r) => setTimeout(r, 400))
+  t.equal(health.status('a').state, 'probation', 'time alone is not enough')
+  health.settle('a', false, false)
+  health.settle('a', true, false)
+  health.settle('a', false, false)
+  t.equal(health.status('a').state, 'probation', 'a fault does not count as good')
+  health.settle('a', false, false)
+  t.equal(health.status('a').state, 'admitted', 'three good messages and the time: admitted')
+  t.same(store.pooledOutcomes('a', 60_000), { ok: 3, fail: 1, refused: 0 })
+})
+
+t.test('the detector ejects with its evidence, counted against the budget until re-admitted', async (t) => {
+  const { health } = registry(t)
+  const ejections: unknown[] = []
+  health.on('ejection', (e) => ejections.push(e))
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 14,
+    messages: 470,
+    rate: 0.03,
+    poolRate: 0.005,
+    statistic: 15.2,
+    threshold: 15,
+    firstFaultAt: null,
+  }
+  t.ok(health.ejectByDetector('a', 'detector', '14 faults in 470 messages', evidence))
+  const s = health.status('a')
+  t.equal(s.state, 'ejected')
+  t.equal(s.ejectedBy, 'detector')
+  t.same(s.evidence, evidence)
+  t.match(s.reason, /^detector: 14 faults in 470 messages/)
+  t.same(health.outByDetector(), ['a'])
+  t.match(ejections, [{ id: 'a', cause: 'detector' }])
+  t.notOk(health.ejectByDetector('a', 'detector', 'again', evidence), 'not twice')
+})
+
+t.test('a failed probe after a detector ejection keeps it the detector’s (and in its budget)', async (t) => {
+  const store = new MemoryStore({ node: 'n1' })
+  let probes = 0
+  const health = new HealthRegistry(
+    [{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }],
+    { ...DEFAULTS.breaker, ejectionMs: 100, maxEjectionMs: 400 },
+    {
+      probe: async () => {
+        probes++
+        return { stage: 'ehlo', kind: 'reply', message: 'EHLO refused', reply: null, elapsedMs: 1 }
+      },
+      store,
+      log: pino({ level: 'silent' }),
+    },
+  )
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 9,
+    messages: 300,
+    rate: 0.03,
+    poolRate: 0.005,
+    statistic: 15.1,
+    threshold: 15,
+    firstFaultAt: null,
+  }
+  health.ejectByDetector('a', 'detector', '9 faults in 300 messages', evidence)
+  t.ok(await waitFor(() => probes >= 1 && health.status('a').state === 'ejected', 3000), 're-ejected by its probe')
+  t.equal(health.status('a').ejectedBy, 'detector')
+  t.same(health.outByDetector(), ['a'])
+})
+
+t.test('the ejection log line carries the detector’s evidence', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(JSON.parse(String(chunk)))
+      done()
+    },
+  })
+  const store = new MemoryStore({ node: 'n1' })
+  const health = new HealthRegistry([{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }], DEFAULTS.breaker, {
+    probe: async () => null,
+    store,
+    log: pino(sink),
+  })
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const evidence = {
+    signal: 'fault' as const,
+    faults: 12,
+    messages: 410,
+    rate: 0.029,
+    poolRate: 0.005,
+    statistic: 15.3,
+    threshold: 15,
+    firstFaultAt: 1,
+  }
+  health.ejectByDetector('a', 'detector', '12 faults in 410 messages', evidence)
+  const line = lines.find((l) => l.to === 'ejected')
+  t.match(line, { msg: 'backend a ejected: detector: 12 faults in 410 messages', evidence })
 })

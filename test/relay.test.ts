@@ -114,25 +114,89 @@ t.test('stops at the deadline even when backends stall', async (t) => {
   t.ok(Date.now() - started < 4000, 'bounded by the message deadline, not the stage timeout')
 })
 
-t.test('a recipient 5.1.1 goes back to the sender with no penalty for the backend', async (t) => {
-  const rig = await startRig([
-    { faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] },
-    {},
-  ])
+const noSuchUser = { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' } as const
+
+t.test('a recipient 5.1.1 confirmed by a second backend goes back to the sender, no penalty', async (t) => {
+  const rig = await startRig([{ faults: [noSuchUser] }, { faults: [noSuchUser] }])
   t.teardown(() => rig.close())
   const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
   t.equal(result.outcome, 'rejected')
   if (result.outcome !== 'rejected') return
   t.equal(result.reply.code, 550)
   t.equal(result.reply.enhanced, '5.1.1')
-  t.equal(result.attempts.length, 1, 'no failover for a message fault')
+  t.equal(result.attempts.length, 2, 'asked twice (relay.confirm_permanent)')
   t.equal(rig.engine.health.status('b1').window.faults, 0)
+  t.same(rig.engine.store.pooledOutcomes('b1', 60_000), { ok: 1, fail: 0, refused: 1 }, 'counted as a refusal')
+})
+
+t.test('a 5.1.1 that another backend accepts is the first backend’s fault, never the sender’s', async (t) => {
+  const rig = await startRig([{ faults: [noSuchUser] }, {}])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(result.refused, [])
+  t.equal(rig.backends[1]!.received.length, 1)
+  t.ok(await waitFor(() => rig.engine.health.status('b1').window.faults === 1), 'b1 charged a fault')
+  t.same(rig.engine.store.pooledOutcomes('b1', 60_000), { ok: 0, fail: 1, refused: 1 }, 'the shared counts say so')
+})
+
+t.test('confirm_permanent = none passes a 5.1.1 straight back, unless the backend is suspect', async (t) => {
+  const rig = await startRig([{ faults: [noSuchUser] }, {}], {
+    tweak: (c) => {
+      c.relay.confirmPermanent = []
+    },
+  })
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
+  t.equal(result.outcome, 'rejected')
+  t.equal(result.attempts.length, 1)
+  // A backend in probation is suspect: its word is not enough, whatever the switch says.
+  await rig.engine.health.eject('b1', 'test', null, 'test')
+  await rig.engine.health.restore('b1', 'test')
+  t.equal(rig.engine.health.status('b1').state, 'probation')
+  t.ok(rig.engine.health.suspect('b1'))
+  const again = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
+  t.equal(again.outcome, 'delivered', 'b2 took it')
+})
+
+t.test('a suspect backend does not confirm a refusal; when a third accepts, both refusers are charged', async (t) => {
+  const rig = await startRig([{ faults: [noSuchUser] }, { faults: [noSuchUser] }, {}])
+  t.teardown(() => rig.close())
+  await rig.engine.health.eject('b2', 'test', null, 'test')
+  await rig.engine.health.restore('b2', 'test') // probation: suspect
+  const result = await rig.engine.relay.relay(message(['nobody@example.com']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(
+    result.attempts.map((a) => a.backendId),
+    ['b1', 'b2', 'b3'],
+  )
+  t.ok(await waitFor(() => rig.engine.health.status('b1').window.faults === 1), 'b1 charged')
+  t.ok(await waitFor(() => rig.engine.health.status('b2').window.faults === 1), 'b2 charged')
+  t.same(rig.engine.store.pooledOutcomes('b2', 60_000), { ok: 0, fail: 1, refused: 1 })
+})
+
+t.test('an ambiguous refusal is counted once its second opinion is in', async (t) => {
+  const rig = await startRig([{ faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.7.1 Relaying denied' }] }, {}])
+  t.teardown(() => rig.close())
+  await rig.engine.relay.relay(message().msg)
+  t.same(rig.engine.store.pooledOutcomes('b1', 60_000), { ok: 0, fail: 1, refused: 0 }, 'a fault, not a success')
+  t.same(rig.engine.store.pooledOutcomes('b2', 60_000), { ok: 1, fail: 0, refused: 0 })
+})
+
+t.test('a delivery with some recipients refused for the backend’s reasons counts as a fault', async (t) => {
+  const rig = await startRig([
+    { faults: [{ stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'other' }] },
+    {},
+  ])
+  t.teardown(() => rig.close())
+  const result = await rig.engine.relay.relay(message(['user@example.com', 'other@example.com']).msg)
+  t.equal(result.outcome, 'delivered')
+  t.same(rig.engine.store.pooledOutcomes('b1', 60_000), { ok: 0, fail: 1, refused: 0 })
+  t.same(rig.engine.store.pooledOutcomes('b2', 60_000), { ok: 1, fail: 0, refused: 0 })
 })
 
 t.test('a partly refused message goes on for the accepted recipients; refusals are recorded', async (t) => {
-  const rig = await startRig([
-    { faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' }] },
-  ])
+  const rig = await startRig([{ faults: [noSuchUser] }, { faults: [noSuchUser] }])
   t.teardown(() => rig.close())
   const result = await rig.engine.relay.relay(message(['nobody@example.com', 'user@example.com']).msg)
   t.equal(result.outcome, 'delivered')
@@ -143,15 +207,14 @@ t.test('a partly refused message goes on for the accepted recipients; refusals a
   )
 })
 
-t.test('a content 5xx at end of data is the message’s: passed back, no failover', async (t) => {
-  const rig = await startRig([
-    { faults: [{ stage: 'dot', action: 'reply', reply: '554 5.6.0 Message content rejected' }] },
-    {},
-  ])
+t.test('a content 5xx at end of data is the message’s once a second backend says the same', async (t) => {
+  const content = { stage: 'dot', action: 'reply', reply: '554 5.6.0 Message content rejected' } as const
+  const rig = await startRig([{ faults: [content] }, { faults: [content] }, {}])
   t.teardown(() => rig.close())
   const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'rejected')
-  t.equal(rig.backends[1]!.received.length, 0)
+  t.equal(result.attempts.length, 2)
+  t.equal(rig.backends[2]!.received.length, 0, 'no third try')
 })
 
 t.test('a temporary per-message refusal (4.2.2 mailbox full) is deferred, not failed over', async (t) => {
@@ -341,12 +404,9 @@ t.test(
   async (t) => {
     const rig = await startRig([
       {
-        faults: [
-          { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
-          { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'user' },
-        ],
+        faults: [noSuchUser, { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 Lookup failure', rcpt: 'user' }],
       },
-      {},
+      { faults: [noSuchUser] },
     ])
     t.teardown(() => rig.close())
     const result = await rig.engine.relay.relay(message(['nobody@example.com', 'user@example.com']).msg)
@@ -360,15 +420,12 @@ t.test(
 )
 
 t.test('every recipient refused for good at RCPT: each keeps its own reply', async (t) => {
-  const rig = await startRig([
-    {
-      faults: [
-        { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
-        { stage: 'rcpt', action: 'reply', reply: '552 5.2.2 Mailbox full', rcpt: 'full' },
-      ],
-    },
-    {},
-  ])
+  // Both backends refuse alike: 5.1.1 and 5.2.2 are confirmed by a second backend before anyone hears them.
+  const rules = [
+    { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' },
+    { stage: 'rcpt', action: 'reply', reply: '552 5.2.2 Mailbox full', rcpt: 'full' },
+  ] as const
+  const rig = await startRig([{ faults: [...rules] }, { faults: [...rules] }])
   t.teardown(() => rig.close())
   const result = await rig.engine.relay.relay(message(['nobody@example.com', 'full@example.com']).msg)
   t.equal(result.outcome, 'rejected')

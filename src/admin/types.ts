@@ -22,6 +22,40 @@ export interface BackendView {
   successRatio: number | null
   /** Attempts per minute over the last 5 minutes on this node. */
   messagesPerMinute: number
+  /** What the outlier detector sees and did (absent on nodes without one). */
+  detector?: DetectorView
+}
+
+/** The detector's evidence for one backend: README "How the detector decides". */
+export interface DetectorView {
+  /** Who took it out, while it is out: breaker, detector, probation, operator. */
+  ejectedBy: 'breaker' | 'detector' | 'probation' | 'operator' | null
+  /** The evidence of a detector ejection: faults and messages behind the statistic, the pool's rate, h. */
+  evidence: {
+    signal: 'fault' | 'refusal'
+    faults: number
+    messages: number
+    rate: number
+    poolRate: number | null
+    statistic: number
+    threshold: number
+    firstFaultAt: number | null
+  } | null
+  /** The statistic now, per signal, and the threshold that applies now (lower in probation). */
+  statistic: { fault: number; refusal: number }
+  threshold: number
+  /** Fault and permanent-refusal shares over the detector window, pooled over nodes, and the rest of the pool's. */
+  faultRatio: number | null
+  refusalRatio: number | null
+  poolFaultRatio: number | null
+  /** Its 5xx are confirmed by another backend before a sender hears them. */
+  suspect: boolean
+  /** An alarm held back (observe mode, budget reached, pool degraded). */
+  wouldEject: boolean
+  /** Pool-wide flags, repeated on every backend for the CLI. */
+  mode: 'enforce' | 'observe'
+  poolDegraded: boolean
+  budgetFrozen: boolean
 }
 
 export interface Actor {

@@ -154,8 +154,9 @@ export class BackendClient {
     const started = Date.now()
     if (this.closing) return this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started)
     const session = this.track(Session.connect(this.sessionOptions, this.log))
+    const quitBy = () => Math.min(deadlineAt, Date.now() + this.options.timeouts.quit)
     try {
-      await session.ready(deadlineAt)
+      await session.ready(deadlineAt, { quitOnRefusal: true })
     } catch (err) {
       if (err instanceof StageError) return err.failure
       throw err
@@ -163,10 +164,11 @@ export class BackendClient {
     this.lastSmtputf8 = session.extensions.smtputf8
     const noop = await session.noop(deadlineAt)
     if (noop) {
-      session.destroy()
+      // A probe ends with QUIT even after a failed step, while the connection can still carry it.
+      await session.quit(quitBy())
       return noop
     }
-    return session.quit(Math.min(deadlineAt, Date.now() + this.options.timeouts.quit))
+    return session.quit(quitBy())
   }
 
   /** QUIT idle sessions, let busy ones finish for a short grace, then destroy what is left. Idempotent. */

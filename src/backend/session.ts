@@ -134,10 +134,13 @@ export class Session {
   }
 
   /** Banner, EHLO (HELO fallback), STARTTLS per options. Throws StageError after destroying the session. */
-  async ready(deadlineAt: number): Promise<void> {
+  /** `quitOnRefusal`: after a refusal (a reply, the connection still up) say QUIT before closing (probes do). */
+  async ready(deadlineAt: number, opts: { quitOnRefusal?: boolean } = {}): Promise<void> {
     try {
       await this.handshake(deadlineAt)
     } catch (err) {
+      if (opts.quitOnRefusal && err instanceof StageError && err.failure.kind === 'reply' && this.reusable)
+        await this.quit(Math.min(deadlineAt, Date.now() + this.opts.timeouts.quit))
       this.destroy()
       throw err
     }

@@ -10,6 +10,7 @@ import {
   AdminUrlError,
   DEFAULT_ADMIN_URL,
 } from './admin-client'
+import { backendDetail } from './backend-detail'
 import { formatAgo, formatBytes, formatIn } from './duration'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
 
@@ -17,6 +18,7 @@ export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool'] as 
 
 export const OPS_USAGE = `operator commands (talk to a node's admin API):
   status [--json] [--watch [SECONDS]]   backends: state, why, since, in flight, success ratio, msgs/min
+  status ID [--json]                    one backend in full, with the detector's evidence
   eject ID --reason TEXT [--for 30m]    take a backend out on every node (until restored, or for a while)
   drain ID [--reason TEXT]              no new messages to it; messages in flight finish
   restore ID                            clear manual and automatic ejection; it ramps up again
@@ -166,7 +168,8 @@ function backendLine(verb: string, b: BackendView, now: number): string {
 }
 
 async function status(ctx: Ctx, p: Parsed): Promise<number> {
-  noPositionals(p, 'mxgate status [--json] [--watch [SECONDS]]')
+  if (p.positionals.length > 0 && !p.flags.has('--watch')) return statusOf(ctx, oneId(p, 'backend', 'mxgate status ID'))
+  noPositionals(p, 'mxgate status [ID] [--json] [--watch [SECONDS]]')
   if (!p.flags.has('--watch')) return statusOnce(ctx, null)
   const seconds = Number(p.values.get('--watch') ?? '2')
   if (!(seconds >= 0.1 && seconds <= 3600)) throw new UsageError(`--watch takes 0.1 to 3600 seconds, got ${seconds}`)
@@ -188,6 +191,19 @@ async function status(ctx: Ctx, p: Parsed): Promise<number> {
     ctx.io.signal?.removeEventListener('abort', onSigint)
   }
   return stop.signal.aborted ? 0 : code
+}
+
+/** `mxgate status ID`: one backend with the detector's evidence. */
+async function statusOf(ctx: Ctx, id: string): Promise<number> {
+  const res = await call(ctx, 'GET', `/api/backends/${enc(id)}`)
+  if (typeof res === 'number') return res
+  if (ctx.json) {
+    printJson(ctx, res.body)
+    return 0
+  }
+  const body = res.body as BackendView & { node?: string }
+  ctx.io.stdout.write(backendDetail(body.node ?? '', body, res.serverNow ?? Date.now()))
+  return 0
 }
 
 /** One status frame; in watch mode a TTY is redrawn in place and JSON is one line per frame. */

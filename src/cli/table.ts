@@ -117,7 +117,7 @@ export function whyText(b: BackendView, now: number): string {
 export function statusTable(node: string, backends: BackendView[], now: number, style: TableStyle): string {
   const head = `node ${paint(node, 'bold', style)}: ${backends.length} backend${backends.length === 1 ? '' : 's'}, ${
     backends.filter((b) => b.state === 'admitted').length
-  } admitted\n`
+  } admitted\n${detectorFlags(backends)}`
   const columns: Column[] = [
     { title: 'BACKEND' },
     { title: 'STATE' },
@@ -139,6 +139,19 @@ export function statusTable(node: string, backends: BackendView[], now: number, 
     { text: perMinute(b.messagesPerMinute) },
   ])
   return head + renderTable(columns, rows, style)
+}
+
+/** Pool-wide detector flags under the head line, when any is up. */
+function detectorFlags(backends: BackendView[]): string {
+  const d = backends.find((b) => b.detector !== undefined)?.detector
+  if (!d) return ''
+  const flags = [
+    d.mode === 'observe' ? 'detector in observe mode' : null,
+    d.budgetFrozen ? 'detector budget reached: further ejections held back' : null,
+    d.poolDegraded ? 'pool degraded: most backends failing together' : null,
+    ...backends.filter((b) => b.detector?.wouldEject).map((b) => `detector would eject ${b.id}`),
+  ].filter((f) => f !== null)
+  return flags.length === 0 ? '' : `${flags.join('; ')}\n`
 }
 
 function optionalColour(colour: Colour | undefined): { colour?: Colour } {

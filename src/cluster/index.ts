@@ -24,7 +24,7 @@ export function createStateStore(config: StateStoreConfig): StateStore {
     ...(config.timing === undefined ? {} : { timing: config.timing }),
   }
   if (config.url === null) {
-    if (config.ipc) return new IpcStore(config.ipc, config.node ?? defaultNodeName())
+    if (config.ipc) return new IpcStore(config.ipc, config.node ?? defaultNodeName(), config.timing)
     return new MemoryStore(common)
   }
   return new RedisStore({

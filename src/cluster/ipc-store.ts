@@ -3,7 +3,15 @@
 // stores: reads are local, writes apply locally first, nothing waits on the master.
 import { EventEmitter } from 'node:events'
 import { MemoryStore } from './memory-store'
-import type { AutoEjection, ChangeKind, ManualOverride, StateStore, StateStoreEvents } from './types'
+import type {
+  AutoEjection,
+  ChangeKind,
+  ManualOverride,
+  OutcomeCounts,
+  StateStore,
+  StateStoreEvents,
+  StoreTiming,
+} from './types'
 
 /** The messages on the IPC channel (tagged so Haraka's own messages pass by). */
 export type IpcMessage =
@@ -29,9 +37,10 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
   constructor(
     private readonly channel: IpcChannel,
     node: string,
+    timing?: Partial<StoreTiming>,
   ) {
     super()
-    this.inner = new MemoryStore({ node })
+    this.inner = new MemoryStore({ node, ...(timing === undefined ? {} : { timing }) })
     this.inner.on('change', (ev) => this.emit('change', { ...ev, source: this.remote ? 'remote' : 'local' }))
   }
 
@@ -74,11 +83,11 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
   }
 
   /** Outcome counts stay per worker without Redis (the node-wide view needs the Redis store). */
-  recordOutcomes(id: string, ok: number, fail: number, at?: number): void {
-    this.inner.recordOutcomes(id, ok, fail, at)
+  recordOutcomes(id: string, ok: number, fail: number, at?: number, refused?: number): void {
+    this.inner.recordOutcomes(id, ok, fail, at, refused)
   }
 
-  pooledOutcomes(id: string, windowMs: number, now?: number): { ok: number; fail: number } {
+  pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts {
     return this.inner.pooledOutcomes(id, windowMs, now)
   }
 

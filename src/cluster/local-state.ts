@@ -6,6 +6,8 @@ import type { AutoEjection, ChangeKind, ManualOverride, StoreTiming } from './ty
 export interface Counts {
   ok: number
   fail: number
+  /** Attempts in which the backend refused a recipient or the message for good with a message-looking code. */
+  refused: number
 }
 
 /** Outcome counts per bucket start, per backend id. */
@@ -18,21 +20,22 @@ export class OutcomeBuckets {
     return Math.floor(at / this.bucketMs) * this.bucketMs
   }
 
-  add(id: string, ok: number, fail: number, at: number): void {
-    this.addToBucket(this.bucketOf(at), id, ok, fail)
+  add(id: string, ok: number, fail: number, at: number, refused = 0): void {
+    this.addToBucket(this.bucketOf(at), id, ok, fail, refused)
   }
 
-  addToBucket(start: number, id: string, ok: number, fail: number): void {
+  addToBucket(start: number, id: string, ok: number, fail: number, refused = 0): void {
     let bucket = this.buckets.get(start)
     if (bucket === undefined) {
       bucket = new Map()
       this.buckets.set(start, bucket)
     }
     const counts = bucket.get(id)
-    if (counts === undefined) bucket.set(id, { ok, fail })
+    if (counts === undefined) bucket.set(id, { ok, fail, refused })
     else {
       counts.ok += ok
       counts.fail += fail
+      counts.refused += refused
     }
   }
 
@@ -43,13 +46,14 @@ export class OutcomeBuckets {
   }
 
   /** Sum of the buckets that overlap [from, to]. */
-  sum(id: string, from: number, to: number, into: Counts = { ok: 0, fail: 0 }): Counts {
+  sum(id: string, from: number, to: number, into: Counts = { ok: 0, fail: 0, refused: 0 }): Counts {
     for (const [start, bucket] of this.buckets) {
       if (start + this.bucketMs <= from || start > to) continue
       const counts = bucket.get(id)
       if (counts === undefined) continue
       into.ok += counts.ok
       into.fail += counts.fail
+      into.refused += counts.refused
     }
     return into
   }
@@ -72,8 +76,9 @@ export class OutcomeBuckets {
 }
 
 /** Counts worth recording: non-negative integers, not both zero. Others are dropped (this path must not throw). */
-export function validCounts(ok: number, fail: number): boolean {
-  return Number.isSafeInteger(ok) && Number.isSafeInteger(fail) && ok >= 0 && fail >= 0 && ok + fail > 0
+export function validCounts(ok: number, fail: number, refused = 0): boolean {
+  const n = (v: number) => Number.isSafeInteger(v) && v >= 0
+  return n(ok) && n(fail) && n(refused) && ok + fail + refused > 0
 }
 
 export function validateTiming(timing: StoreTiming): void {

@@ -9,6 +9,7 @@ import {
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
+  type OutcomeCounts,
   type StateStore,
   type StateStoreEvents,
   type StoreTiming,
@@ -70,16 +71,16 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
     this.put('ejection', id, e)
   }
 
-  recordOutcomes(id: string, ok: number, fail: number, at = Date.now()): void {
-    if (this.stopped || !validCounts(ok, fail)) return
-    this.outcomes.add(id, ok, fail, at)
+  recordOutcomes(id: string, ok: number, fail: number, at = Date.now(), refused = 0): void {
+    if (this.stopped || !validCounts(ok, fail, refused)) return
+    this.outcomes.add(id, ok, fail, at, refused)
     if (at - this.prunedAt >= this.timing.bucketMs) {
       this.prunedAt = at
       this.outcomes.prune(at - this.timing.retentionMs)
     }
   }
 
-  pooledOutcomes(id: string, windowMs: number, now = Date.now()): { ok: number; fail: number } {
+  pooledOutcomes(id: string, windowMs: number, now = Date.now()): OutcomeCounts {
     return this.outcomes.sum(id, now - Math.min(windowMs, this.timing.retentionMs), now)
   }
 

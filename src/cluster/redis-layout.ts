@@ -5,7 +5,8 @@
 //   P ejections               hash  backend id → AutoEjection JSON (until inside; readers skip expired ones)
 //   P ejections:cleared       hash  backend id → epoch ms of the last clear (tombstone)
 //   P version                 int   bumped by every override/ejection write; change notes carry it
-//   P outcomes:<bucketStart>  hash  ok|<id>|<node> and fail|<id>|<node> → count; PEXPIREAT end of retention
+//   P outcomes:<bucketStart>  hash  ok|<id>|<node>, fail|<id>|<node>, refused|<id>|<node> → count; PEXPIREAT end
+//                                   of retention (refused: of the ok+fail attempts, those with a permanent refusal)
 //   P events                  pub/sub channel of change notes
 //
 // In cluster mode every key must hash to one slot (scripts and MULTI touch several), so the prefix becomes a hash
@@ -39,15 +40,19 @@ export function layout(prefix: string): Keys {
 }
 
 /** Outcome counter field: ids and node names are percent-encoded so '|' can separate them. */
-export function outcomeField(kind: 'ok' | 'fail', id: string, node: string): string {
+export type OutcomeKind = 'ok' | 'fail' | 'refused'
+export const OUTCOME_KINDS: readonly OutcomeKind[] = ['ok', 'fail', 'refused']
+
+export function outcomeField(kind: OutcomeKind, id: string, node: string): string {
   return `${kind}|${encodeURIComponent(id)}|${encodeURIComponent(node)}`
 }
 
-export function parseOutcomeField(field: string): { kind: 'ok' | 'fail'; id: string; node: string } | null {
+/** Null for a field this version does not know (an older or newer node's): readers skip it. */
+export function parseOutcomeField(field: string): { kind: OutcomeKind; id: string; node: string } | null {
   const parts = field.split('|')
   if (parts.length !== 3) return null
   const [kind, id, node] = parts as [string, string, string]
-  if (kind !== 'ok' && kind !== 'fail') return null
+  if (kind !== 'ok' && kind !== 'fail' && kind !== 'refused') return null
   try {
     return { kind, id: decodeURIComponent(id), node: decodeURIComponent(node) }
   } catch {

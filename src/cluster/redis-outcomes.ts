@@ -2,12 +2,14 @@
 // counts are polled in one pipeline into a local cache, so pooledOutcomes() never touches the network.
 import type { Logger } from '../log'
 import { type Counts, OutcomeBuckets } from './local-state'
-import { type Keys, outcomeField, parseOutcomeField } from './redis-layout'
+import { type Keys, OUTCOME_KINDS, outcomeField, parseOutcomeField } from './redis-layout'
 import type { RedisClient } from './redis-options'
 import type { StoreTiming } from './types'
 
 /** Buckets this recent are re-read on every poll; older ones only on a full poll (they rarely change). */
 const HOT_BUCKETS = 3
+/** ...and at least this far back, so short buckets (tests) still see every flush (1 s) within a poll (2 s) or two. */
+const HOT_MS = 10_000
 
 export class OutcomeSync {
   /** This node's counts (the truth for itself, also while Redis is down). */
@@ -29,9 +31,9 @@ export class OutcomeSync {
     this.others = new OutcomeBuckets(timing.bucketMs)
   }
 
-  record(id: string, ok: number, fail: number, at: number): void {
-    this.own.add(id, ok, fail, at)
-    this.unflushed.add(id, ok, fail, at)
+  record(id: string, ok: number, fail: number, at: number, refused = 0): void {
+    this.own.add(id, ok, fail, at, refused)
+    this.unflushed.add(id, ok, fail, at, refused)
     // Pruning walks every bucket: once per bucket length is enough (this is on the per-message path).
     const now = Date.now()
     if (now - this.prunedAt < this.timing.bucketMs) return
@@ -54,18 +56,15 @@ export class OutcomeSync {
     const now = Date.now()
     const pending = this.unflushed.drain()
     const pipeline = client.pipeline()
-    const sent: Array<{ start: number; id: string; ok: number; fail: number } | null> = []
+    const sent: Array<{ start: number; id: string; counts: Counts } | null> = []
     for (const [start, bucket] of pending) {
       if (start + this.timing.bucketMs <= now - this.timing.retentionMs) continue
       const key = this.keys.bucket(start)
       for (const [id, counts] of bucket) {
-        if (counts.ok > 0) {
-          pipeline.hincrby(key, outcomeField('ok', id, this.node), counts.ok)
-          sent.push({ start, id, ok: counts.ok, fail: 0 })
-        }
-        if (counts.fail > 0) {
-          pipeline.hincrby(key, outcomeField('fail', id, this.node), counts.fail)
-          sent.push({ start, id, ok: 0, fail: counts.fail })
+        for (const kind of OUTCOME_KINDS) {
+          if (counts[kind] <= 0) continue
+          pipeline.hincrby(key, outcomeField(kind, id, this.node), counts[kind])
+          sent.push({ start, id, counts: { ok: 0, fail: 0, refused: 0, [kind]: counts[kind] } })
         }
       }
       pipeline.pexpireat(key, start + this.timing.retentionMs + this.timing.bucketMs)
@@ -80,7 +79,7 @@ export class OutcomeSync {
     }
     sent.forEach((item, i) => {
       if (item !== null && (results === null || results[i]?.[0]))
-        this.unflushed.addToBucket(item.start, item.id, item.ok, item.fail)
+        this.unflushed.addToBucket(item.start, item.id, item.counts.ok, item.counts.fail, item.counts.refused)
     })
   }
 
@@ -88,7 +87,8 @@ export class OutcomeSync {
   async poll(client: RedisClient, full: boolean, now = Date.now()): Promise<void> {
     const { bucketMs, retentionMs } = this.timing
     const newest = this.own.bucketOf(now)
-    const oldest = full ? this.own.bucketOf(now - retentionMs) : newest - (HOT_BUCKETS - 1) * bucketMs
+    const hot = Math.max(HOT_BUCKETS - 1, Math.ceil(HOT_MS / bucketMs) - 1)
+    const oldest = full ? this.own.bucketOf(now - retentionMs) : newest - hot * bucketMs
     const starts: number[] = []
     const pipeline = client.pipeline()
     for (let start = newest; start >= oldest; start -= bucketMs) {
@@ -105,7 +105,7 @@ export class OutcomeSync {
         const f = parseOutcomeField(field)
         const n = Number(raw)
         if (f === null || f.node === this.node || !Number.isFinite(n)) continue
-        const c = counts.get(f.id) ?? { ok: 0, fail: 0 }
+        const c = counts.get(f.id) ?? { ok: 0, fail: 0, refused: 0 }
         c[f.kind] += n
         counts.set(f.id, c)
       }

@@ -23,6 +23,7 @@ import {
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
+  type OutcomeCounts,
   type ResyncEvent,
   type StateStore,
   type StateStoreEvents,
@@ -182,12 +183,12 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     return this.write('ejection', id, e)
   }
 
-  recordOutcomes(id: string, ok: number, fail: number, at = Date.now()): void {
-    if (this.stopped || !validCounts(ok, fail)) return
-    this.outcomes.record(id, ok, fail, at)
+  recordOutcomes(id: string, ok: number, fail: number, at = Date.now(), refused = 0): void {
+    if (this.stopped || !validCounts(ok, fail, refused)) return
+    this.outcomes.record(id, ok, fail, at, refused)
   }
 
-  pooledOutcomes(id: string, windowMs: number, now = Date.now()): { ok: number; fail: number } {
+  pooledOutcomes(id: string, windowMs: number, now = Date.now()): OutcomeCounts {
     return this.outcomes.pooled(id, windowMs, now)
   }
 

@@ -34,6 +34,15 @@ export interface OutcomeBucket {
   start: number
   ok: number
   fail: number
+  /** Attempts with a permanent, message-looking refusal (5.1.x, 5.2.x, 5.6.x, X.3.4): the detector's second signal. */
+  refused: number
+}
+
+/** What pooledOutcomes returns: counts summed over buckets and nodes. */
+export interface OutcomeCounts {
+  ok: number
+  fail: number
+  refused: number
 }
 
 export type ChangeKind = 'override' | 'ejection'
@@ -80,13 +89,16 @@ export interface StateStore extends EventEmitter<StateStoreEvents> {
   setOverride(id: string, o: ManualOverride | null): Promise<void>
   /** Set (or with null, clear) an automatic ejection. Applies locally at once; never rejects because Redis is down. */
   setEjection(id: string, e: AutoEjection | null): Promise<void>
-  /** Count message outcomes for a backend; batched and shared in the background. */
-  recordOutcomes(id: string, ok: number, fail: number, at?: number): void
+  /**
+   * Count message outcomes for a backend; batched and shared in the background. `refused` counts those of the
+   * attempts (already in ok or fail) that carried a permanent, message-looking refusal.
+   */
+  recordOutcomes(id: string, ok: number, fail: number, at?: number, refused?: number): void
   /**
    * Outcomes of a backend over the last `windowMs`, summed over all nodes. The window is rounded out to whole
    * buckets and capped at the retention time; other nodes' counts are as fresh as the last poll (~2 s).
    */
-  pooledOutcomes(id: string, windowMs: number, now?: number): { ok: number; fail: number }
+  pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts
 }
 
 export interface StoreTiming {

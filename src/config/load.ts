@@ -2,6 +2,7 @@
 // Every error names where the bad value came from (file:line or env variable), the key, and how to fix it.
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { checkDetector, DETECTOR_KEYS } from './detector-keys'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
@@ -337,6 +338,8 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
+Object.assign(SETTINGS, DETECTOR_KEYS)
+
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
     c.client.timeouts[stage] = v
@@ -553,6 +556,8 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
       'must not be below ejection_time',
     )
   }
+  const detector = checkDetector(cfg)
+  if (detector !== null) throw new ConfigError(src(detector.key), detector.key, detector.problem)
   if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
     throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }

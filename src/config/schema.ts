@@ -50,6 +50,8 @@ export interface MxgateConfig {
     maxAttempts: number
     /** Ask a second backend about an ambiguous 5xx before passing it to the sender. */
     secondOpinion: boolean
+    /** Permanent, message-looking refusals a second backend confirms before the sender hears them. */
+    confirmPermanent: Array<'5.1' | '5.2' | '5.6' | 'X.3.4'>
   }
   backends: BackendConfig[]
   client: {
@@ -87,8 +89,38 @@ export interface MxgateConfig {
     ejectionMs: number
     maxEjectionMs: number
     repeatResetMs: number
-    /** After re-admission the backend's share ramps from 10% to 100% over this time. */
+    /** After re-admission the backend's share ramps from `probationShare` to 100% over this time. */
     slowStartMs: number
+    /** Share of its weight a backend starts probation with (0–1). */
+    probationShare: number
+    /** Good messages a backend must carry (besides `slowStartMs`) before probation ends. */
+    probationMessages: number
+    /** How long a probe (banner, EHLO, NOOP, QUIT) may take. */
+    probeTimeoutMs: number
+  }
+  /** The outlier detector for soft failures (src/health/detector.ts; README "How the detector decides"). */
+  detector: {
+    mode: 'enforce' | 'observe'
+    /** CUSUM threshold h in normal rotation, and during probation (stricter). */
+    threshold: number
+    probationThreshold: number
+    /** Share of h at which a backend counts as suspect (its 5xx are confirmed elsewhere). */
+    warningShare: number
+    /** p1 = max(ratio·p0, p0 + margin); p0 = the rest of the pool's rate, at least `floor`. */
+    ratio: number
+    margin: number
+    floor: number
+    minFaults: number
+    /** Messages the rest of the pool must have carried in the window before anyone is compared with it. */
+    minReference: number
+    /** Share of the pool the detector may have out at once (at least one backend). */
+    budgetShare: number
+    /** Pool degraded when more than half of the backends fail at least this share. */
+    degradedRate: number
+    refusalSignal: boolean
+    /** Outcome bucket length (also the evaluation period) and how long buckets are kept (the reference window). */
+    bucketMs: number
+    retentionMs: number
   }
   admin: {
     listen: HostPort
@@ -146,7 +178,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     dataRateGraceMs: 30_000,
     maxMessageMemory: 512 * 1024 ** 2,
   },
-  relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
+  relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true, confirmPermanent: ['5.1', '5.2', '5.6', 'X.3.4'] },
   backends: [],
   client: {
     maxSessions: 50,
@@ -180,6 +212,25 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     maxEjectionMs: 600_000,
     repeatResetMs: 900_000,
     slowStartMs: 30_000,
+    probationShare: 0.1,
+    probationMessages: 100,
+    probeTimeoutMs: 15_000,
+  },
+  detector: {
+    mode: 'enforce',
+    threshold: 16,
+    probationThreshold: 8,
+    warningShare: 0.5,
+    ratio: 3,
+    margin: 0.025,
+    floor: 0.001,
+    minFaults: 8,
+    minReference: 200,
+    budgetShare: 1 / 3,
+    degradedRate: 0.05,
+    refusalSignal: true,
+    bucketMs: 10_000,
+    retentionMs: 600_000,
   },
   admin: { listen: { host: '127.0.0.1', port: 8025 }, token: null },
   spool: {

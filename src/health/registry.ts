@@ -4,6 +4,9 @@
 //                                  ▲                  │ probe fails          │ trial fails
 //                                  └──────────────────┴──────────────────────┘ (ejection time doubles)
 //
+// The outlier detector (detector.ts, run by detector-loop.ts) ejects through the same breaker with its evidence
+// (ejectByDetector); probation ends after `slow_start` and `probation_messages` good messages, whichever is later.
+//
 // Manual state (operator's eject/drain, shared through the state store) wins over all of this: while it holds the
 // backend gets no new messages whatever its breaker says; when it is lifted the backend ramps up again.
 // Automatic ejections are shared too: a node that ejects a backend tells the others, which take it out as well and
@@ -16,6 +19,31 @@ import type { BackendConfig } from '../config/schema'
 import type { Logger } from '../log'
 import { BackendBreaker, type BreakerSettings, type WindowStats } from './breaker'
 import { RecentCounter } from './recent'
+
+// detector: begin
+/** Who took a backend out: the counters of `mxgate_backend_ejections_total{reason}`. */
+export type EjectionCause = 'breaker' | 'detector' | 'probation' | 'operator'
+
+/** What an ejection by the detector carries, for the log, the API and `mxgate status`. */
+export interface EjectionEvidence {
+  signal: 'fault' | 'refusal'
+  faults: number
+  messages: number
+  rate: number
+  poolRate: number | null
+  statistic: number
+  threshold: number
+  /** Epoch ms of the first fault behind the statistic. */
+  firstFaultAt: number | null
+}
+
+/** Ejections by the detector are shared with this prefix so every node can count them against the budget. */
+export function causeOfShared(reason: string): EjectionCause {
+  if (reason.startsWith('detector:')) return 'detector'
+  if (reason.startsWith('probation:')) return 'probation'
+  return 'breaker'
+}
+// detector: end
 
 export type HealthState = 'admitted' | 'probation' | 'ejected' | 'probing' | 'trial'
 
@@ -35,6 +63,9 @@ export interface BackendStatus {
   manual: ManualOverride | null
   /** Attempts on this node over the last 5 minutes. */
   recent: { ok: number; fail: number; spanMs: number }
+  /** Who took it out (while ejected, probing or on trial), and the detector's evidence when it was the detector. */
+  ejectedBy: EjectionCause | null
+  evidence: EjectionEvidence | null
 }
 
 export interface Admission {
@@ -51,6 +82,8 @@ export interface HealthDeps {
   log: Logger
   now?: () => number
   probeTimeoutMs?: number
+  /** The detector's view: is this backend's statistic at its warning level? */
+  suspicion?: (id: string, probation: boolean) => boolean
 }
 
 interface Entry {
@@ -72,6 +105,14 @@ interface Entry {
   /** The shared ejection as of the last reconcile: when it vanishes before its `until`, someone restored it. */
   shared: AutoEjection | null
   recent: RecentCounter
+  // detector: begin
+  ejectedBy: EjectionCause | null
+  evidence: EjectionEvidence | null
+  /** Set just before the detector opens the breaker: onOpen uses it instead of the breaker's window. */
+  detectorEjection: { cause: EjectionCause; reason: string; evidence: EjectionEvidence } | null
+  /** Good messages since probation began. */
+  probationGood: number
+  // detector: end
 }
 
 export class HealthRegistry extends EventEmitter {
@@ -117,6 +158,10 @@ export class HealthRegistry extends EventEmitter {
       remote: null,
       shared: null,
       recent: new RecentCounter(),
+      ejectedBy: null,
+      evidence: null,
+      detectorEjection: null,
+      probationGood: 0,
     }
     entry.breaker = new BackendBreaker(id, this.settings, () => this.nextEjectionMs(entry))
     const cb = entry.breaker.cb
@@ -140,7 +185,7 @@ export class HealthRegistry extends EventEmitter {
     e.since = this.now()
     e.until = until
     const w = e.breaker.window()
-    const fields = { backend: e.id, from, to, reason, ejections: e.ejections, window: w, until }
+    const fields = { backend: e.id, from, to, reason, ejections: e.ejections, window: w, until, evidence: e.evidence }
     if (to === 'ejected') this.deps.log.warn(fields, `backend ${e.id} ejected: ${reason}`)
     else this.deps.log.info(fields, `backend ${e.id} ${from} → ${to}`)
     this.emit('state', this.status(e.id))
@@ -154,9 +199,36 @@ export class HealthRegistry extends EventEmitter {
     const pct = w.attempts > 0 ? Math.round((100 * w.faults) / w.attempts) : 0
     const until = this.now() + e.breaker.resetTimeoutMs
     if (e.remote) {
+      e.ejectedBy = causeOfShared(e.remote.reason)
+      e.evidence = null
       this.transition(e, 'ejected', `ejected by ${e.remote.node}: ${e.remote.reason}`, until)
+      this.emit('ejection', { id: e.id, cause: e.ejectedBy, evidence: null, local: false })
       return
     }
+    // detector: begin
+    const byDetector = e.detectorEjection
+    e.detectorEjection = null
+    // A failed probe or trial continues the same episode: it stays the detector's (and counts against its budget).
+    const again = (e.state === 'probing' || e.state === 'trial') && e.ejectedBy !== null
+    if (!again || byDetector) {
+      e.ejectedBy = byDetector?.cause ?? 'breaker'
+      e.evidence = byDetector?.evidence ?? null
+    }
+    if (byDetector) {
+      this.transition(e, 'ejected', byDetector.reason, until)
+      this.emit('ejection', { id: e.id, cause: byDetector.cause, evidence: byDetector.evidence, local: true })
+      this.publish(
+        this.deps.store.setEjection(e.id, {
+          reason: byDetector.reason,
+          at: this.now(),
+          until,
+          count: e.ejections,
+          node: this.deps.store.node,
+        }),
+      )
+      return
+    }
+    // detector: end
     const evidence =
       e.state === 'probing'
         ? (e.reason ?? 'probe failed')
@@ -164,6 +236,7 @@ export class HealthRegistry extends EventEmitter {
           ? `trial message failed: ${e.lastFault ?? 'unknown'}`
           : `${w.faults} of ${w.attempts} attempts failed (${pct}%) within ${this.settings.windowMs / 1000}s; last: ${e.lastFault ?? 'unknown'}`
     this.transition(e, 'ejected', evidence, until)
+    this.emit('ejection', { id: e.id, cause: e.ejectedBy, evidence: null, local: true })
     const store = this.deps.store
     this.publish(
       store.setEjection(e.id, { reason: evidence, at: this.now(), until, count: e.ejections, node: store.node }),
@@ -177,7 +250,7 @@ export class HealthRegistry extends EventEmitter {
   private onHalfOpen(e: Entry): void {
     if (this.closed) return
     this.transition(e, 'probing', `ejection time over; probing (ejected ${e.ejections}x)`)
-    const timeout = this.deps.probeTimeoutMs ?? 15_000
+    const timeout = this.deps.probeTimeoutMs ?? this.settings.probeTimeoutMs
     this.deps
       .probe(e.id, this.now() + timeout)
       .then((failure) => {
@@ -207,20 +280,33 @@ export class HealthRegistry extends EventEmitter {
 
   /** Re-admission: ramps the backend's share up over slow_start (or admits it at once without one). */
   private startProbation(e: Entry): void {
-    if (this.settings.slowStartMs <= 0) {
+    e.ejectedBy = null
+    e.evidence = null
+    e.probationGood = 0
+    if (this.settings.slowStartMs <= 0 && this.settings.probationMessages <= 0) {
       this.transition(e, 'admitted', null)
       return
     }
     if (e.timer) clearTimeout(e.timer)
-    this.transition(e, 'probation', `re-admitted; ramping up over ${this.settings.slowStartMs / 1000}s`)
+    const { slowStartMs, probationMessages } = this.settings
+    this.transition(
+      e,
+      'probation',
+      `re-admitted; ramping up over ${slowStartMs / 1000}s and ${probationMessages} good messages`,
+    )
     e.timer = setTimeout(() => {
       e.timer = null
-      if (e.state === 'probation') {
-        e.lastAdmittedAt = this.now()
-        this.transition(e, 'admitted', null)
-      }
-    }, this.settings.slowStartMs)
+      this.endProbation(e)
+    }, slowStartMs)
     e.timer.unref()
+  }
+
+  /** Probation ends when both its time and its good messages are done. */
+  private endProbation(e: Entry): void {
+    if (e.state !== 'probation' || e.timer !== null) return
+    if (e.probationGood < this.settings.probationMessages) return
+    e.lastAdmittedAt = this.now()
+    this.transition(e, 'admitted', null)
   }
 
   has(id: string): boolean {
@@ -240,11 +326,12 @@ export class HealthRegistry extends EventEmitter {
       case 'admitted':
         return { allowed: true, weightFactor: 1 }
       case 'probation': {
-        const ramp = Math.min(1, (this.now() - e.since) / this.settings.slowStartMs)
-        return { allowed: true, weightFactor: 0.1 + 0.9 * ramp }
+        const ramp = this.settings.slowStartMs > 0 ? Math.min(1, (this.now() - e.since) / this.settings.slowStartMs) : 1
+        const start = this.settings.probationShare
+        return { allowed: true, weightFactor: start + (1 - start) * ramp }
       }
       case 'trial':
-        return { allowed: !e.trialInFlight, weightFactor: 0.1 }
+        return { allowed: !e.trialInFlight, weightFactor: this.settings.probationShare }
       default:
         return { allowed: false, weightFactor: 0 }
     }
@@ -258,6 +345,8 @@ export class HealthRegistry extends EventEmitter {
     id: string,
     fn: () => Promise<DeliveryAttempt>,
     faultOf: (a: DeliveryAttempt) => string | null,
+    /** settleLater: the caller counts the attempt in the shared counters itself, with settle(). */
+    opts: { settleLater?: boolean } = {},
   ): Promise<DeliveryAttempt | null> {
     const e = this.entries.get(id)
     if (!e) throw new Error(`unknown backend ${id}`)
@@ -268,13 +357,55 @@ export class HealthRegistry extends EventEmitter {
         const reason = faultOf(a)
         if (reason !== null) e.lastFault = reason
         e.recent.add(reason === null)
-        this.deps.store.recordOutcomes(id, reason === null ? 1 : 0, reason === null ? 0 : 1)
+        if (!opts.settleLater) this.settle(id, reason !== null, false)
         return reason
       })
     } finally {
       if (isTrial) e.trialInFlight = false
     }
   }
+
+  // detector: begin
+  /**
+   * Counts one attempt in the shared outcome counters, which the detector reads pooled over every node: `fail`
+   * when the backend caused (part of) its failure, `refused` when it refused something for good as the message's.
+   */
+  settle(id: string, fail: boolean, refused: boolean): void {
+    const e = this.entries.get(id)
+    if (!e) return
+    this.deps.store.recordOutcomes(id, fail ? 0 : 1, fail ? 1 : 0, this.now(), refused ? 1 : 0)
+    if (e.state === 'probation' && !fail) {
+      e.probationGood++
+      this.endProbation(e)
+    }
+  }
+
+  /** In probation or on trial, or at the detector's warning level: its 5xx are confirmed elsewhere. */
+  suspect(id: string): boolean {
+    const e = this.entries.get(id)
+    if (!e) return false
+    const probation = e.state === 'probation' || e.state === 'trial'
+    return probation || (this.deps.suspicion?.(id, probation) ?? false)
+  }
+
+  /** Backends the detector has out now (ejected, probing or on trial after its ejection), on any node. */
+  outByDetector(): string[] {
+    return [...this.entries.values()]
+      .filter((e) => e.ejectedBy === 'detector' || e.ejectedBy === 'probation')
+      .filter((e) => e.state === 'ejected' || e.state === 'probing' || e.state === 'trial')
+      .map((e) => e.id)
+  }
+
+  /** Takes a backend out on the detector's evidence (its breaker opens; ejection time grows as for the breaker). */
+  ejectByDetector(id: string, cause: 'detector' | 'probation', reason: string, evidence: EjectionEvidence): boolean {
+    const e = this.entries.get(id)
+    if (!e || this.closed || (e.state !== 'admitted' && e.state !== 'probation')) return false
+    if (e.breaker.state !== 'closed') return false
+    e.detectorEjection = { cause, reason: `${cause}: ${reason}`, evidence }
+    e.breaker.open(this.nextEjectionMs(e))
+    return true
+  }
+  // detector: end
 
   /** Charges a fault found after the fact (a second opinion showed the backend wrong). */
   chargeFault(id: string, reason: string): void {
@@ -348,6 +479,7 @@ export class HealthRegistry extends EventEmitter {
     if (manual && (e.manual === null || e.manual.at !== manual.at || e.manual.state !== manual.state)) {
       e.manual = manual
       const label = manual.state === 'ejected' ? 'manual-ejected' : 'draining'
+      if (manual.state === 'ejected') this.emit('ejection', { id, cause: 'operator', evidence: null, local: true })
       this.deps.log.warn(
         { backend: id, to: label, by: manual.by, reason: manual.reason, until: manual.until },
         `backend ${id} ${label} by ${manual.by}: ${manual.reason}`,
@@ -396,6 +528,8 @@ export class HealthRegistry extends EventEmitter {
       lastFault: e.lastFault,
       manual: this.deps.store.overrides().get(id) ?? null,
       recent: e.recent.totals(this.now()),
+      ejectedBy: e.state === 'ejected' || e.state === 'probing' || e.state === 'trial' ? e.ejectedBy : null,
+      evidence: e.state === 'ejected' || e.state === 'probing' || e.state === 'trial' ? e.evidence : null,
     }
   }
 

@@ -12,6 +12,13 @@ export class Journey {
   readonly ambiguity = new Map<string, { backendId: string; reply: SmtpReply }>()
   /** Backends already charged by a second opinion for this message (once each). */
   readonly charged = new Set<string>()
+  /**
+   * Every backend whose refusal of a recipient waits for another's view: all of them are charged if another backend
+   * takes it (a suspect backend's refusal does not count as confirming an earlier one).
+   */
+  readonly refusers = new Map<string, string[]>()
+  /** Attempts whose count in the shared outcome counters waits for the second opinion: backend → refused flag. */
+  readonly unsettled = new Map<string, boolean>()
   /** Backends tried for this message: never the same one twice. */
   readonly avoid = new Set<string>()
   /** Recipients no backend has settled yet. */
@@ -37,6 +44,7 @@ export class Journey {
   refuse(rcpt: string, reply: SmtpReply): void {
     this.refused.push({ rcpt, reply })
     this.ambiguity.delete(rcpt)
+    this.refusers.delete(rcpt)
   }
 
   hold(rcpt: string, reply: SmtpReply): void {
@@ -44,18 +52,22 @@ export class Journey {
     this.tempReply = reply
   }
 
-  /** A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again. */
-  ambiguous(rcpt: string, backendId: string, reply: SmtpReply): boolean {
-    if (!this.secondOpinion) {
+  /**
+   * A recipient refused ambiguously: if another backend said the same, it is the recipient's; else ask again.
+   * A suspect backend's refusal is never passed on on its word alone, and never confirms another's.
+   */
+  ambiguous(rcpt: string, backendId: string, reply: SmtpReply, suspect = false): boolean {
+    if (!this.secondOpinion && !suspect) {
       this.refuse(rcpt, reply)
       return false
     }
     const earlier = this.ambiguity.get(rcpt)
-    if (earlier && earlier.backendId !== backendId) {
+    if (earlier && earlier.backendId !== backendId && !suspect) {
       this.refuse(rcpt, reply)
       return false
     }
     this.ambiguity.set(rcpt, { backendId, reply })
+    this.refusers.set(rcpt, [...(this.refusers.get(rcpt) ?? []), backendId])
     return true
   }
 }

@@ -5,6 +5,7 @@ import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
 import type { Envelope, InboundMessage } from '../message'
 import { classifyAttempt, classifyRefusal, type Verdict } from './classify'
+import { backendCaused, hasPermanentRefusal, needsConfirmation } from './confirm'
 import { Journey } from './journey'
 
 /** A session held for one delivery (see BackendClient.reserve). */
@@ -31,8 +32,14 @@ export interface HealthPort {
     id: string,
     fn: () => Promise<DeliveryAttempt>,
     faultOf: (a: DeliveryAttempt) => string | null,
+    opts?: { settleLater?: boolean },
   ): Promise<DeliveryAttempt | null>
+  /** Feeds the breaker only; the shared counts hear about the attempt through settle(). */
   chargeFault(id: string, reason: string): void
+  /** Counts one attempt in the shared outcome counters (the detector's evidence), once its verdict is final. */
+  settle(id: string, fail: boolean, refused: boolean): void
+  /** The backend is under suspicion (probation, trial, or the detector's warning level): its 5xx are not passed on. */
+  suspect(id: string): boolean
 }
 
 export interface AttemptRecord {
@@ -126,8 +133,40 @@ export class Relay {
       if (tried.verdict.kind !== 'saturated' && tried.verdict.kind !== 'unsupported') j.tries++
       this.record(j, id, tried.attempt, tried.verdict)
       j.pending = this.settle(j, id, tried.attempt, tried.verdict)
+      this.count(j, id, tried.attempt, tried.verdict)
     }
+    // Attempts that waited for a second opinion: a fault if another backend took what they refused.
+    for (const [id, refused] of j.unsettled) this.deps.health.settle(id, j.charged.has(id), refused)
     return this.finish(j, deadlineAt)
+  }
+
+  /**
+   * The attempt's count in the shared outcome counters, the detector's evidence: now, or once the second opinion
+   * has spoken when this backend's refusal is still waiting for it. Nothing was sent for an unsupported or
+   * saturated try: no evidence either way.
+   */
+  private count(j: Journey, id: string, attempt: DeliveryAttempt, verdict: Verdict): void {
+    if (verdict.kind === 'unsupported' || verdict.kind === 'saturated') return
+    const asked = j.pending.some((rcpt) => j.ambiguity.get(rcpt)?.backendId === id)
+    const fail = backendCaused(attempt, verdict)
+    if (!fail && asked) j.unsettled.set(id, hasPermanentRefusal(attempt, verdict))
+    else this.deps.health.settle(id, fail, hasPermanentRefusal(attempt, verdict))
+  }
+
+  /**
+   * A permanent refusal that looks like the message's (5.1.x, 5.2.x, 5.6.x, X.3.4): a broken recipient lookup
+   * answers exactly so, hence asked twice (per class, `relay.confirm_permanent`) or whenever the backend is suspect.
+   * With a single backend configured there is nobody to ask: its word stands. True when another backend is to be
+   * asked.
+   */
+  private permanent(j: Journey, rcpt: string, id: string, reply: SmtpReply): boolean {
+    const { clients, health, settings } = this.deps
+    const suspect = health.suspect(id)
+    if (clients.size > 1 && (suspect || needsConfirmation(reply, settings.confirmPermanent))) {
+      return j.ambiguous(rcpt, id, reply, suspect)
+    }
+    j.refuse(rcpt, reply)
+    return false
   }
 
   /**
@@ -168,6 +207,7 @@ export class Relay {
             classified.verdict = v
             return v.kind === 'backend' ? v.reason : null
           },
+          { settleLater: true },
         )
       } finally {
         if (attempt === null) lease.cancel() // the breaker would not let it run: give the session back
@@ -198,12 +238,13 @@ export class Relay {
         this.delivered(j, id, attempt)
         for (const r of attempt.refused) {
           const cls = classifyRefusal(r.reply)
-          if (cls === 'message-permanent') j.refuse(r.rcpt, r.reply)
-          else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
+          if (cls === 'message-permanent') {
+            if (this.permanent(j, r.rcpt, id, r.reply)) next.push(r.rcpt)
+          } else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
           else if (cls === 'backend') {
             j.reason = `${id} refused ${r.rcpt}: ${r.reply.code} ${r.reply.enhanced ?? ''}`.trim()
             next.push(r.rcpt)
-          } else if (j.ambiguous(r.rcpt, id, r.reply)) next.push(r.rcpt)
+          } else if (j.ambiguous(r.rcpt, id, r.reply, this.deps.health.suspect(id))) next.push(r.rcpt)
         }
         break
       case 'backend':
@@ -216,21 +257,25 @@ export class Relay {
         // recipient refused for its own reasons in the same breath is settled now, as it would be alone.
         for (const r of attempt.refused) {
           const cls = classifyRefusal(r.reply)
-          if (cls === 'message-permanent') j.refuse(r.rcpt, r.reply)
-          else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
+          if (cls === 'message-permanent') {
+            if (this.permanent(j, r.rcpt, id, r.reply)) next.push(r.rcpt)
+          } else if (cls === 'message-temporary') j.hold(r.rcpt, r.reply)
           else next.push(r.rcpt)
         }
         break
       case 'message':
-        if (verdict.permanent) for (const rcpt of j.pending) j.refuse(rcpt, ownReply(attempt, rcpt, verdict.reply))
-        else {
+        if (verdict.permanent) {
+          for (const rcpt of j.pending)
+            if (this.permanent(j, rcpt, id, ownReply(attempt, rcpt, verdict.reply))) next.push(rcpt)
+        } else {
           j.tempReply = verdict.reply
           j.held.push(...j.pending)
         }
         break
       case 'ambiguous':
         for (const rcpt of j.pending) {
-          if (j.ambiguous(rcpt, id, ownReply(attempt, rcpt, verdict.reply))) next.push(rcpt)
+          if (j.ambiguous(rcpt, id, ownReply(attempt, rcpt, verdict.reply), this.deps.health.suspect(id)))
+            next.push(rcpt)
         }
         break
       case 'unsupported':
@@ -246,16 +291,21 @@ export class Relay {
   private delivered(j: Journey, id: string, attempt: DeliveryAttempt): void {
     j.deliveries.push({ backendId: id, recipients: attempt.accepted, reply: attempt.dotReply })
     for (const rcpt of attempt.accepted) {
-      // A backend accepted what another refused ambiguously: that other one was wrong.
+      // A backend accepted what others refused ambiguously: those were wrong (every one of them, when a suspect
+      // backend's refusal did not count as confirmation).
       const earlier = j.ambiguity.get(rcpt)
-      if (earlier && !j.charged.has(earlier.backendId)) {
-        j.charged.add(earlier.backendId)
-        this.deps.health.chargeFault(
-          earlier.backendId,
-          `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
-        )
+      if (earlier) {
+        for (const wrong of j.refusers.get(rcpt) ?? [earlier.backendId]) {
+          if (j.charged.has(wrong)) continue
+          j.charged.add(wrong)
+          this.deps.health.chargeFault(
+            wrong,
+            `second opinion: ${id} accepted what it refused (${earlier.reply.code} ${earlier.reply.enhanced ?? ''})`,
+          )
+        }
       }
       j.ambiguity.delete(rcpt)
+      j.refusers.delete(rcpt)
     }
   }
 

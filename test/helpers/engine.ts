@@ -41,6 +41,8 @@ export function testConfig(backends: FakeBackend[], tweak?: (c: MxgateConfig) =>
   cfg.breaker.ejectionMs = 300
   cfg.breaker.maxEjectionMs = 2000
   cfg.breaker.slowStartMs = 200
+  // Probation ends on time alone here (tests that count good messages set this themselves).
+  cfg.breaker.probationMessages = 0
   tweak?.(cfg)
   return cfg
 }

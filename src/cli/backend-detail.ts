@@ -1,0 +1,41 @@
+// `mxgate status ID`: one backend in full, with the detector's evidence an operator can check by hand.
+import type { BackendView } from '../admin/types'
+import { formatAgo } from './duration'
+import { whyText } from './table'
+
+const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`)
+
+export function backendDetail(node: string, b: BackendView, now: number): string {
+  const lines = [
+    `backend ${b.id} (${b.address}, weight ${b.weight})${node === '' ? '' : ` on node ${node}`}`,
+    `  state       ${b.state} since ${formatAgo(b.since, now)}`,
+    `  why         ${whyText(b, now)}`,
+    `  in flight   ${b.inFlight}; success ${pct(b.successRatio)} over 5 min here`,
+  ]
+  const d = b.detector
+  if (d) {
+    if (d.ejectedBy !== null) lines.push(`  ejected by  ${d.ejectedBy}`)
+    const e = d.evidence
+    if (e !== null) {
+      const what = e.signal === 'fault' ? 'faults' : 'permanent refusals'
+      lines.push(
+        `  evidence    ${e.faults} ${what} in ${e.messages} messages (window rate ${pct(e.rate)}) vs the rest of the pool's ${pct(e.poolRate)}`,
+        `              CUSUM ${e.statistic.toFixed(2)} ≥ threshold ${e.threshold}${
+          e.firstFaultAt === null ? '' : `; first fault ${formatAgo(e.firstFaultAt, now)}`
+        }`,
+      )
+    }
+    lines.push(
+      `  detector    ${d.mode}; statistic fault ${d.statistic.fault.toFixed(2)}, refusal ${d.statistic.refusal.toFixed(2)} of ${d.threshold}`,
+      `  rates       faults ${pct(d.faultRatio)} (rest of pool ${pct(d.poolFaultRatio)}), permanent refusals ${pct(d.refusalRatio)}; pooled over nodes`,
+    )
+    const flags = [
+      d.suspect ? 'suspect (its 5xx are confirmed elsewhere)' : null,
+      d.wouldEject ? 'would eject (held back)' : null,
+      d.budgetFrozen ? 'ejection budget reached' : null,
+      d.poolDegraded ? 'pool degraded' : null,
+    ].filter((f) => f !== null)
+    if (flags.length > 0) lines.push(`  flags       ${flags.join('; ')}`)
+  }
+  return `${lines.join('\n')}\n`
+}
