@@ -2,6 +2,7 @@
 // demo and the benchmark can run the same engine the plugin runs.
 import cluster from 'node:cluster'
 import { hostname } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
@@ -26,7 +27,13 @@ export function clientOptions(cfg: MxgateConfig): ClientOptions {
     maxMessagesPerSession: cfg.client.maxMessagesPerSession,
     idleTimeoutMs: cfg.client.idleTimeoutMs,
     starttls: cfg.client.starttls,
-    tls: { rejectUnauthorized: cfg.client.tlsRejectUnauthorized },
+    // required = encrypt and verify; opportunistic encrypts without verifying (RFC 7435). The CA file was checked
+    // at config load; it is read once here (a new CA takes a restart).
+    tls: {
+      rejectUnauthorized: cfg.client.starttls === 'required',
+      ...(cfg.client.tlsCa !== null ? { ca: readFileSync(cfg.client.tlsCa) } : {}),
+      ...(cfg.client.tlsServername !== null ? { servername: cfg.client.tlsServername } : {}),
+    },
   }
 }
 
@@ -64,7 +71,8 @@ export class Engine {
     for (const b of config.backends) {
       const endpoint = { id: b.id, host: b.host, port: b.port }
       const observe = (id: string, result: 'granted' | 'saturated') => this.metrics.sessionWait(id, result)
-      this.clients.set(b.id, new BackendClient(endpoint, opts, partLogger('backend'), observe))
+      const own = b.servername !== undefined ? { ...opts, tls: { ...opts.tls, servername: b.servername } } : opts
+      this.clients.set(b.id, new BackendClient(endpoint, own, partLogger('backend'), observe))
     }
     this.store = createStateStore({
       url: config.redis.url,
