@@ -1,8 +1,8 @@
 // The composition root: builds clients, health, pool and relay from one config. Haraka-free, so tests, the
 // demo and the benchmark can run the same engine the plugin runs.
 import cluster from 'node:cluster'
-import { hostname } from 'node:os'
 import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'

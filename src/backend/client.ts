@@ -4,7 +4,14 @@ import type { Logger } from '../log'
 import type { Envelope } from '../message'
 import type { DeliveryAttempt, FailureKind, Stage, StageFailure } from './outcome'
 import { isPositive } from './reply-parser'
-import { type BackendTlsOptions, Session, type SessionOptions, StageError, type StageTimeouts, type TransactionResult } from './session'
+import {
+  type BackendTlsOptions,
+  Session,
+  type SessionOptions,
+  StageError,
+  type StageTimeouts,
+  type TransactionResult,
+} from './session'
 
 export interface BackendEndpoint {
   id: string

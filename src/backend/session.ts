@@ -306,7 +306,7 @@ export class Session {
           kind: 'tls',
           message:
             `certificate not verified (${err.code}: ${err.message}) against ${against} and the name ${checked}; ` +
-            'starttls = required verifies: set tls_ca to the CA that signed it, tls_servername or the backend\'s ' +
+            "starttls = required verifies: set tls_ca to the CA that signed it, tls_servername or the backend's " +
             'servername to a name in it, or starttls = opportunistic to encrypt without verifying',
         }
       }

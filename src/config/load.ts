@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
-import { readCaFile, readKeyPair, TLS_VERSIONS, type TlsVersion, TlsFileError } from './tls'
+import { readCaFile, readKeyPair, TLS_VERSIONS, TlsFileError, type TlsVersion } from './tls'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
 
 export class ConfigError extends Error {
@@ -105,14 +105,17 @@ export function parseDomains(raw: string): Parsed<string[]> {
 function parseServername(raw: string): Parsed<string | null> {
   if (raw === '') return null
   const name = raw.toLowerCase().replace(/\.$/, '')
-  if (!DOMAIN_RE.test(name)) return { error: `"${raw}" is not a host name; write the name in the backend's certificate, e.g. mx.internal.example` }
+  if (!DOMAIN_RE.test(name))
+    return {
+      error: `"${raw}" is not a host name; write the name in the backend's certificate, e.g. mx.internal.example`,
+    }
   return name
 }
 
 /** Settings that no longer exist, and what replaces them: an old file stops start-up with the fix, not a surprise. */
 const REMOVED_SETTINGS: Record<string, string> = {
   'backend_client.tls_reject_unauthorized':
-    'removed; certificate checks now follow starttls: required encrypts and verifies the certificate (against tls_ca, or the system CAs, and the backend\'s name), opportunistic encrypts without verifying. Delete this line; with self-signed backend certificates and starttls = required, set tls_ca to a file holding them',
+    "removed; certificate checks now follow starttls: required encrypts and verifies the certificate (against tls_ca, or the system CAs, and the backend's name), opportunistic encrypts without verifying. Delete this line; with self-signed backend certificates and starttls = required, set tls_ca to a file holding them",
 }
 
 /** The settings outside [backend.*] sections, by "section.key". */
