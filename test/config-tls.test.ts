@@ -69,7 +69,7 @@ t.test('the errors name the place, the setting, the file and the fix', async (t)
   const version = load(t, '[tls]\nmin_version = SSLv3\n')
   t.equal(
     loadError(version.load),
-    `${version.file}:6: tls.min_version: "SSLv3" must be one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3`,
+    `${version.file}:6: tls.min_version: "SSLv3" must be TLSv1.2 or TLSv1.3 (Node's OpenSSL refuses older versions at its default security level)`,
   )
   const ca = load(t, `[backend_client]\ntls_ca = ${a.keyFile}\n`)
   t.equal(

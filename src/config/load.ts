@@ -252,7 +252,12 @@ const SETTINGS: Record<string, Setter> = {
   }, true),
   'tls.min_version': (c, raw) => {
     const v = TLS_VERSIONS.find((x) => x.toLowerCase() === raw.toLowerCase())
-    if (v === undefined) return { error: `"${raw}" must be one of ${TLS_VERSIONS.join(', ')}` }
+    if (v === undefined) {
+      const old = /^(TLSv1|TLSv1\.1|SSLv3)$/i.test(raw)
+        ? " (Node's OpenSSL refuses older versions at its default security level)"
+        : ''
+      return { error: `"${raw}" must be ${TLS_VERSIONS.join(' or ')}${old}` }
+    }
     c.tls.minVersion = v satisfies TlsVersion
     return true
   },

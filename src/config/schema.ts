@@ -164,7 +164,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     dataRateGraceMs: 30_000,
     maxMessageMemory: 512 * 1024 ** 2,
   },
-  // TLSv1.2: what Node allows by default and RFC 8996 asks for; Postfix still accepts TLSv1 from senders.
+  // TLSv1.2: the oldest Node's OpenSSL allows by default, and what RFC 8996 asks for; Postfix still accepts TLSv1.
   tls: { cert: null, key: null, minVersion: 'TLSv1.2' },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true },
   backends: [],

@@ -25,7 +25,8 @@ export interface KeyPair {
   notAfter: Date
 }
 
-export const TLS_VERSIONS = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'] as const
+/** TLS 1.0 and 1.1 are not offered: Node's OpenSSL 3 refuses them at its default security level whatever minVersion says. */
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const
 export type TlsVersion = (typeof TLS_VERSIONS)[number]
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
