@@ -9,8 +9,9 @@
 import { statSync } from 'node:fs'
 import tls from 'node:tls'
 import constants from 'haraka-constants'
+import { ConfigError } from '../config/load'
 import type { MxgateConfig } from '../config/schema'
-import { readKeyPair, type TlsVersion } from '../config/tls'
+import { readKeyPair, TlsFileError, type TlsVersion } from '../config/tls'
 import type { Logger } from '../log'
 import type { HarakaConnection, Next } from './haraka-types'
 
@@ -118,7 +119,13 @@ export function installStarttls(cfg: MxgateConfig, log: Logger): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const tlsSocket = require('Haraka/tls_socket') as HarakaTlsSocket
   const { cert, key, minVersion } = cfg.tls
-  credentials = cert !== null && key !== null ? new InboundCredentials(cert, key, minVersion, log) : null
+  try {
+    credentials = cert !== null && key !== null ? new InboundCredentials(cert, key, minVersion, log) : null
+  } catch (err) {
+    // Checked at load; only a file changed since then gets here: still a configuration error, exit 2.
+    if (err instanceof TlsFileError) throw new ConfigError(cfg.files.at(-1) ?? 'environment', err.key, err.message)
+    throw err
+  }
   const creds = credentials
   tlsSocket.cfg = {
     main: { requireAuthorized: [], no_starttls_ports: [] },
