@@ -2,7 +2,7 @@
 // session that carries a message to the backend, plain text pipelined behind STARTTLS never runs inside TLS
 // (CVE-2011-0411), a replaced certificate is served without a restart, and a broken pair stops start-up.
 import { X509Certificate } from 'node:crypto'
-import { copyFileSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -202,6 +202,54 @@ t.test('with a certificate', async (t) => {
     t.match(await c.command('EHLO sender.test'), /^250/)
     t.match(await c.command('STARTTLS'), /^554 5\.5\.1 Error: TLS already active/)
   })
+})
+
+t.test(
+  'min_version from a config file: an older client fails the handshake, the session is not left open',
+  async (t) => {
+    const backend = new FakeBackend({ id: 'mx1' })
+    await backend.start()
+    t.teardown(() => backend.stop())
+    const conf = mkdtempSync(path.join(dir, 'conf-'))
+    // Relative paths: from the directory of the file that names them.
+    writeFileSync(
+      path.join(conf, 'mxgate.ini'),
+      `[tls]\ncert = ../${path.basename(certA.certFile)}\nkey = ../${path.basename(certA.keyFile)}\nmin_version = TLSv1.3\n`,
+    )
+    const m = await startMxgate({ backends: `mx1=127.0.0.1:${backend.port}`, args: ['--config', conf] })
+    t.teardown(() => m.stop())
+    const { c } = await greeted(m.port)
+    t.teardown(() => c.close())
+    t.match(await c.command('STARTTLS'), /^220 /)
+    c.sock.removeAllListeners('data')
+    const old = tls.connect({ socket: c.sock, ca: certA.cert, servername: 'mx.test', maxVersion: 'TLSv1.2' })
+    const err = await new Promise<Error>((resolve) => old.once('error', resolve))
+    t.match(err.message, /protocol version|alert/i, 'TLSv1.2 is refused')
+    // A TLSv1.3 client on the same listener is served.
+    t.match(await servedFingerprint(m.port, [certA.cert]), fingerprint(certA))
+  },
+)
+
+t.test('a client that abandons STARTTLS or sends garbage leaves the listener serving', async (t) => {
+  const backend = new FakeBackend({ id: 'mx1' })
+  await backend.start()
+  t.teardown(() => backend.stop())
+  const m = await startMxgate({
+    backends: `mx1=127.0.0.1:${backend.port}`,
+    env: { MXGATE_TLS_CERT: certA.certFile, MXGATE_TLS_KEY: certA.keyFile },
+  })
+  t.teardown(() => m.stop())
+  const gone = await greeted(m.port)
+  t.match(await gone.c.command('STARTTLS'), /^220 /)
+  gone.c.close()
+  const garbage = await greeted(m.port)
+  t.match(await garbage.c.command('STARTTLS'), /^220 /)
+  garbage.c.send('MAIL FROM:<x@evil.test>\r\n')
+  await new Promise<void>((resolve) => garbage.c.sock.once('close', () => resolve()))
+  t.pass('garbage instead of a handshake: the connection is closed')
+  t.equal(await servedFingerprint(m.port, [certA.cert]), fingerprint(certA), 'the next client is served')
+  t.equal(m.proc.exitCode, null, 'mxgate is still running')
+  t.equal(backend.received.length, 0)
 })
 
 t.test('a replaced certificate is served from the next STARTTLS on; a half-replaced pair is not', async (t) => {
