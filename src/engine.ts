@@ -107,7 +107,10 @@ export class Engine {
       partLogger('spool'),
     )
     this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'))
-    this.bounces = new BounceSender(sp.bounceRelay, opts, config.smtp.hostname, partLogger('bounce'))
+    // The smarthost is not a backend: its certificate is checked against its own host name, not tls_servername.
+    const { servername: _backendsName, ...smarthostTls } = opts.tls
+    const bounceOpts = { ...opts, tls: smarthostTls }
+    this.bounces = new BounceSender(sp.bounceRelay, bounceOpts, config.smtp.hostname, partLogger('bounce'))
     this.runner = new SpoolRunner({
       spool: this.spool,
       relay: this.relay,
