@@ -1,6 +1,7 @@
 // The composition root: builds clients, health, pool and relay from one config. Haraka-free, so tests, the
 // demo and the benchmark can run the same engine the plugin runs.
 import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
@@ -28,7 +29,13 @@ export function clientOptions(cfg: MxgateConfig): ClientOptions {
     maxMessagesPerSession: cfg.client.maxMessagesPerSession,
     idleTimeoutMs: cfg.client.idleTimeoutMs,
     starttls: cfg.client.starttls,
-    tls: { rejectUnauthorized: cfg.client.tlsRejectUnauthorized },
+    // required = encrypt and verify; opportunistic encrypts without verifying (RFC 7435). The CA file was checked
+    // at config load; it is read once here (a new CA takes a restart).
+    tls: {
+      rejectUnauthorized: cfg.client.starttls === 'required',
+      ...(cfg.client.tlsCa !== null ? { ca: readFileSync(cfg.client.tlsCa) } : {}),
+      ...(cfg.client.tlsServername !== null ? { servername: cfg.client.tlsServername } : {}),
+    },
   }
 }
 
@@ -68,7 +75,8 @@ export class Engine {
     for (const b of config.backends) {
       const endpoint = { id: b.id, host: b.host, port: b.port }
       const observe = (id: string, result: 'granted' | 'saturated') => this.metrics.sessionWait(id, result)
-      this.clients.set(b.id, new BackendClient(endpoint, opts, partLogger('backend'), observe))
+      const own = b.servername !== undefined ? { ...opts, tls: { ...opts.tls, servername: b.servername } } : opts
+      this.clients.set(b.id, new BackendClient(endpoint, own, partLogger('backend'), observe))
     }
     this.store = createStateStore({
       url: config.redis.url,
@@ -107,7 +115,10 @@ export class Engine {
       partLogger('spool'),
     )
     this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'))
-    this.bounces = new BounceSender(sp.bounceRelay, opts, config.smtp.hostname, partLogger('bounce'))
+    // The smarthost is not a backend: its certificate is checked against its own host name, not tls_servername.
+    const { servername: _backendsName, ...smarthostTls } = opts.tls
+    const bounceOpts = { ...opts, tls: smarthostTls }
+    this.bounces = new BounceSender(sp.bounceRelay, bounceOpts, config.smtp.hostname, partLogger('bounce'))
     this.runner = new SpoolRunner({
       spool: this.spool,
       relay: this.relay,

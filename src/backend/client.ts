@@ -4,7 +4,14 @@ import type { Logger } from '../log'
 import type { Envelope } from '../message'
 import type { DeliveryAttempt, FailureKind, Stage, StageFailure } from './outcome'
 import { isPositive } from './reply-parser'
-import { Session, type SessionOptions, StageError, type StageTimeouts, type TransactionResult } from './session'
+import {
+  type BackendTlsOptions,
+  Session,
+  type SessionOptions,
+  StageError,
+  type StageTimeouts,
+  type TransactionResult,
+} from './session'
 
 export interface BackendEndpoint {
   id: string
@@ -25,7 +32,7 @@ export interface ClientOptions {
   /** A pooled idle session is closed after this. */
   idleTimeoutMs: number
   starttls: 'off' | 'opportunistic' | 'required'
-  tls: { rejectUnauthorized: boolean; servername?: string }
+  tls: BackendTlsOptions
 }
 
 /** How long close() lets busy sessions finish their transaction before destroying them. */

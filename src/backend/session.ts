@@ -26,8 +26,21 @@ export interface SessionOptions {
   heloName: string
   timeouts: StageTimeouts
   starttls: 'off' | 'opportunistic' | 'required'
-  tls: { rejectUnauthorized: boolean; servername?: string }
+  tls: BackendTlsOptions
 }
+
+/** How the client checks a backend's certificate after STARTTLS. */
+export interface BackendTlsOptions {
+  /** Verify the certificate (starttls = required); a certificate that does not verify is a TLS failure. */
+  rejectUnauthorized: boolean
+  /** Trusted CAs (PEM) instead of the system's: a private CA, or the backends' self-signed certificates. */
+  ca?: Buffer
+  /** The name the certificate must carry; default the backend's host name (or its IP address). */
+  servername?: string
+}
+
+/** OpenSSL's verification results and Node's name check: the certificate, not the connection, is at fault. */
+const CERT_ERRORS = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|ALTNAME|ISSUER/
 
 /** A stage went wrong; `failure` says how. Thrown inside the session and client only: deliver() never rejects. */
 export class StageError extends Error {
@@ -275,7 +288,7 @@ export class Session {
     if (this.reader.partial || this.queue.length > 0) {
       throw new StageError(this.fatal('starttls', 'protocol', 'backend sent data after 220 to STARTTLS'))
     }
-    const { rejectUnauthorized, servername } = this.opts.tls
+    const { rejectUnauthorized, servername, ca } = this.opts.tls
     const name = servername ?? (net.isIP(this.opts.host) ? undefined : this.opts.host)
     // `host` makes the certificate check use the backend's name or IP (the default would be "localhost").
     const secure = tls.connect({
@@ -283,11 +296,25 @@ export class Session {
       host: this.opts.host,
       rejectUnauthorized,
       ...(name ? { servername: name } : {}),
+      ...(ca ? { ca } : {}),
     })
     this.plain.removeListener('data', this.onData)
     this.sock = secure
     secure.on('data', this.onData)
-    secure.on('error', this.onError)
+    secure.on('error', (err: NodeJS.ErrnoException) => {
+      if (rejectUnauthorized && CERT_ERRORS.test(err.code ?? '')) {
+        const checked = name ?? this.opts.host
+        const against = ca ? 'tls_ca' : 'the system CAs (no tls_ca set)'
+        this.dead ??= {
+          kind: 'tls',
+          message:
+            `certificate not verified (${err.code}: ${err.message}) against ${against} and the name ${checked}; ` +
+            "starttls = required verifies: set tls_ca to the CA that signed it, tls_servername or the backend's " +
+            'servername to a name in it, or starttls = opportunistic to encrypt without verifying',
+        }
+      }
+      this.onError(err)
+    })
     secure.on('close', this.onSocketClose)
     secure.once('secureConnect', () => this.settle(null))
     await this.wait('starttls', deadlineAt, 'tls')

@@ -5,6 +5,7 @@ import path from 'node:path'
 import { checkDetector, DETECTOR_KEYS } from './detector-keys'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
+import { readCaFile, readKeyPair, TLS_VERSIONS, TlsFileError, type TlsVersion } from './tls'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
 
 export class ConfigError extends Error {
@@ -99,6 +100,23 @@ export function parseDomains(raw: string): Parsed<string[]> {
     if (!DOMAIN_RE.test(d)) return { error: `"${d}" is not a domain name` }
   }
   return [...new Set(list)]
+}
+
+/** A certificate name to verify a backend against: a host name (no wildcard), or empty for none. */
+function parseServername(raw: string): Parsed<string | null> {
+  if (raw === '') return null
+  const name = raw.toLowerCase().replace(/\.$/, '')
+  if (!DOMAIN_RE.test(name))
+    return {
+      error: `"${raw}" is not a host name; write the name in the backend's certificate, e.g. mx.internal.example`,
+    }
+  return name
+}
+
+/** Settings that no longer exist, and what replaces them: an old file stops start-up with the fix, not a surprise. */
+const REMOVED_SETTINGS: Record<string, string> = {
+  'backend_client.tls_reject_unauthorized':
+    "removed; certificate checks now follow starttls: required encrypts and verifies the certificate (against tls_ca, or the system CAs, and the backend's name), opportunistic encrypts without verifying. Delete this line; with self-signed backend certificates and starttls = required, set tls_ca to a file holding them",
 }
 
 /** The settings outside [backend.*] sections, by "section.key". */
@@ -218,9 +236,32 @@ const SETTINGS: Record<string, Setter> = {
     c.client.starttls = raw
     return true
   },
-  'backend_client.tls_reject_unauthorized': bool((c, v) => {
-    c.client.tlsRejectUnauthorized = v
-  }),
+  'backend_client.tls_ca': text((c, v) => {
+    c.client.tlsCa = v
+  }, true),
+  'backend_client.tls_servername': (c, raw) => {
+    const name = parseServername(raw)
+    if (isErr(name)) return name
+    c.client.tlsServername = name
+    return true
+  },
+  'tls.cert': text((c, v) => {
+    c.tls.cert = v
+  }, true),
+  'tls.key': text((c, v) => {
+    c.tls.key = v
+  }, true),
+  'tls.min_version': (c, raw) => {
+    const v = TLS_VERSIONS.find((x) => x.toLowerCase() === raw.toLowerCase())
+    if (v === undefined) {
+      const old = /^(TLSv1|TLSv1\.1|SSLv3)$/i.test(raw)
+        ? " (Node's OpenSSL refuses older versions at its default security level)"
+        : ''
+      return { error: `"${raw}" must be ${TLS_VERSIONS.join(' or ')}${old}` }
+    }
+    c.tls.minVersion = v satisfies TlsVersion
+    return true
+  },
   'breaker.error_threshold': (c, raw) => {
     const m = /^(\d+(?:\.\d+)?)%?$/.exec(raw)
     const n = m ? Number(m[1]) : Number.NaN
@@ -356,6 +397,8 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_ADMIN_TOKEN: 'admin.token',
   MXGATE_SPOOL_DIR: 'spool.dir',
   MXGATE_REDIS_URL: 'redis.url',
+  MXGATE_TLS_CERT: 'tls.cert',
+  MXGATE_TLS_KEY: 'tls.key',
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)
@@ -365,6 +408,7 @@ interface RawBackend {
   source: string
   address?: RawValue
   weight?: RawValue
+  servername?: RawValue
 }
 
 const BACKEND_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/
@@ -398,8 +442,13 @@ function readLayer(file: string, values: Map<string, RawValue>): RawBackend[] | 
         const raw = { value: e.value, source: `${file}:${e.line}` }
         if (e.key === 'address') b.address = raw
         else if (e.key === 'weight') b.weight = raw
+        else if (e.key === 'servername') b.servername = raw
         else
-          throw new ConfigError(raw.source, `${section.name}.${e.key}`, 'unknown key; a backend has address and weight')
+          throw new ConfigError(
+            raw.source,
+            `${section.name}.${e.key}`,
+            'unknown key; a backend has address, weight and servername',
+          )
       }
       backends.push(b)
       continue
@@ -407,6 +456,8 @@ function readLayer(file: string, values: Map<string, RawValue>): RawBackend[] | 
     for (const e of section.entries) {
       const key = `${section.name}.${e.key}`
       const source = `${file}:${e.line}`
+      const removed = REMOVED_SETTINGS[key]
+      if (removed !== undefined) throw new ConfigError(source, key, removed)
       if (!(key in SETTINGS)) throw new ConfigError(source, key, unknownKeyHint(key))
       values.set(key, { value: e.value, source })
     }
@@ -479,7 +530,13 @@ function buildBackends(raw: RawBackend[]): BackendConfig[] {
         throw new ConfigError(b.weight.source, `backend.${b.id}.weight`, `"${b.weight.value}" must be 1 to 10000`)
       }
     }
-    out.push({ id: b.id, host: hp.host, port: hp.port, weight })
+    const backend: BackendConfig = { id: b.id, host: hp.host, port: hp.port, weight }
+    if (b.servername) {
+      const name = parseServername(b.servername.value)
+      if (isErr(name)) throw new ConfigError(b.servername.source, `backend.${b.id}.servername`, name.error)
+      if (name !== null) backend.servername = name
+    }
+    out.push(backend)
   }
   return out
 }
@@ -522,7 +579,46 @@ export function loadConfig(opts: LoadOptions): MxgateConfig {
   }
   cfg.backends = buildBackends(rawBackends)
   validateWhole(cfg, values)
+  checkTlsFiles(cfg, values)
   return cfg
+}
+
+/**
+ * A relative TLS path is taken from the directory of the file that names it (an environment variable's from the
+ * working directory), and is stored absolute: the listener re-reads it later, whatever the working directory then.
+ */
+function tlsPath(value: string, raw: RawValue | undefined): string {
+  const file = raw?.source.startsWith('env ') === false ? raw.source.replace(/:\d+$/, '') : null
+  return path.resolve(file !== null ? path.dirname(file) : process.cwd(), value)
+}
+
+/** The certificate and key must come as a readable pair that belongs together, the CA file must hold certificates. */
+function checkTlsFiles(cfg: MxgateConfig, values: Map<string, RawValue>): void {
+  const src = (key: string) => values.get(key)?.source ?? 'built-in default'
+  const { cert, key } = cfg.tls
+  if ((cert === null) !== (key === null)) {
+    const missing = cert === null ? 'tls.cert' : 'tls.key'
+    const given = cert === null ? 'tls.key' : 'tls.cert'
+    throw new ConfigError(
+      src(given),
+      missing,
+      `${given} is set but ${missing} is not; STARTTLS needs both (or neither, to offer no STARTTLS)`,
+    )
+  }
+  try {
+    if (cert !== null && key !== null) {
+      cfg.tls.cert = tlsPath(cert, values.get('tls.cert'))
+      cfg.tls.key = tlsPath(key, values.get('tls.key'))
+      readKeyPair(cfg.tls.cert, cfg.tls.key)
+    }
+    if (cfg.client.tlsCa !== null) {
+      cfg.client.tlsCa = tlsPath(cfg.client.tlsCa, values.get('backend_client.tls_ca'))
+      readCaFile(cfg.client.tlsCa)
+    }
+  } catch (err) {
+    if (err instanceof TlsFileError) throw new ConfigError(src(err.key), err.key, err.message)
+    throw err
+  }
 }
 
 function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {

@@ -1,4 +1,5 @@
 // The typed shape of mxgate's settings and their built-in defaults. load.ts fills it from files and environment.
+import type { TlsVersion } from './tls'
 import type { HostPort } from './units'
 
 export interface BackendConfig {
@@ -7,6 +8,8 @@ export interface BackendConfig {
   port: number
   /** Relative share of traffic among admitted backends. */
   weight: number
+  /** The name its certificate must carry when starttls = required (default: client.tlsServername, else host). */
+  servername?: string
 }
 
 export interface MxgateConfig {
@@ -43,6 +46,14 @@ export interface MxgateConfig {
     /** Message bytes held in memory across all connections; beyond it the message gets 451 4.3.1. */
     maxMessageMemory: number
   }
+  /** Inbound STARTTLS. */
+  tls: {
+    /** Certificate chain and private key files (absolute once loaded); null = STARTTLS is not offered. */
+    cert: string | null
+    key: string | null
+    /** Lowest protocol version a sender may negotiate. */
+    minVersion: TlsVersion
+  }
   relay: {
     /** A message's whole journey through backends before it is spooled (or 451-ed). */
     deadlineMs: number
@@ -75,8 +86,15 @@ export interface MxgateConfig {
       rset: number
       quit: number
     }
+    /**
+     * off; opportunistic = encrypt when offered, without verifying (RFC 7435); required = encrypt and verify the
+     * certificate against tlsCa (or the system CAs) and the backend's name, else a backend fault.
+     */
     starttls: 'off' | 'opportunistic' | 'required'
-    tlsRejectUnauthorized: boolean
+    /** PEM file of the CAs (or self-signed certificates) backend certificates are verified against; null = system CAs. */
+    tlsCa: string | null
+    /** The name every backend's certificate must carry (a backend's own servername wins); null = its host. */
+    tlsServername: string | null
   }
   breaker: {
     /** Backend-fault percentage over the window above which the breaker opens (the backend is ejected). */
@@ -178,6 +196,8 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     dataRateGraceMs: 30_000,
     maxMessageMemory: 512 * 1024 ** 2,
   },
+  // TLSv1.2: the oldest Node's OpenSSL allows by default, and what RFC 8996 asks for; Postfix still accepts TLSv1.
+  tls: { cert: null, key: null, minVersion: 'TLSv1.2' },
   relay: { deadlineMs: 30_000, maxAttempts: 3, secondOpinion: true, confirmPermanent: ['5.1', '5.2', '5.6', 'X.3.4'] },
   backends: [],
   client: {
@@ -201,7 +221,8 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
       quit: 2_000,
     },
     starttls: 'opportunistic',
-    tlsRejectUnauthorized: false,
+    tlsCa: null,
+    tlsServername: null,
   },
   breaker: {
     errorThresholdPercent: 50,

@@ -10,6 +10,7 @@ import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
 import { inboundCounts, installInboundGuard } from './inbound-guard'
+import { installStarttls } from './starttls'
 import { tuneHaraka } from './tuning'
 
 interface HarakaServer {
@@ -30,6 +31,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
   installInboundGuard(cfg, Number(connectionIni.max?.bytes ?? 0) || Number.MAX_SAFE_INTEGER)
+  installStarttls(cfg, partLogger('tls'))
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)

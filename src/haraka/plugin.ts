@@ -16,6 +16,7 @@ import {
   releaseConnection,
 } from './inbound-guard'
 import { acceptReply } from './replies'
+import { advertiseStarttls, handleStarttls, starttlsDisconnected } from './starttls'
 
 const log = partLogger('smtp')
 
@@ -101,7 +102,20 @@ export function hook_mail(next: Next, connection: HarakaConnection): void {
 
 export function hook_disconnect(next: Next, connection: HarakaConnection): void {
   releaseConnection(connection as unknown as GuardedConn)
+  starttlsDisconnected(connection)
   next()
+}
+
+/** EHLO reply: STARTTLS when a certificate is configured (see starttls.ts). */
+export function hook_capabilities(next: Next, connection: HarakaConnection): void {
+  advertiseStarttls(connection)
+  next()
+}
+
+/** Haraka has no STARTTLS command of its own: it reaches plugins as an unrecognized command. */
+export function hook_unrecognized_command(next: Next, connection: HarakaConnection, params: unknown[]): void {
+  const [verb, arg] = params as [string, string | undefined]
+  if (!handleStarttls(next, connection, verb, arg ?? '', log)) next()
 }
 
 export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {

@@ -1,5 +1,6 @@
 // One SMTP connection of the fake backend: the command state machine, fault application, and DATA decoding.
 import type net from 'node:net'
+import tls from 'node:tls'
 import { type FaultRule, type FaultStage, formatReply, replyCode } from './fault-rules'
 
 export interface ReceivedMessage {
@@ -14,6 +15,8 @@ export interface ReceivedMessage {
   size: number
   at: number
   sessionId: string
+  /** The message came over a session secured with STARTTLS. */
+  tls: boolean
 }
 
 /** What a session needs from its server, so the session knows nothing of the listener. */
@@ -22,6 +25,8 @@ export interface SessionHost {
   readonly pipelining: boolean
   readonly smtputf8: boolean
   readonly acceptDelayMs: number
+  /** Offer STARTTLS with this certificate; null = not offered (STARTTLS gets 502). */
+  readonly tls: tls.SecureContext | null
   /** Picks the fault for this stage (or null), counting and announcing it. */
   fault(stage: FaultStage, sessionId: string, extra?: { rcpt?: string; messageId?: string | null }): FaultRule | null
   greeted(): void
@@ -132,18 +137,16 @@ export class Session {
   private tx: { from: string; to: string[] } | null = null
   private decoder: DotDecoder | null = null
   private corked = false
+  private secured = false
 
   constructor(
-    private readonly socket: net.Socket,
+    private socket: net.Socket,
     private readonly sessionId: string,
     private readonly host: SessionHost,
   ) {}
 
   begin(): void {
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk))
-    this.socket.on('close', () => {
-      this.state = 'closed'
-    })
+    this.listen()
     const rule = this.host.fault('connect', this.sessionId) ?? this.host.fault('banner', this.sessionId)
     if (!rule) {
       this.send(`220 ${this.host.hostname} ESMTP fake backend ready`)
@@ -157,6 +160,35 @@ export class Session {
     // A 2xx banner reply is a custom greeting. After a 4xx/5xx one (421 has closed already) the server refuses every
     // command but QUIT, as RFC 5321 §3.1 asks after a 554 greeting.
     if (this.refusedBy(rule)) this.state = 'rejected'
+  }
+
+  private listen(): void {
+    this.socket.on('data', (chunk: Buffer) => this.onData(chunk))
+    this.socket.on('close', () => {
+      this.state = 'closed'
+    })
+  }
+
+  /** RFC 3207: 220, then the handshake; plain text pipelined behind STARTTLS is dropped, the client says EHLO again. */
+  private starttls(arg: string): void {
+    if (this.host.tls === null || this.secured) {
+      this.send('502 5.5.1 STARTTLS not implemented')
+      return
+    }
+    if (arg !== '') {
+      this.send('501 5.5.4 Syntax: STARTTLS')
+      return
+    }
+    this.send('220 2.0.0 Ready to start TLS')
+    this.input = EMPTY
+    this.socket.removeAllListeners('data')
+    const secure = new tls.TLSSocket(this.socket, { isServer: true, secureContext: this.host.tls })
+    secure.on('error', () => secure.destroy())
+    this.socket = secure
+    this.secured = true
+    this.greeted = false
+    this.tx = null
+    this.listen()
   }
 
   private onData(chunk: Buffer): void {
@@ -229,6 +261,8 @@ export class Session {
         this.send('252 2.5.2 Cannot VRFY user, but will accept message')
         break
       case 'STARTTLS':
+        this.starttls(arg)
+        break
       case 'BDAT':
       case 'AUTH':
         this.send(`502 5.5.1 ${verb} not implemented`)
@@ -256,6 +290,7 @@ export class Session {
     const lines = [`${this.host.hostname} Hello ${arg}`, '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES']
     if (!this.host.smtputf8) lines.splice(2, 1)
     if (this.host.pipelining) lines.splice(1, 0, 'PIPELINING')
+    if (this.host.tls !== null && !this.secured) lines.splice(1, 0, 'STARTTLS')
     this.send(lines.map((l, i) => `250${i === lines.length - 1 ? ' ' : '-'}${l}`).join('\r\n'))
   }
 
@@ -313,6 +348,7 @@ export class Session {
       size: raw.length,
       at: Date.now(),
       sessionId: this.sessionId,
+      tls: this.secured,
     }
     const rule = this.host.fault('dot', this.sessionId, { messageId: msg.messageId })
     if (rule?.action === 'drop') this.host.finished('dropped', msg)
@@ -385,10 +421,12 @@ export class Session {
   private cork(): void {
     if (this.corked) return
     this.corked = true
-    this.socket.cork()
+    // The socket that was corked: STARTTLS replaces this.socket before the tick.
+    const socket = this.socket
+    socket.cork()
     process.nextTick(() => {
       this.corked = false
-      this.socket.uncork()
+      socket.uncork()
     })
   }
 }

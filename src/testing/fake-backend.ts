@@ -6,6 +6,7 @@
 // bytes are kept exactly as sent (after un-dot-stuffing), and pipelined commands are answered strictly in order.
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
+import tls from 'node:tls'
 import { type ReceivedMessage, Session, type SessionHost } from './fake-backend-session'
 import {
   createRng,
@@ -37,6 +38,8 @@ export interface FakeBackendOptions {
   seed?: number
   /** Name in the banner and EHLO reply. */
   hostname?: string
+  /** Offer STARTTLS with this certificate chain and key (PEM); without it STARTTLS is not offered. */
+  tls?: { cert: string | Buffer; key: string | Buffer }
 }
 
 export interface FaultEvent {
@@ -115,6 +118,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       hostname: opts.hostname ?? `${this.id}.fake.test`,
       pipelining: opts.pipelining ?? true,
       smtputf8: opts.smtputf8 ?? true,
+      tls: opts.tls ? tls.createSecureContext({ cert: opts.tls.cert, key: opts.tls.key }) : null,
       get acceptDelayMs() {
         return backend.acceptDelayMs
       },
