@@ -104,6 +104,10 @@ export class Session {
   private stageStarted = 0
   private lastReply: SmtpReply | null = null
   private markClosed: () => void = () => {}
+  /** The reply to an RSET sent by startRset(): the next transaction (or QUIT) reads it first. */
+  private resetting: Promise<boolean> | null = null
+  /** RSET failed: the session is saying QUIT on its own and takes no more transactions. */
+  private retiring = false
 
   private constructor(
     private readonly opts: SessionOptions,
@@ -138,7 +142,7 @@ export class Session {
   }
 
   get reusable(): boolean {
-    return this.dead === null && !this.isClosed
+    return this.dead === null && !this.isClosed && !this.retiring
   }
 
   /** One mail transaction. Never throws: failures are in the result; the session says afterwards if it is reusable. */
@@ -148,6 +152,13 @@ export class Session {
     const mailCommand = this.mailCommand(envelope, body)
     if (typeof mailCommand !== 'string') {
       result.failure = mailCommand
+      return result
+    }
+    if (this.resetting !== null && !(await this.resetting)) {
+      // The session was leased while its RSET was in flight and the RSET failed: nothing of this transaction was
+      // sent, so the caller retries on a fresh session, as for a pooled session the backend had closed.
+      result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
+      result.stale = true
       return result
     }
     this.messages++
@@ -171,6 +182,25 @@ export class Session {
     const first421 = this.txReplies === 1 && this.lastReply?.code === 421
     result.stale = reused && ((this.txReplies === 0 && result.failure?.kind === 'reset') || first421)
     return result
+  }
+
+  /**
+   * RSET after an aborted transaction without waiting for its reply, so the owner can park (and lease) the session at
+   * once: the next send() or quit() waits behind the reply instead of a delivery opening a second connection. When
+   * RSET fails the session says QUIT and closes on its own (onClose tells the owner) and the next send() is stale.
+   */
+  startRset(): void {
+    if (this.resetting !== null) return
+    const pending = this.rset().then((clean) => {
+      if (this.resetting === pending) this.resetting = null
+      if (!clean) {
+        const polite = this.reusable
+        this.retiring = true
+        void this.sayQuit(Date.now() + this.opts.timeouts.quit, polite)
+      }
+      return clean
+    })
+    this.resetting = pending
   }
 
   /** RSET after an aborted transaction; true when the session is clean again. */
@@ -203,8 +233,14 @@ export class Session {
 
   /** QUIT politely, then close. Returns why QUIT failed, if it did (a backend closing right after QUIT is fine). */
   async quit(deadlineAt = Date.now() + this.opts.timeouts.quit): Promise<StageFailure | null> {
+    // A reply still owed to an RSET comes before QUIT's own.
+    if (this.resetting !== null) await this.resetting
+    return this.sayQuit(deadlineAt, this.reusable)
+  }
+
+  private async sayQuit(deadlineAt: number, polite: boolean): Promise<StageFailure | null> {
     let failure: StageFailure | null = null
-    if (this.reusable) {
+    if (polite) {
       try {
         this.expecting = true
         this.write('QUIT\r\n', 'quit')
