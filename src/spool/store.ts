@@ -343,10 +343,11 @@ export class SpoolStore {
     return this.index.due(now, limit)
   }
 
-  /** Claim a message for delivery across processes; null when someone else holds it or it is gone. */
-  async claim(id: string, owner: string): Promise<Claim | null> {
+  /** Claim a message for delivery across processes; null when someone else holds it or it is gone. `now` judges
+   * whether another holder's lease ran out (tests pass a time past it rather than wait for it). */
+  async claim(id: string, owner: string, now = Date.now()): Promise<Claim | null> {
     this.mustBeOpen()
-    const c = await this.claims.acquire(id, owner)
+    const c = await this.claims.acquire(id, owner, now)
     if (c && !(await exists(join(this.opts.dir, msgName(id))))) {
       await this.claims.release(c)
       this.index.drop(id)
