@@ -30,6 +30,11 @@ export interface SpoolCounters {
   retried: number
   bounced: number
   expired: number
+  /** Rounds finished: each looked at every message due then. A runner that stopped counting is stuck. */
+  rounds: number
+  /** Messages picked up (claimed or tried to) for delivery, expiry or a DSN; `running` of them not finished yet. */
+  pickups: number
+  running: number
 }
 
 export class SpoolRunner {
@@ -43,12 +48,16 @@ export class SpoolRunner {
   private again = false
   private tokenTimer: NodeJS.Timeout | null = null
   private stopped = false
-  readonly counters: SpoolCounters = { delivered: 0, retried: 0, bounced: 0, expired: 0 }
+  private readonly counts = { delivered: 0, retried: 0, bounced: 0, expired: 0, rounds: 0, pickups: 0 }
   /** Resolves when the current round and its deliveries are done (for tests and shutdown). */
   private inflight = new Set<Promise<void>>()
 
   constructor(private readonly deps: SpoolRunnerDeps) {
     this.tokens = deps.settings.drainRate
+  }
+
+  get counters(): Readonly<SpoolCounters> {
+    return { ...this.counts, running: this.running }
   }
 
   start(): void {
@@ -97,6 +106,7 @@ export class SpoolRunner {
     const p = this.fill()
       .catch((err: unknown) => this.deps.log.error({ err }, 'spool round failed'))
       .finally(() => {
+        this.counts.rounds++
         this.busy = false
         if (this.again) {
           this.again = false
@@ -144,6 +154,7 @@ export class SpoolRunner {
 
   private launch(entry: SpoolEntry): void {
     this.running++
+    this.counts.pickups++
     const p = this.process(entry)
       .catch((err: unknown) => this.deps.log.error({ id: entry.id, err }, 'spool delivery failed'))
       .finally(() => {
@@ -184,7 +195,7 @@ export class SpoolRunner {
       const attempts = entry.attempts + 1
       const settled = { done: [...entry.done, ...delivered], bounced }
       if (pending.length === 0) {
-        this.counters.delivered += delivered.length > 0 ? 1 : 0
+        this.counts.delivered += delivered.length > 0 ? 1 : 0
         log.info(
           { id: entry.id, delivered, refused: refusedNow.map((r) => r.rcpt), attempts },
           'spooled message settled',
@@ -203,7 +214,7 @@ export class SpoolRunner {
         // Nothing left to do for it: removing the file is the record (and needs no free space).
         return await this.settleBounces(updated, body)
       }
-      this.counters.retried++
+      this.counts.retried++
       const delay = nextAttemptDelay(attempts, {
         firstMs: this.deps.settings.retryFirstMs,
         maxMs: this.deps.settings.retryMaxMs,
@@ -247,7 +258,7 @@ export class SpoolRunner {
         })
         return
       }
-      if (r.sent) this.counters.bounced++
+      if (r.sent) this.counts.bounced++
     }
     await spool.remove(entry.id)
   }
@@ -255,7 +266,7 @@ export class SpoolRunner {
   /** The message outlived spool.lifetime: hold it for an operator, or bounce what is left. */
   private async expire(entry: SpoolEntry, body: Buffer): Promise<void> {
     const { spool, settings, log } = this.deps
-    this.counters.expired++
+    this.counts.expired++
     if (settings.onExpiry === 'hold') {
       log.warn({ id: entry.id, pending: entry.pending }, 'spooled message expired; held for an operator')
       await spool.update(entry.id, { held: true })
@@ -276,7 +287,7 @@ export class SpoolRunner {
       await this.deps.spool.update(entry.id, { held: true })
       throw new Error(r.error)
     }
-    if (r.sent) this.counters.bounced++
+    if (r.sent) this.counts.bounced++
     await this.deps.spool.remove(entry.id)
   }
 
