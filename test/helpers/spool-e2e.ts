@@ -109,12 +109,14 @@ export async function spoolList(node: Node): Promise<SpoolItem[]> {
   return r.body.messages
 }
 
-/** Polls an async condition every 100 ms (at most 600 times) until it holds or `ms` passes. */
+const POLL_MS = 100
+
+/** Polls an async condition every POLL_MS (at most 600 times) until it holds or `ms` passes. */
 export async function eventually(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const until = Date.now() + ms
   for (let i = 0; i < 600 && Date.now() < until; i++) {
     if (await Promise.resolve(check()).catch(() => false)) return true
-    await new Promise((r) => setTimeout(r, 100))
+    await new Promise((r) => setTimeout(r, POLL_MS))
   }
   return Promise.resolve(check()).catch(() => false)
 }
