@@ -1,10 +1,6 @@
 // The spool through a real mxgate process: lifetime expiry (hold, or a DSN through the smarthost), the spool's
 // limits (451 4.3.4 and /readyz), and a spool disk that really fills up (a tiny tmpfs).
-import { execFileSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { makeTestMessage } from '../src/testing/smtp-sender'
 import {
   api,
@@ -20,6 +16,7 @@ import {
   startNode,
   tempDir,
 } from './helpers/spool-e2e'
+import { tinyDisk } from './helpers/tiny-disk'
 import { openStore } from './spool-helpers'
 
 const REFUSE = [{ stage: 'connect' as const, action: 'refuse' as const }]
@@ -123,33 +120,14 @@ t.test(
   },
 )
 
-/** Mounts a tmpfs of `size` on a new temp dir; unmounted and removed at teardown. Null when mounting is refused. */
-function tinyDisk(t: Test, size: string): string | null {
-  const parent = mkdtempSync(path.join(os.tmpdir(), 'mxgate-spool-e2e-disk-'))
-  const dir = path.join(parent, 'disk')
-  mkdirSync(dir)
-  let mounted = false
-  t.teardown(() => {
-    // Lazy: a process that still has a file open there cannot keep the mount alive.
-    if (mounted) execFileSync('umount', ['-l', dir], { stdio: 'pipe' })
-    rmSync(parent, { recursive: true, force: true })
-  })
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'pipe' })
-    mounted = true
-  } catch (err) {
-    t.comment(`mount refused: ${(err as Error).message.split('\n')[0]}`)
-    return null
-  }
-  return dir
-}
-
 t.test('a spool disk that really fills up: 451, no partial files, and mail flows again once it drains', async (t) => {
-  const disk = tinyDisk(t, '256k')
-  if (!disk) {
-    t.plan(0, 'cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN); spool-faults.test.ts covers ENOSPC')
+  const tiny = await tinyDisk(t, '256k')
+  if (tiny.path === null) {
+    t.plan(0, tiny.why)
     return
   }
+  const disk = tiny.path
+  t.comment(`a 256 KiB tmpfs ${tiny.how}`)
   const mx = await backend(t, { id: 'mx1', faults: REFUSE })
   // min_free_disk = 0: nothing guards the disk, so the writes themselves meet ENOSPC.
   const node = await startNode(t, {
@@ -202,11 +180,12 @@ t.test('a spool disk that really fills up: 451, no partial files, and mail flows
 t.test(
   'min_free_disk keeps a margin on the spool disk: 451 4.3.4 and /readyz 503 before the disk is full',
   async (t) => {
-    const disk = tinyDisk(t, '512k')
-    if (!disk) {
-      t.plan(0, 'cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)')
+    const tiny = await tinyDisk(t, '512k')
+    if (tiny.path === null) {
+      t.plan(0, tiny.why)
       return
     }
+    const disk = tiny.path
     const mx = await backend(t, { id: 'mx1', faults: REFUSE })
     const node = await startNode(t, {
       backends: [mx],
