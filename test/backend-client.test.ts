@@ -330,7 +330,8 @@ t.test('451 at the dot is a reply failure at dot; the session stays usable', asy
 
 t.test('a stall after the dot times out at dot, bounded by the deadline, and the session is destroyed', async (t) => {
   const { server, client } = await setup(t, { message: () => STALL }, { timeouts: { ...TIMEOUTS, dot: 60_000 } })
-  const attempt = await client.deliver(env, BODY, soon(300))
+  // Room for connect, banner, EHLO and MAIL on a loaded machine; still far below the 60 s dot timeout.
+  const attempt = await client.deliver(env, BODY, soon(2000))
   t.match(attempt.failure, { stage: 'dot', kind: 'timeout', message: /delivery deadline/ })
   t.ok(attempt.elapsedMs < 60_000, 'the deadline, not the 60 s dot timeout, ended the wait')
   await server.waitFor(() => server.openConnections === 0, 'the timed-out session to close')
@@ -366,7 +367,7 @@ t.test('with maxSessions 1 a second delivery waits for the session and then uses
 
 t.test('a queued delivery whose deadline passes while the pool is busy fails at connect: pool exhausted', async (t) => {
   const { client } = await setup(t, { message: () => STALL }, { maxSessions: 1 })
-  const first = client.deliver(env, BODY, soon(1000))
+  const first = client.deliver(env, BODY, soon(3000))
   const second = await client.deliver(env, BODY, soon(100))
   t.match(second.failure, { stage: 'connect', kind: 'timeout', message: /pool exhausted/ })
   t.match((await first).failure, { stage: 'dot', kind: 'timeout' })
