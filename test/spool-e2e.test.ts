@@ -36,7 +36,11 @@ t.test('a message that outlives spool.lifetime is held for an operator by defaul
   )
   const [held] = await spoolList(node)
   t.same(held?.pending, ['user@example.com'], 'its recipient is still pending: nothing was given up')
-  t.ok(node.proc.logs.some((l) => l.msg === 'spooled message expired; held for an operator'))
+  // The line comes over the node's stdout pipe, not the admin API: wait for it rather than assume it is in.
+  t.ok(
+    await eventually(() => node.proc.logs.some((l) => l.msg === 'spooled message expired; held for an operator'), 5000),
+    'the expiry is logged',
+  )
   // Held means no more attempts, even with the backend back. It was due when it expired, so only the hold keeps
   // the runner from trying it again in the rounds it runs from now on.
   await mx.setFaults([])
