@@ -276,6 +276,34 @@ t.test('RSET refused while the next delivery waits behind it: that delivery goes
   await server.waitFor(() => client.openSessions === 1, 'the refused session to close')
 })
 
+t.test('close() does not wait out an RSET the backend never answers: the QUIT deadline bounds it', async (t) => {
+  const { server, client } = await setup(
+    t,
+    {
+      command: (line) => {
+        if (line.startsWith('MAIL')) return '451 4.3.0 try again later'
+        if (line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+        if (line === 'RSET') return STALL
+        return undefined
+      },
+    },
+    // An RSET timeout no test run waits out: close() must end on the QUIT deadline (1 s) instead.
+    { timeouts: { ...TIMEOUTS, rset: 600_000 } },
+  )
+  t.match(await client.deliver(env, BODY, soon()), { ok: false, failure: { stage: 'mail' } })
+  await server.waitFor(() => server.connections[0]?.commands.at(-1) === 'RSET', 'RSET')
+  let timer: NodeJS.Timeout | undefined
+  const closed = await Promise.race([
+    client.close().then(() => 'closed'),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve('still waiting for the RSET reply'), 30_000)
+    }),
+  ])
+  clearTimeout(timer)
+  t.equal(closed, 'closed')
+  t.equal(client.openSessions, 0)
+})
+
 t.test('one of two recipients refused: the other is accepted and the body is sent', async (t) => {
   for (const code of ['450 4.2.1 mailbox busy', '550 5.1.1 no such user']) {
     await t.test(code, async (t) => {

@@ -233,9 +233,25 @@ export class Session {
 
   /** QUIT politely, then close. Returns why QUIT failed, if it did (a backend closing right after QUIT is fine). */
   async quit(deadlineAt = Date.now() + this.opts.timeouts.quit): Promise<StageFailure | null> {
-    // A reply still owed to an RSET comes before QUIT's own.
-    if (this.resetting !== null) await this.resetting
+    // A reply still owed to an RSET comes before QUIT's own, but QUIT's deadline bounds the wait for it too.
+    if (this.resetting !== null && !(await this.settlesBy(this.resetting, deadlineAt))) {
+      this.destroy()
+      return this.failure('quit', 'timeout', 'no reply to RSET before the QUIT deadline', 0)
+    }
     return this.sayQuit(deadlineAt, this.reusable)
+  }
+
+  /** Whether `p` settles before `deadlineAt`. */
+  private async settlesBy(p: Promise<unknown>, deadlineAt: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, deadlineAt - Date.now()))
+    })
+    try {
+      return await Promise.race([p.then(() => true), late])
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   private async sayQuit(deadlineAt: number, polite: boolean): Promise<StageFailure | null> {
