@@ -276,6 +276,24 @@ t.test('RSET refused while the next delivery waits behind it: that delivery goes
   await server.waitFor(() => client.openSessions === 1, 'the refused session to close')
 })
 
+t.test('a delivery waiting behind an RSET the backend never answers ends at its deadline', async (t) => {
+  const { client } = await setup(
+    t,
+    {
+      command: (line) => {
+        if (line.startsWith('MAIL')) return '451 4.3.0 try again later'
+        if (line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+        if (line === 'RSET') return STALL
+        return undefined
+      },
+    },
+    { timeouts: { ...TIMEOUTS, rset: 600_000 } },
+  )
+  t.match(await client.deliver(env, BODY, soon()), { ok: false, failure: { stage: 'mail' } })
+  const next = await client.deliver(env, BODY, soon(1000))
+  t.match(next, { ok: false, failure: { stage: 'rset', kind: 'timeout', message: /delivery deadline/ } })
+})
+
 t.test('close() does not wait out an RSET the backend never answers: the QUIT deadline bounds it', async (t) => {
   const { server, client } = await setup(
     t,

@@ -154,12 +154,22 @@ export class Session {
       result.failure = mailCommand
       return result
     }
-    if (this.resetting !== null && !(await this.resetting)) {
-      // The session was leased while its RSET was in flight and the RSET failed: nothing of this transaction was
-      // sent, so the caller retries on a fresh session, as for a pooled session the backend had closed.
-      result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
-      result.stale = true
-      return result
+    const resetting = this.resetting
+    if (resetting !== null) {
+      // Leased while its RSET is in flight: wait for the reply, but no longer than the delivery may take.
+      const waitStarted = Date.now()
+      if (!(await this.settlesBy(resetting, deadlineAt))) {
+        const msg = 'no reply to the RSET before this transaction within the delivery deadline'
+        result.failure = this.failure('rset', 'timeout', msg, waitStarted)
+        return result
+      }
+      if (!(await resetting)) {
+        // The RSET failed: nothing of this transaction was sent, so the caller retries on a fresh session, as for
+        // a pooled session the backend had closed.
+        result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
+        result.stale = true
+        return result
+      }
     }
     this.messages++
     this.txReplies = 0
