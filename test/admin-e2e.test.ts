@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import { FakeBackend } from '../src/testing/fake-backend'
 import { makeTestMessage, sendMessage } from '../src/testing/smtp-sender'
-import { runMxgate, startMxgate } from './helpers/mxgate-process'
+import { runMxgate, startMxgate, waitForLogs } from './helpers/mxgate-process'
 
 async function backend(t: Test, id: string): Promise<FakeBackend> {
   const b = new FakeBackend({ id })
@@ -61,7 +61,16 @@ t.test('operators eject, watch and restore a backend on a running node', async (
 
   const table = await cli(['status'])
   t.match(table.stdout, /mx1\s+manual-ejected\s+disk swap/)
-  const audit = node.logs.find((l) => l.audit === true && l.who === 'ops' && String(l.what ?? '').includes('eject'))
+  // Log lines come over the node's stdout pipe, not the HTTP reply: wait for them rather than assume they are in.
+  const isAudit = (l: Record<string, unknown>) =>
+    l.audit === true && l.who === 'ops' && String(l.what ?? '').includes('eject')
+  await waitForLogs(node, (logs) => logs.some(isAudit), 'the audit line of the eject')
+  await waitForLogs(
+    node,
+    (logs) => logs.some((l) => l.audit === true && l.who === 'anonymous@127.0.0.1'),
+    'the audit line of a refused eject',
+  )
+  const audit = node.logs.find(isAudit)
   t.ok(audit, 'the change is audited')
   t.match(audit, { who: 'ops', why: 'disk swap' })
   t.ok(
@@ -94,7 +103,10 @@ t.test('with worker processes and no Redis, an eject reaches every worker throug
     MXGATE_ADMIN_TOKEN: 's3cret',
   })
   t.equal(r.code, 0, r.stderr)
-  await new Promise((res) => setTimeout(res, 500))
+  // The eject lands on one worker and reaches the other through the master; each logs it when it takes effect.
+  const workersEjecting = (logs: Record<string, unknown>[]) =>
+    new Set(logs.filter((l) => l.backend === 'mx1' && l.to === 'manual-ejected').map((l) => l.pid))
+  await waitForLogs(node, (logs) => workersEjecting(logs).size === 2, 'both workers take mx1 out')
   // Connections are spread over both workers; none of them may pick mx1 any more.
   for (let i = 0; i < 12; i++) {
     const s = await sendMessage({

@@ -228,26 +228,99 @@ t.test('a 421 banner is a reply failure at banner', async (t) => {
 })
 
 t.test('451 at MAIL fails the attempt; the session is RSET before it carries the next message', async (t) => {
-  // Like a real server: MAIL refused, so the pipelined RCPT gets 503 and DATA 554.
+  // The next delivery starts at once (RSET reply not yet read) or after the backend has answered the RSET: either
+  // way it waits behind the RSET on the same session instead of opening a second connection.
+  for (const when of ['at once', 'after the backend saw RSET']) {
+    await t.test(when, async (t) => {
+      // Like a real server: MAIL refused, so the pipelined RCPT gets 503 and DATA 554.
+      const { server, client } = await setup(t, {
+        command: (line, conn) => {
+          const first = conn.index === 0 && conn.commands.length <= 4
+          if (first && line.startsWith('MAIL')) return '451 4.3.0 try again later'
+          if (first && line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+          return undefined
+        },
+      })
+      const attempt = await client.deliver(env, BODY, soon())
+      t.match(attempt, {
+        ok: false,
+        accepted: [],
+        refused: [],
+        failure: { stage: 'mail', kind: 'reply', reply: { code: 451, enhanced: '4.3.0', lines: ['try again later'] } },
+      })
+      if (when !== 'at once') await server.waitFor(() => server.connections[0]?.commands.at(-1) === 'RSET', 'RSET')
+      const next = await client.deliver(env, BODY, soon())
+      t.ok(next.ok)
+      t.equal(next.reusedSession, true)
+      t.equal(server.connections.length, 1, 'the RSET session carried the next message')
+      t.same(server.connections[0]?.commands.slice(4, 6), ['RSET', 'MAIL FROM:<sender@example.org> SIZE=22'])
+    })
+  }
+})
+
+t.test('RSET refused while the next delivery waits behind it: that delivery goes out on a fresh session', async (t) => {
   const { server, client } = await setup(t, {
     command: (line, conn) => {
-      const first = conn.index === 0 && conn.commands.length <= 4
-      if (first && line.startsWith('MAIL')) return '451 4.3.0 try again later'
-      if (first && line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+      if (conn.index !== 0) return undefined
+      if (line.startsWith('MAIL')) return '451 4.3.0 try again later'
+      if (line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+      if (line === 'RSET') return '500 5.5.1 confused'
       return undefined
     },
   })
-  const attempt = await client.deliver(env, BODY, soon())
-  t.match(attempt, {
-    ok: false,
-    accepted: [],
-    refused: [],
-    failure: { stage: 'mail', kind: 'reply', reply: { code: 451, enhanced: '4.3.0', lines: ['try again later'] } },
-  })
+  t.match(await client.deliver(env, BODY, soon()), { ok: false, failure: { stage: 'mail' } })
+  const next = await client.deliver(env, BODY, soon())
+  t.match(next, { ok: true, failure: null, reusedSession: false })
+  t.equal(server.connections.length, 2)
+  t.same(server.connections[0]?.commands.slice(4), ['RSET', 'QUIT'], 'the refused session said QUIT, nothing else')
+  t.equal(server.connections[1]?.messages.length, 1)
+  await server.waitFor(() => client.openSessions === 1, 'the refused session to close')
+})
+
+t.test('a delivery waiting behind an RSET the backend never answers ends at its deadline', async (t) => {
+  const { client } = await setup(
+    t,
+    {
+      command: (line) => {
+        if (line.startsWith('MAIL')) return '451 4.3.0 try again later'
+        if (line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+        if (line === 'RSET') return STALL
+        return undefined
+      },
+    },
+    { timeouts: { ...TIMEOUTS, rset: 600_000 } },
+  )
+  t.match(await client.deliver(env, BODY, soon()), { ok: false, failure: { stage: 'mail' } })
+  const next = await client.deliver(env, BODY, soon(1000))
+  t.match(next, { ok: false, failure: { stage: 'rset', kind: 'timeout', message: /delivery deadline/ } })
+})
+
+t.test('close() does not wait out an RSET the backend never answers: the QUIT deadline bounds it', async (t) => {
+  const { server, client } = await setup(
+    t,
+    {
+      command: (line) => {
+        if (line.startsWith('MAIL')) return '451 4.3.0 try again later'
+        if (line.startsWith('RCPT')) return '503 5.5.1 need MAIL first'
+        if (line === 'RSET') return STALL
+        return undefined
+      },
+    },
+    // An RSET timeout no test run waits out: close() must end on the QUIT deadline (1 s) instead.
+    { timeouts: { ...TIMEOUTS, rset: 600_000 } },
+  )
+  t.match(await client.deliver(env, BODY, soon()), { ok: false, failure: { stage: 'mail' } })
   await server.waitFor(() => server.connections[0]?.commands.at(-1) === 'RSET', 'RSET')
-  t.ok((await client.deliver(env, BODY, soon())).ok)
-  t.equal(server.connections.length, 1, 'the RSET session carried the next message')
-  t.same(server.connections[0]?.commands.slice(4, 6), ['RSET', 'MAIL FROM:<sender@example.org> SIZE=22'])
+  let timer: NodeJS.Timeout | undefined
+  const closed = await Promise.race([
+    client.close().then(() => 'closed'),
+    new Promise((resolve) => {
+      timer = setTimeout(() => resolve('still waiting for the RSET reply'), 30_000)
+    }),
+  ])
+  clearTimeout(timer)
+  t.equal(closed, 'closed')
+  t.equal(client.openSessions, 0)
 })
 
 t.test('one of two recipients refused: the other is accepted and the body is sent', async (t) => {
@@ -304,7 +377,8 @@ t.test('451 at the dot is a reply failure at dot; the session stays usable', asy
 
 t.test('a stall after the dot times out at dot, bounded by the deadline, and the session is destroyed', async (t) => {
   const { server, client } = await setup(t, { message: () => STALL }, { timeouts: { ...TIMEOUTS, dot: 60_000 } })
-  const attempt = await client.deliver(env, BODY, soon(300))
+  // Room for connect, banner, EHLO and MAIL on a loaded machine; still far below the 60 s dot timeout.
+  const attempt = await client.deliver(env, BODY, soon(2000))
   t.match(attempt.failure, { stage: 'dot', kind: 'timeout', message: /delivery deadline/ })
   t.ok(attempt.elapsedMs < 60_000, 'the deadline, not the 60 s dot timeout, ended the wait')
   await server.waitFor(() => server.openConnections === 0, 'the timed-out session to close')
@@ -340,7 +414,7 @@ t.test('with maxSessions 1 a second delivery waits for the session and then uses
 
 t.test('a queued delivery whose deadline passes while the pool is busy is saturated, not a timeout', async (t) => {
   const { client } = await setup(t, { message: () => STALL }, { maxSessions: 1 })
-  const first = client.deliver(env, BODY, soon(1000))
+  const first = client.deliver(env, BODY, soon(3000))
   const second = await client.deliver(env, BODY, soon(100))
   t.match(second.failure, { stage: 'connect', kind: 'saturated', message: /all 1 sessions to b1 stayed busy/ })
   t.match((await first).failure, { stage: 'dot', kind: 'timeout' })

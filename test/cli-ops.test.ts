@@ -7,7 +7,7 @@ import type { OpsIo } from '../src/cli/ops'
 import { runOpsCommand } from '../src/cli/ops'
 import { renderTable, wantsColour } from '../src/cli/table'
 import { backendView, MemoryAdminPort, spoolItem, startTestAdmin } from './admin-helpers'
-import { freePort } from './helpers/ports'
+import { freePort, waitFor } from './helpers/ports'
 
 const TOKEN = 'cli-test-token-93ab'
 const ESC = '\u001b['
@@ -199,7 +199,7 @@ t.test('status --watch redraws until its iteration bound, or until stopped', asy
   const stop = new AbortController()
   const c = capture()
   const stopped = runOpsCommand('status', ['--admin', url, '--watch', '5'], { ...c.io, signal: stop.signal })
-  for (let i = 0; i < 100 && !c.out().includes('BACKEND'); i++) await new Promise((r) => setTimeout(r, 20))
+  t.ok(await waitFor(() => c.out().includes('BACKEND'), 10_000), 'the first frame is out')
   stop.abort()
   t.equal(await stopped, 0, 'stopping a watch is a clean exit')
   t.equal(c.out().match(/^BACKEND/gm)?.length, 1)

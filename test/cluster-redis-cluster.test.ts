@@ -17,7 +17,10 @@ t.test('nodes on a three-master Redis Cluster share overrides, ejections and out
   )
   const [a, b] = stores as [RedisStore, RedisStore]
   for (const s of stores) t.teardown(() => s.stop())
+  // start() returns on the first ready, the first close or its own timeout, whichever comes first: a cluster client
+  // may still be discovering slots (or retrying a node that was not ok yet) when it returns. Wait for the link.
   await Promise.all(stores.map((s) => s.start()))
+  await eventually(() => a.up && b.up, 'both stores are connected to the cluster', 10_000)
   t.ok(a.up && b.up)
   t.equal(a.keys.values.override, `{${prefix.slice(0, -1)}}:overrides`, 'the prefix became a hash tag')
 

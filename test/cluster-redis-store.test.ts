@@ -26,7 +26,9 @@ async function nodeOn(
   node: string,
   opts: Partial<RedisStoreOptions> = {},
 ): Promise<RedisStore> {
-  const store = new RedisStore({ url: redis.url, prefix, node, logger: quiet, ...opts })
+  // start() goes on alone after startTimeoutMs without Redis's answer; these tests mean "once it has read Redis",
+  // so give a loaded machine room (it returns as soon as the first resync is done).
+  const store = new RedisStore({ url: redis.url, prefix, node, logger: quiet, startTimeoutMs: 10_000, ...opts })
   t.teardown(() => store.stop())
   await store.start()
   return store
@@ -54,7 +56,7 @@ t.test('Redis-backed nodes share state', async (t) => {
 
     const o = override()
     await a.setOverride('mx3', o)
-    await eventually(() => b.overrides().has('mx3'), 'B sees the override', 1000)
+    await eventually(() => b.overrides().has('mx3'), 'B sees the override', 5000)
     t.same(b.overrides().get('mx3'), o)
     t.same(changes, [{ kind: 'override', id: 'mx3', source: 'remote' }])
 
@@ -69,9 +71,9 @@ t.test('Redis-backed nodes share state', async (t) => {
     const a = await nodeOn(t, redis, prefix, 'A', { pollIntervalMs: 60_000 })
     const b = await nodeOn(t, redis, prefix, 'B', { pollIntervalMs: 60_000 })
     await a.setOverride('mx1', override({ state: 'draining' }))
-    await eventually(() => b.overrides().get('mx1')?.state === 'draining', 'B sees the drain', 1000)
+    await eventually(() => b.overrides().get('mx1')?.state === 'draining', 'B sees the drain', 5000)
     await b.setOverride('mx1', null)
-    await eventually(() => !a.overrides().has('mx1'), 'A sees the restore', 1000)
+    await eventually(() => !a.overrides().has('mx1'), 'A sees the restore', 5000)
     const c = await nodeOn(t, redis, prefix, 'C')
     t.equal(c.overrides().size, 0, 'and it stays restored for new nodes')
   })
@@ -121,11 +123,12 @@ t.test('Redis-backed nodes share state', async (t) => {
     const prefix = `test-${randomUUID()}:`
     const a = await nodeOn(t, redis, prefix, 'A', { pollIntervalMs: 60_000 })
     const b = await nodeOn(t, redis, prefix, 'B', { pollIntervalMs: 60_000 })
-    const e: AutoEjection = { reason: 'breaker open', at: Date.now(), until: Date.now() + 400, count: 2, node: 'A' }
+    // Long enough that B sees it before it lapses even when the note is slow (a loaded machine).
+    const e: AutoEjection = { reason: 'breaker open', at: Date.now(), until: Date.now() + 2000, count: 2, node: 'A' }
     await a.setEjection('mx2', e)
-    await eventually(() => b.ejections().has('mx2'), 'B sees the ejection', 1000)
+    await eventually(() => b.ejections().has('mx2'), 'B sees the ejection', 2000)
     t.same(b.ejections().get('mx2'), e)
-    await eventually(() => !a.ejections().has('mx2') && !b.ejections().has('mx2'), 'the ejection lapses', 3000)
+    await eventually(() => !a.ejections().has('mx2') && !b.ejections().has('mx2'), 'the ejection lapses', 10_000)
     const c = await nodeOn(t, redis, prefix, 'C')
     t.equal(c.ejections().size, 0, 'a new node does not load a lapsed ejection')
     t.same(await raw(t, redis).hgetall(`${prefix}ejections`), {}, 'and the resync pruned it from Redis')

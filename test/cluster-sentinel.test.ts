@@ -32,11 +32,14 @@ t.test('nodes behind Sentinel share overrides and survive a master failover', as
   )
   const [a, b] = stores as [RedisStore, RedisStore]
   for (const s of stores) t.teardown(() => s.stop())
+  // start() returns on the first ready, the first close or its own 3 s timeout: asking Sentinel for the master and
+  // then connecting to it may take longer than that on a loaded machine. Wait for the link.
   await Promise.all(stores.map((s) => s.start()))
+  await eventually(() => a.up && b.up, 'both nodes connect to the master Sentinel names', 10_000)
   t.ok(a.up && b.up, 'both nodes reach the master Sentinel names')
 
   await a.setOverride('mx1', override('A'))
-  await eventually(() => b.overrides().has('mx1'), 'B sees the override from A', 2000)
+  await eventually(() => b.overrides().has('mx1'), 'B sees the override from A', 5000)
 
   // Make sure the replica has it before the master dies (replication is asynchronous).
   const onMaster = new Redis({ port: master.port, host: '127.0.0.1' })

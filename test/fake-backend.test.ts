@@ -8,6 +8,7 @@ import { FakeBackend, type FakeBackendOptions } from '../src/testing/fake-backen
 import { DotDecoder, extractMessageId } from '../src/testing/fake-backend-session'
 import { FaultRuleError, type FaultStage, formatReply, pickFault } from '../src/testing/fault-rules'
 import { makeTestMessage, type SendResult, sendMany, sendMessage } from '../src/testing/smtp-sender'
+import { waitFor } from './helpers/ports'
 
 async function startBackend(tt: tap.Test, opts: FakeBackendOptions = {}): Promise<FakeBackend> {
   const backend = new FakeBackend(opts)
@@ -441,7 +442,7 @@ t.test('mxgate fake-backend in-process: starts, prints a line per message, stops
     ['--port', '0', '--fail-rate', '0', '--reply', '451 4.3.0 x', '--seed', '7', '--accept-delay', '1'],
     io,
   )
-  for (let i = 0; i < 500 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10))
+  t.ok(await waitFor(() => lines.length > 0, 10_000), 'the command says it is listening')
   const started = JSON.parse(lines[0]!) as { event: string; port: number }
   t.equal(started.event, 'listening')
   const r = await sendMessage({

@@ -8,7 +8,7 @@ import { DEFAULTS } from '../src/config/schema'
 import { HealthRegistry } from '../src/health/registry'
 import { waitFor } from './helpers/ports'
 
-function registry(t: Test) {
+function registry(t: Test, now?: () => number) {
   const store = new MemoryStore({ node: 'n1' })
   const health = new HealthRegistry(
     [
@@ -16,7 +16,7 @@ function registry(t: Test) {
       { id: 'b', host: '127.0.0.1', port: 2, weight: 100 },
     ],
     { ...DEFAULTS.breaker, slowStartMs: 300, probationMessages: 0 },
-    { probe: async () => null, store, log: pino({ level: 'silent' }) },
+    { probe: async () => null, store, log: pino({ level: 'silent' }), ...(now ? { now } : {}) },
   )
   t.teardown(() => {
     health.close()
@@ -26,16 +26,21 @@ function registry(t: Test) {
 }
 
 t.test('a manual ejection takes the backend out until restored, then it ramps up', async (t) => {
-  const { health } = registry(t)
+  // The ramp is read on a stopped clock: a test process descheduled for a third of slow_start (a loaded machine)
+  // would otherwise see it half done. The clock runs again before the wait for the end of probation.
+  let stoppedAt: number | null = null
+  const { health } = registry(t, () => stoppedAt ?? Date.now())
   t.equal(health.admission('a').allowed, true)
   await health.eject('a', 'disk replacement', null, 'alice')
   t.equal(health.admission('a').allowed, false)
   t.match(health.status('a').manual, { state: 'ejected', by: 'alice', reason: 'disk replacement', until: null })
+  stoppedAt = Date.now()
   await health.restore('a', 'alice')
   t.equal(health.status('a').manual, null)
   t.equal(health.status('a').state, 'probation')
   const a = health.admission('a')
   t.ok(a.allowed && a.weightFactor < 0.5, `ramping (weight factor ${a.weightFactor.toFixed(2)})`)
+  stoppedAt = null
   t.ok(await waitFor(() => health.status('a').state === 'admitted', 3000))
 })
 

@@ -108,10 +108,14 @@ t.test('stops at the deadline even when backends stall', async (t) => {
     },
   })
   t.teardown(() => rig.close())
-  const started = Date.now()
   const result = await rig.engine.relay.relay(message().msg)
   t.equal(result.outcome, 'deferred')
-  t.ok(Date.now() - started < 4000, 'bounded by the message deadline, not the stage timeout')
+  // Said by the session itself, not measured: a loaded machine stretches wall time, not the reason a wait ended.
+  t.match(
+    result.attempts.at(-1)?.detail,
+    /bounded by the delivery deadline/,
+    'bounded by the message deadline, not the stage timeout',
+  )
 })
 
 const noSuchUser = { stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'nobody' } as const
@@ -295,7 +299,9 @@ t.test('the breaker ejects a failing backend, probes it, and re-admits it after 
 
   // Still broken at the first probe: ejected again, for longer.
   t.ok(await waitFor(() => states.filter((s) => s === 'ejected').length >= 2, 4000), 'probe failed, ejected again')
-  t.ok(rig.engine.health.status('b1').until! - Date.now() > 500, 'second ejection lasts longer')
+  // From the state's own start, not from whenever this poll saw it (a loaded machine may see it late).
+  const second = rig.engine.health.status('b1')
+  t.ok(second.until! - second.since > 500, `second ejection lasts longer (${second.until! - second.since} ms)`)
 
   await rig.backends[0]!.setFaults([])
   t.ok(await waitFor(() => rig.engine.health.status('b1').state === 'trial', 5000), 'probe passes → trial')

@@ -5,12 +5,19 @@ import {
   configDir,
   eventually,
   receipts,
-  sleep as sleepE2e,
   spoolFiles,
   startNode,
   tempDir as tempDirE2e,
 } from './helpers/spool-e2e'
 import { openStore, spawnChild, tempDir } from './spool-helpers'
+
+/**
+ * Load shaping, not synchronisation: lets the load run for a random while, so that each SIGKILL lands at a different
+ * moment of the write or delivery protocol. Nothing here waits for something to have happened.
+ */
+function killAfterRandom(loMs: number, hiMs: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, loMs + Math.floor(Math.random() * (hiMs - loMs))))
+}
 
 // A writer killed with SIGKILL at a random moment: every id it reported (our stand-in for the 250 the sender got)
 // must be in the spool when it is opened again, with an intact body. SIGKILL keeps the page cache, so this proves
@@ -22,7 +29,7 @@ t.test('every message acknowledged before a SIGKILL is found by the next open()'
   for (let round = 0; round < 5; round++) {
     const child = spawnChild(t, ['write', dir, '8'])
     await child.waitFor((l) => l.startsWith('wrote '))
-    await new Promise((r) => setTimeout(r, 50 + Math.floor(Math.random() * 400)))
+    await killAfterRandom(50, 450)
     child.proc.kill('SIGKILL')
     await child.exited
     for (const l of child.lines) if (l.startsWith('wrote ')) acknowledged.add(l.slice('wrote '.length))
@@ -64,7 +71,6 @@ t.test('SIGKILL in a loop under load: every 250-acknowledged Message-ID reaches 
   let sent = 0
   let refused = 0
   let spooled = 0
-  const rnd = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo))
 
   // Per round: how mxA misbehaves and how slowly mxB answers the dot. The relay deadline is 1 s: a delay of 1.5 s
   // or more means every attempt on mxB is given up (mxB sees the hang-up and keeps nothing) and the message is
@@ -110,7 +116,7 @@ t.test('SIGKILL in a loop under load: every 250-acknowledged Message-ID reaches 
       }
       await Promise.all(Array.from({ length: 6 }, worker))
     })()
-    await sleepE2e(rnd(1000, 3500))
+    await killAfterRandom(1000, 3500)
     kills.push(Date.now())
     killed = true
     node.proc.proc.kill('SIGKILL')

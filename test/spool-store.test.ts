@@ -76,11 +76,40 @@ t.test('open() after a crash discards temp files of dead writers and resumes com
 
 t.test('50 concurrent writes are all durable and share directory fsyncs (group commit)', async (t) => {
   const dir = tempDir(t)
-  const { store } = await openStore(dir)
-  const entries = await Promise.all(Array.from({ length: 50 }, (_, i) => store.write(message(`Subject: ${i}\r\n\r\n`))))
+  // An event log of the real renames and directory fsyncs, and of each write's answer: their order is the proof.
+  const events: string[] = []
+  const { store } = await openStore(dir, {
+    trace: (event, file) => events.push(event === 'renamed' ? `renamed ${path.basename(file, '.msg')}` : event),
+  })
+  const entries = await Promise.all(
+    Array.from({ length: 50 }, (_, i) =>
+      store.write(message(`Subject: ${i}\r\n\r\n`)).then((e) => {
+        events.push(`resolved ${e.id}`)
+        return e
+      }),
+    ),
+  )
   t.equal(new Set(entries.map((e) => e.id)).size, 50, 'distinct ids')
   t.equal(store.fileSyncs, 50, 'each file got its own fsync')
   t.ok(store.dirSyncs >= 1 && store.dirSyncs < 50, `directory fsyncs (${store.dirSyncs}) fewer than writes (50)`)
+
+  const syncs = events.filter((e) => e.startsWith('dirsync-'))
+  t.equal(syncs.length, 2 * store.dirSyncs, 'every directory fsync began and ended')
+  t.ok(
+    syncs.every((e, i) => e === (i % 2 === 0 ? 'dirsync-begin' : 'dirsync-end')),
+    'directory fsyncs never overlap',
+  )
+  // No 250 before its own fsync: the first directory fsync to begin after a write's rename must have ended before
+  // that write resolved (a later one would end later still).
+  const early = entries.flatMap((e) => {
+    const renamed = events.indexOf(`renamed ${e.id}`)
+    const resolved = events.indexOf(`resolved ${e.id}`)
+    const began = renamed < 0 ? -1 : events.indexOf('dirsync-begin', renamed)
+    const ended = began < 0 ? -1 : events.indexOf('dirsync-end', began)
+    const ok = renamed >= 0 && began > renamed && ended > began && resolved > ended
+    return ok ? [] : [`${e.id}: renamed @${renamed}, next dirsync @${began}-${ended}, resolved @${resolved}`]
+  })
+  t.same(early, [], 'each write resolved after a directory fsync that began after its own rename')
   const reopened = await openStore(dir)
   t.equal(reopened.opened.resumed, 50)
 })

@@ -298,15 +298,10 @@ export class BackendClient {
       this.retire(session)
       return
     }
-    if (!session.needsRset) {
-      this.park(session)
-      return
-    }
-    // The caller has its answer already; the RSET round trip happens off its path.
-    void session.rset().then((clean) => {
-      if (clean && !this.closing) this.park(session)
-      else this.retire(session)
-    })
+    // The caller has its answer already; the RSET round trip happens off its path, and the session is leasable at
+    // once: its next transaction waits behind the RSET reply rather than a second connection being opened.
+    if (session.needsRset) session.startRset()
+    this.park(session)
   }
 
   private park(session: Session): void {

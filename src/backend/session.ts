@@ -123,6 +123,10 @@ export class Session {
   private stageStarted = 0
   private lastReply: SmtpReply | null = null
   private markClosed: () => void = () => {}
+  /** The reply to an RSET sent by startRset(): the next transaction (or QUIT) reads it first. */
+  private resetting: Promise<boolean> | null = null
+  /** RSET failed: the session is saying QUIT on its own and takes no more transactions. */
+  private retiring = false
 
   private constructor(
     private readonly opts: SessionOptions,
@@ -160,7 +164,7 @@ export class Session {
   }
 
   get reusable(): boolean {
-    return this.dead === null && !this.isClosed
+    return this.dead === null && !this.isClosed && !this.retiring
   }
 
   /** One mail transaction. Never throws: failures are in the result; the session says afterwards if it is reusable. */
@@ -171,6 +175,23 @@ export class Session {
     if ('stage' in mail) {
       result.failure = mail
       return result
+    }
+    const resetting = this.resetting
+    if (resetting !== null) {
+      // Leased while its RSET is in flight: wait for the reply, but no longer than the delivery may take.
+      const waitStarted = Date.now()
+      if (!(await this.settlesBy(resetting, deadlineAt))) {
+        const msg = 'no reply to the RSET before this transaction within the delivery deadline'
+        result.failure = this.failure('rset', 'timeout', msg, waitStarted)
+        return result
+      }
+      if (!(await resetting)) {
+        // The RSET failed: nothing of this transaction was sent, so the caller retries on a fresh session, as for
+        // a pooled session the backend had closed.
+        result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
+        result.stale = true
+        return result
+      }
     }
     this.messages++
     this.txReplies = 0
@@ -193,6 +214,25 @@ export class Session {
     const first421 = this.txReplies === 1 && this.lastReply?.code === 421
     result.stale = reused && ((this.txReplies === 0 && result.failure?.kind === 'reset') || first421)
     return result
+  }
+
+  /**
+   * RSET after an aborted transaction without waiting for its reply, so the owner can park (and lease) the session at
+   * once: the next send() or quit() waits behind the reply instead of a delivery opening a second connection. When
+   * RSET fails the session says QUIT and closes on its own (onClose tells the owner) and the next send() is stale.
+   */
+  startRset(): void {
+    if (this.resetting !== null) return
+    const pending = this.rset().then((clean) => {
+      if (this.resetting === pending) this.resetting = null
+      if (!clean) {
+        const polite = this.reusable
+        this.retiring = true
+        void this.sayQuit(Date.now() + this.opts.timeouts.quit, polite)
+      }
+      return clean
+    })
+    this.resetting = pending
   }
 
   /** RSET after an aborted transaction; true when the session is clean again. */
@@ -225,8 +265,30 @@ export class Session {
 
   /** QUIT politely, then close. Returns why QUIT failed, if it did (a backend closing right after QUIT is fine). */
   async quit(deadlineAt = Date.now() + this.opts.timeouts.quit): Promise<StageFailure | null> {
+    // A reply still owed to an RSET comes before QUIT's own, but QUIT's deadline bounds the wait for it too.
+    if (this.resetting !== null && !(await this.settlesBy(this.resetting, deadlineAt))) {
+      this.destroy()
+      return this.failure('quit', 'timeout', 'no reply to RSET before the QUIT deadline', 0)
+    }
+    return this.sayQuit(deadlineAt, this.reusable)
+  }
+
+  /** Whether `p` settles before `deadlineAt`. */
+  private async settlesBy(p: Promise<unknown>, deadlineAt: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, deadlineAt - Date.now()))
+    })
+    try {
+      return await Promise.race([p.then(() => true), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  private async sayQuit(deadlineAt: number, polite: boolean): Promise<StageFailure | null> {
     let failure: StageFailure | null = null
-    if (this.reusable) {
+    if (polite) {
       try {
         this.expecting = true
         this.write('QUIT\r\n', 'quit')

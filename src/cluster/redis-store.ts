@@ -78,6 +78,7 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
   private subscriber: RedisClient | null = null
   private link: Link = 'unknown'
   private lastError: Error | null = null
+  private errors = 0
   private timers: NodeJS.Timeout[] = []
   private polls = 0
   /** Resync, poll and flush run one at a time, in order. */
@@ -108,6 +109,11 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     return this.link === 'up'
   }
 
+  /** Errors the command client has met; each failed (re)connect attempt is one. Lets a caller see reconnecting. */
+  get linkErrors(): number {
+    return this.errors
+  }
+
   /** Writes made locally that Redis has not confirmed yet (replayed on reconnect). */
   get pendingWrites(): number {
     return this.pending.size
@@ -123,6 +129,7 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     this.client = client
     client.on('error', (err: Error) => {
       this.lastError = err
+      this.errors++
     })
     client.on('ready', () => this.onReady())
     client.on('close', () => this.onClose())

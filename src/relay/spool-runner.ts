@@ -37,6 +37,11 @@ export interface SpoolCounters {
   dsnDropped: number
   /** Claims lost to another process (the message was being delivered elsewhere). */
   claimsLost: number
+  /** Rounds finished: each looked at every message due then. A runner that stopped counting is stuck. */
+  rounds: number
+  /** Messages picked up (claimed or tried to) for delivery, expiry or a DSN; `running` of them not finished yet. */
+  pickups: number
+  running: number
 }
 
 /** After losing a message's claim to another process, leave it alone this long (no futile claims, no tokens). */
@@ -66,13 +71,15 @@ export class SpoolRunner {
   private again = false
   private tokenTimer: NodeJS.Timeout | null = null
   private stopped = false
-  readonly counters: SpoolCounters = {
+  private readonly counts: Omit<SpoolCounters, 'running'> = {
     delivered: 0,
     retried: 0,
     bounced: 0,
     expired: 0,
     dsnDropped: 0,
     claimsLost: 0,
+    rounds: 0,
+    pickups: 0,
   }
   /** Resolves when the current round and its deliveries are done (for tests and shutdown). */
   private inflight = new Set<Promise<void>>()
@@ -84,6 +91,10 @@ export class SpoolRunner {
   constructor(private readonly deps: SpoolRunnerDeps) {
     this.tokens = deps.settings.drainRate
     this.picker = new SpoolPicker(deps.spool)
+  }
+
+  get counters(): Readonly<SpoolCounters> {
+    return { ...this.counts, running: this.running }
   }
 
   start(): void {
@@ -154,6 +165,7 @@ export class SpoolRunner {
     const p = this.fill()
       .catch((err: unknown) => this.deps.log.error({ err }, 'spool round failed'))
       .finally(() => {
+        this.counts.rounds++
         this.busy = false
         if (this.again) {
           this.again = false
@@ -205,6 +217,7 @@ export class SpoolRunner {
   private launch(entry: SpoolEntry): void {
     if (!this.picker.begin(entry.id)) return
     this.running++
+    this.counts.pickups++
     const p = this.process(entry)
       .catch((err: unknown) => {
         // Not at once again: a read error or a bug would otherwise spin on this message.
@@ -231,7 +244,7 @@ export class SpoolRunner {
     const claim = await this.deps.spool.claim(id, this.deps.owner)
     if (!claim) {
       // Someone else is delivering it. Give the token back and leave the message alone for a moment.
-      this.counters.claimsLost++
+      this.counts.claimsLost++
       this.tokens = Math.min(this.deps.settings.drainRate, this.tokens + 1)
       this.picker.backOff(id, Date.now() + CLAIM_LOST_BACKOFF_MS)
     }
@@ -320,7 +333,7 @@ export class SpoolRunner {
       const attempts = entry.attempts + 1
       const settled = { done: [...entry.done, ...delivered], bounced }
       if (pending.length === 0) {
-        this.counters.delivered += delivered.length > 0 ? 1 : 0
+        this.counts.delivered += delivered.length > 0 ? 1 : 0
         log.info(
           { id: entry.id, delivered, refused: refusedNow.map((r) => r.rcpt), attempts },
           'spooled message settled',
@@ -332,7 +345,7 @@ export class SpoolRunner {
         // Nothing left to do for it: removing the file is the record (and needs no free space).
         return await this.settleBounces(updated, body)
       }
-      this.counters.retried++
+      this.counts.retried++
       const delay = nextAttemptDelay(attempts, {
         firstMs: this.deps.settings.retryFirstMs,
         maxMs: this.deps.settings.retryMaxMs,
@@ -380,7 +393,7 @@ export class SpoolRunner {
         this.lastBounceScan = 0
         return
       }
-      if (r.sent) this.counters.bounced++
+      if (r.sent) this.counts.bounced++
     }
     await spool.remove(entry.id)
   }
@@ -401,7 +414,7 @@ export class SpoolRunner {
         const cur = await spool.reread(entry.id)
         if (!cur || !isHeldDsn(cur)) continue
         await spool.remove(entry.id)
-        this.counters.dsnDropped++
+        this.counts.dsnDropped++
         log.warn(
           {
             id: entry.id,
@@ -424,7 +437,7 @@ export class SpoolRunner {
   /** The message outlived spool.lifetime: hold it for an operator, or bounce what is left. */
   private async expire(entry: SpoolEntry, body: Buffer): Promise<void> {
     const { settings, log } = this.deps
-    this.counters.expired++
+    this.counts.expired++
     if (settings.onExpiry === 'hold') {
       log.warn({ id: entry.id, pending: entry.pending }, 'spooled message expired; held for an operator')
       await this.record(entry.id, { held: true })
@@ -481,7 +494,7 @@ export class SpoolRunner {
       this.lastBounceScan = 0
       throw new Error(r.error)
     }
-    if (r.sent) this.counters.bounced++
+    if (r.sent) this.counts.bounced++
     await this.deps.spool.remove(entry.id)
   }
 

@@ -6,6 +6,9 @@ import { hostname } from 'node:os'
 /** A file-system step the store is about to take; a fault hook can throw to simulate EIO/ENOSPC in tests. */
 export type FsOp = 'open' | 'write' | 'fsync' | 'rename' | 'dirsync' | 'unlink' | 'read'
 export type FaultHook = (op: FsOp, path: string) => void | Promise<void>
+/** What the spool has done on disk, told as it happens, so a test can check the order (real files, real fsyncs). */
+export type FsEvent = 'renamed' | 'dirsync-begin' | 'dirsync-end'
+export type FsTrace = (event: FsEvent, path: string) => void
 
 /** fsync a directory so that entries created, renamed or removed in it survive a crash. */
 export async function fsyncDir(dir: string): Promise<void> {
@@ -38,6 +41,7 @@ export class DirSyncer {
     private readonly dir: string,
     private readonly enabled: boolean,
     private readonly fault?: FaultHook,
+    private readonly trace?: FsTrace,
   ) {}
 
   sync(): Promise<void> {
@@ -63,7 +67,9 @@ export class DirSyncer {
     }
     const run = async (): Promise<void> => {
       await this.fault?.('dirsync', this.dir)
+      this.trace?.('dirsync-begin', this.dir)
       await fsyncDir(this.dir)
+      this.trace?.('dirsync-end', this.dir)
     }
     run().then(
       () => done(undefined),

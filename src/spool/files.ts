@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import fs, { promises as fsp } from 'node:fs'
 import { uptime } from 'node:os'
 import { join } from 'node:path'
-import { type DirSyncer, type FaultHook, HOST_TAG, pidAlive } from './disk'
+import { type DirSyncer, type FaultHook, type FsTrace, HOST_TAG, pidAlive } from './disk'
 import { SpoolCorruptError, SpoolWriteError } from './errors'
 import {
   bodyOffset,
@@ -125,6 +125,7 @@ export async function writeAll(fh: fsp.FileHandle, bufs: Buffer[]): Promise<void
 export interface PlaceOptions {
   fsync: boolean
   fault?: FaultHook | undefined
+  trace?: FsTrace | undefined
   dirSync: DirSyncer
   counter: { file: number }
 }
@@ -159,6 +160,7 @@ export async function placeDurably(dir: string, name: string, bufs: Buffer[], o:
     await o.fault?.('rename', tmp)
     await fsp.rename(tmp, final)
     placed = true
+    o.trace?.('renamed', final)
     step = 'dirsync'
     await o.dirSync.sync()
   } catch (err) {

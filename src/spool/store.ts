@@ -7,7 +7,7 @@ import type { Logger } from '../log'
 import type { InboundMessage } from '../message'
 import { Catalog, type Indexed } from './catalog'
 import { type Claim, ClaimFiles } from './claims'
-import { DirSyncer, type FaultHook, FreeSpaceGauge, fsyncDir } from './disk'
+import { DirSyncer, type FaultHook, FreeSpaceGauge, type FsTrace, fsyncDir } from './disk'
 import {
   errnoOf,
   SpoolConfigError,
@@ -55,6 +55,8 @@ export interface SpoolOptions {
   tempMaxAgeMs?: number
   /** Test hook: called before each file-system step; throw to inject a fault. */
   fault?: FaultHook
+  /** Test hook: told after each rename into the directory and around each directory fsync. */
+  trace?: FsTrace
 }
 
 export interface WriteMeta {
@@ -125,7 +127,7 @@ export class SpoolStore {
     }
     if (!opts.dir) throw new SpoolConfigError('dir', 'must be a directory path')
     this.index = new Catalog(opts)
-    this.dirSync = new DirSyncer(opts.dir, opts.fsync, opts.fault)
+    this.dirSync = new DirSyncer(opts.dir, opts.fsync, opts.fault, opts.trace)
     this.gauge = new FreeSpaceGauge(opts.dir)
     this.claims = new ClaimFiles(join(opts.dir, 'claims'), opts.claimLeaseMs ?? 15 * 60_000, log)
     this.peers = new SpoolPeers(opts.dir)
@@ -143,8 +145,8 @@ export class SpoolStore {
   }
 
   private place(name: string, bufs: Buffer[]): Promise<void> {
-    const { dir, fsync, fault } = this.opts
-    return placeDurably(dir, name, bufs, { fsync, fault, dirSync: this.dirSync, counter: this.syncCount })
+    const { dir, fsync, fault, trace } = this.opts
+    return placeDurably(dir, name, bufs, { fsync, fault, trace, dirSync: this.dirSync, counter: this.syncCount })
   }
 
   /** Create the directories, discard temp files of dead writers, index every complete file, quarantine bad ones. */
@@ -429,10 +431,11 @@ export class SpoolStore {
     return this.index.due(now, limit)
   }
 
-  /** Claim a message for delivery across processes; null when someone else holds it or it is gone. */
-  async claim(id: string, owner: string): Promise<Claim | null> {
+  /** Claim a message for delivery across processes; null when someone else holds it or it is gone. `now` judges
+   * whether another holder's lease ran out (tests pass a time past it rather than wait for it). */
+  async claim(id: string, owner: string, now = Date.now()): Promise<Claim | null> {
     this.mustBeOpen()
-    const c = await this.claims.acquire(id, owner)
+    const c = await this.claims.acquire(id, owner, now)
     if (c && !(await exists(join(this.opts.dir, msgName(id))))) {
       await this.claims.release(c)
       this.index.drop(id)

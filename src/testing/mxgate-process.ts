@@ -34,6 +34,23 @@ export interface StartOptions {
   root?: string
 }
 
+/** Between two looks of a bounded poll. */
+const POLL_MS = 100
+
+/** Polls the node's parsed log lines until `done(lines)` holds; throws naming `what` after `ms`. */
+export async function waitForLogs(
+  node: MxgateProcess,
+  done: (lines: Record<string, unknown>[]) => boolean,
+  what: string,
+  ms = 10_000,
+): Promise<void> {
+  const until = Date.now() + ms
+  while (!done(node.logs)) {
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for the node to log: ${what}`)
+    await new Promise((r) => setTimeout(r, POLL_MS / 5))
+  }
+}
+
 async function waitForBanner(port: number, ms: number, proc: ChildProcess): Promise<boolean> {
   const until = Date.now() + ms
   while (Date.now() < until && proc.exitCode === null && proc.signalCode === null) {
@@ -50,7 +67,7 @@ async function waitForBanner(port: number, ms: number, proc: ChildProcess): Prom
       })
     })
     if (ok) return true
-    await new Promise((r) => setTimeout(r, 100))
+    await new Promise((r) => setTimeout(r, POLL_MS))
   }
   return false
 }

@@ -348,12 +348,14 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     const [code] = (await once(create, 'exit')) as [number | null]
     live.delete(create)
     if (code !== 0) throw new Error(`redis-cli --cluster create exited with ${code}`)
-    const first = nodes[0] as RedisProcess
-    await waitUntil(
-      async () => (await rawCommand(first.port, 'CLUSTER INFO')).includes('cluster_state:ok'),
-      'redis cluster',
-      path.join(first.dir, 'redis.log'),
-    )
+    // Each node learns the slot map over the cluster bus on its own: one saying ok does not mean the others do,
+    // and a client that meets a node still in CLUSTERDOWN drops its connection and retries.
+    for (const node of nodes)
+      await waitUntil(
+        async () => (await rawCommand(node.port, 'CLUSTER INFO')).includes('cluster_state:ok'),
+        `redis cluster node ${node.port}`,
+        path.join(node.dir, 'redis.log'),
+      )
   } catch (err) {
     await stop()
     throw err

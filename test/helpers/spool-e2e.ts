@@ -109,18 +109,61 @@ export async function spoolList(node: Node): Promise<SpoolItem[]> {
   return r.body.messages
 }
 
-/** Polls an async condition every 100 ms (at most 600 times) until it holds or `ms` passes. */
+const POLL_MS = 100
+
+/** Polls an async condition every POLL_MS (at most 600 times) until it holds or `ms` passes. */
 export async function eventually(check: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
   const until = Date.now() + ms
   for (let i = 0; i < 600 && Date.now() < until; i++) {
     if (await Promise.resolve(check()).catch(() => false)) return true
-    await new Promise((r) => setTimeout(r, 100))
+    await new Promise((r) => setTimeout(r, POLL_MS))
   }
   return Promise.resolve(check()).catch(() => false)
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
+export interface RunnerCounts {
+  rounds: number
+  pickups: number
+  inFlight: number
+  delivered: number
+  bounced: number
+  expired: number
+}
+
+/** The spool runner's counters from the node's /metrics. */
+export async function runnerCounts(node: Node): Promise<RunnerCounts> {
+  const r = await api<string>(node, 'GET', '/metrics')
+  const text = String(r.body)
+  const read = (series: string): number => {
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `))
+    if (line === undefined) throw new Error(`no ${series} in /metrics (status ${r.status})`)
+    return Number(line.slice(series.length + 1))
+  }
+  return {
+    rounds: read('mxgate_spool_rounds_total'),
+    pickups: read('mxgate_spool_pickups_total'),
+    inFlight: read('mxgate_spool_pickups_in_flight'),
+    delivered: read('mxgate_spool_settled_total{how="delivered"}'),
+    bounced: read('mxgate_spool_settled_total{how="bounced"}'),
+    expired: read('mxgate_spool_settled_total{how="expired"}'),
+  }
+}
+
+/**
+ * Waits until the spool runner has finished a whole round that began after this call, with nothing it picked up
+ * still in flight: whatever the runner decides about the spool as it is now, it has decided and done. This is the
+ * positive event behind "X did not happen" (rounds run every second, so this takes one to two seconds).
+ */
+export async function runnerLookedAgain(node: Node, ms = 10_000): Promise<RunnerCounts> {
+  const start = await runnerCounts(node)
+  let last = start
+  // Round start.rounds + 1 may have begun before this call; round start.rounds + 2 began after it had finished.
+  const done = await eventually(async () => {
+    last = await runnerCounts(node)
+    return last.rounds >= start.rounds + 2 && last.inFlight === 0
+  }, ms)
+  if (!done) throw new Error(`the spool runner did not finish a round within ${ms} ms: ${JSON.stringify(last)}`)
+  return last
 }
 
 /** Names in the spool dir by kind: complete messages, envelope sidecars, temp files. */
