@@ -80,7 +80,7 @@ t.test('restore clears an automatic ejection too', async (t) => {
   t.equal(store.ejections().has('a'), false)
 })
 
-t.test('probation starts at the configured share and ends after its time and its good messages', async (t) => {
+t.test('probation holds a flat share until its good messages are in, then ramps up over slow_start', async (t) => {
   const store = new MemoryStore({ node: 'n1' })
   const health = new HealthRegistry(
     [{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }],
@@ -94,16 +94,18 @@ t.test('probation starts at the configured share and ends after its time and its
   await health.eject('a', 'test', null, 'alice')
   await health.restore('a', 'alice')
   t.equal(health.status('a').state, 'probation')
-  const w = health.admission('a').weightFactor
-  t.ok(w >= 0.25 && w < 0.5, `starts at 25% of its weight and ramps (${w.toFixed(2)})`)
-  await new Promise((r) => setTimeout(r, 400))
-  t.equal(health.status('a').state, 'probation', 'time alone is not enough')
+  t.equal(health.admission('a').weightFactor, 0.25, 'a flat 25% of its weight')
   health.settle('a', false, false)
   health.settle('a', true, false)
   health.settle('a', false, false)
   t.equal(health.status('a').state, 'probation', 'a fault does not count as good')
+  t.equal(health.admission('a').weightFactor, 0.25, 'still flat before the third good message')
   health.settle('a', false, false)
-  t.equal(health.status('a').state, 'admitted', 'three good messages and the time: admitted')
+  t.equal(health.status('a').state, 'probation', 'the good messages start the ramp; its time is still to run')
+  // Bounded: slow_start is 300 ms.
+  for (let i = 0; i < 500 && health.status('a').state === 'probation'; i++) await new Promise((r) => setTimeout(r, 10))
+  t.equal(health.status('a').state, 'admitted', 'three good messages, then the ramp: admitted')
+  t.equal(health.admission('a').weightFactor, 1)
   t.same(store.pooledOutcomes('a', 60_000), { ok: 3, fail: 1, refused: 0 })
 })
 

@@ -233,7 +233,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     maxEjectionMs: 600_000,
     repeatResetMs: 900_000,
     slowStartMs: 30_000,
-    probationShare: 0.1,
+    probationShare: 0.05,
     probationMessages: 100,
     probeTimeoutMs: 15_000,
   },

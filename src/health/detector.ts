@@ -174,7 +174,11 @@ export class Detector {
           poolRate: comparable ? rate(restFaults, restMessages) : null,
           p0,
           firstFaultAt: cusum.firstFaultAt,
-          alarm: comparable && cusum.statistic >= threshold && cusum.faults >= s.minFaults,
+          // In probation clear evidence acts sooner: half the minimum count of faults, with the stricter h.
+          alarm:
+            comparable &&
+            cusum.statistic >= threshold &&
+            cusum.faults >= (v.probation ? Math.ceil(s.minFaults / 2) : s.minFaults),
           reason: v.probation ? 'probation' : 'detector',
         })
       }

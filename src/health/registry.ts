@@ -112,6 +112,8 @@ interface Entry {
   detectorEjection: { cause: EjectionCause; reason: string; evidence: EjectionEvidence } | null
   /** Good messages since probation began. */
   probationGood: number
+  /** When the ramp from probation_share began (after probation_messages good messages); null before. */
+  rampFrom: number | null
   // detector: end
 }
 
@@ -162,6 +164,7 @@ export class HealthRegistry extends EventEmitter {
       evidence: null,
       detectorEjection: null,
       probationGood: 0,
+      rampFrom: null,
     }
     entry.breaker = new BackendBreaker(id, this.settings, () => this.nextEjectionMs(entry))
     const cb = entry.breaker.cb
@@ -278,32 +281,43 @@ export class HealthRegistry extends EventEmitter {
     this.startProbation(e)
   }
 
-  /** Re-admission: ramps the backend's share up over slow_start (or admits it at once without one). */
+  /**
+   * Re-admission: the backend carries a flat `probation_share` of its weight until it has delivered
+   * `probation_messages` good messages (a bad one is caught by the stricter probation detector while its share is
+   * small), then ramps up to 100% over `slow_start`. Without either, it is admitted at once.
+   */
   private startProbation(e: Entry): void {
     e.ejectedBy = null
     e.evidence = null
     e.probationGood = 0
+    e.rampFrom = null
     if (this.settings.slowStartMs <= 0 && this.settings.probationMessages <= 0) {
       this.transition(e, 'admitted', null)
       return
     }
     if (e.timer) clearTimeout(e.timer)
+    e.timer = null
     const { slowStartMs, probationMessages } = this.settings
     this.transition(
       e,
       'probation',
-      `re-admitted; ramping up over ${slowStartMs / 1000}s and ${probationMessages} good messages`,
+      `re-admitted; ${probationMessages} good messages at ${Math.round(this.settings.probationShare * 100)}% of its weight, then ramping up over ${slowStartMs / 1000}s`,
     )
+    if (probationMessages <= 0) this.startRamp(e)
+  }
+
+  private startRamp(e: Entry): void {
+    e.rampFrom = this.now()
     e.timer = setTimeout(() => {
       e.timer = null
       this.endProbation(e)
-    }, slowStartMs)
+    }, this.settings.slowStartMs)
     e.timer.unref()
   }
 
   /** Probation ends when both its time and its good messages are done. */
   private endProbation(e: Entry): void {
-    if (e.state !== 'probation' || e.timer !== null) return
+    if (e.state !== 'probation' || e.rampFrom === null || e.timer !== null) return
     if (e.probationGood < this.settings.probationMessages) return
     e.lastAdmittedAt = this.now()
     this.transition(e, 'admitted', null)
@@ -326,8 +340,10 @@ export class HealthRegistry extends EventEmitter {
       case 'admitted':
         return { allowed: true, weightFactor: 1 }
       case 'probation': {
-        const ramp = this.settings.slowStartMs > 0 ? Math.min(1, (this.now() - e.since) / this.settings.slowStartMs) : 1
         const start = this.settings.probationShare
+        if (e.rampFrom === null) return { allowed: true, weightFactor: start }
+        const ramp =
+          this.settings.slowStartMs > 0 ? Math.min(1, (this.now() - e.rampFrom) / this.settings.slowStartMs) : 1
         return { allowed: true, weightFactor: start + (1 - start) * ramp }
       }
       case 'trial':
@@ -376,7 +392,8 @@ export class HealthRegistry extends EventEmitter {
     this.deps.store.recordOutcomes(id, fail ? 0 : 1, fail ? 1 : 0, this.now(), refused ? 1 : 0)
     if (e.state === 'probation' && !fail) {
       e.probationGood++
-      this.endProbation(e)
+      if (e.rampFrom === null && e.probationGood >= this.settings.probationMessages) this.startRamp(e)
+      else this.endProbation(e)
     }
   }
 
