@@ -139,7 +139,7 @@ export function authorizeChange(
       status: 401,
       who: `anonymous@${from}`,
       error:
-        'the token does not match any admin token of this node; check --token / --token-file / MXGATE_ADMIN_TOKEN against admin.token or the node\'s admin.token_file (for a name:token list, send only the part after the colon)',
+        "the token does not match any admin token of this node; check --token / --token-file / MXGATE_ADMIN_TOKEN against admin.token or the node's admin.token_file (for a name:token list, send only the part after the colon)",
     }
   }
   return { ok: true, actor: { by: name, from } }

@@ -62,7 +62,8 @@ export function checkOrigin(
 export function checkJsonContentType(contentType: string | undefined): void {
   const media = (contentType ?? '').split(';')[0]!.trim().toLowerCase()
   if (media === 'application/json') return
-  const got = contentType === undefined ? 'no Content-Type' : `Content-Type ${JSON.stringify(contentType.slice(0, 100))}`
+  const got =
+    contentType === undefined ? 'no Content-Type' : `Content-Type ${JSON.stringify(contentType.slice(0, 100))}`
   throw new HttpError(
     415,
     `changes take a JSON body: send "Content-Type: application/json" and a JSON object such as {} (got ${got})`,
