@@ -123,17 +123,14 @@ t.test('a request from a page of another origin is 403, reads and changes alike'
 })
 
 t.test('own origins: the listener, plus loopback names on loopback or wildcard binds', async (t) => {
-  t.same(
-    [...ownOrigins(['127.0.0.1', '127.0.0.1'], 8025)].sort(),
-    [
-      'http://127.0.0.1:8025',
-      'http://[::1]:8025',
-      'http://localhost:8025',
-      'https://127.0.0.1:8025',
-      'https://[::1]:8025',
-      'https://localhost:8025',
-    ],
-  )
+  t.same([...ownOrigins(['127.0.0.1', '127.0.0.1'], 8025)].sort(), [
+    'http://127.0.0.1:8025',
+    'http://[::1]:8025',
+    'http://localhost:8025',
+    'https://127.0.0.1:8025',
+    'https://[::1]:8025',
+    'https://localhost:8025',
+  ])
   t.ok(ownOrigins(['10.0.0.5', '10.0.0.5'], 80).has('http://10.0.0.5'), 'default port may be left out')
   t.notOk(ownOrigins(['10.0.0.5', '10.0.0.5'], 8025).has('http://localhost:8025'))
   const wild = ownOrigins(['0.0.0.0', '0.0.0.0'], 8025)

@@ -44,6 +44,14 @@ export function readTokenFile(file: string): string {
   return token
 }
 
+function removeQuietly(file: string): void {
+  try {
+    fs.rmSync(file, { force: true })
+  } catch {
+    // an unusable directory: the caller's error already says so
+  }
+}
+
 /**
  * Returns the token in `file`, generating one first if the file does not exist. The file appears whole or not at
  * all (written to a temp name, then hard-linked into place), so a worker or a second node never reads half a token.
@@ -52,9 +60,13 @@ export function ensureTokenFile(file: string): { token: string; created: boolean
   if (!fs.existsSync(file)) {
     const dir = path.dirname(file)
     const tmp = path.join(dir, `.admin-token-${process.pid}-${randomBytes(4).toString('hex')}`)
+    const cannot = (err: unknown) =>
+      new TokenFileError(
+        `cannot create the admin token file ${file}: ${reason(err)}; set admin.token_file (MXGATE_ADMIN_TOKEN_FILE) to a writable path or set admin.token`,
+      )
+    const token = randomBytes(32).toString('base64url')
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
-      const token = randomBytes(32).toString('base64url')
       const fd = fs.openSync(tmp, 'wx', 0o600)
       try {
         fs.writeSync(fd, `${token}\n`)
@@ -62,17 +74,18 @@ export function ensureTokenFile(file: string): { token: string; created: boolean
       } finally {
         fs.closeSync(fd)
       }
+    } catch (err) {
+      removeQuietly(tmp)
+      throw cannot(err)
+    }
+    try {
       fs.linkSync(tmp, file)
       return { token, created: true }
     } catch (err) {
-      // Someone else created it first: theirs wins, read it below.
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw new TokenFileError(
-          `cannot create the admin token file ${file}: ${reason(err)}; set admin.token_file (MXGATE_ADMIN_TOKEN_FILE) to a writable path or set admin.token`,
-        )
-      }
+      // Another process created it first: theirs wins, read it below.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw cannot(err)
     } finally {
-      fs.rmSync(tmp, { force: true })
+      removeQuietly(tmp)
     }
   }
   return { token: readTokenFile(file), created: false }

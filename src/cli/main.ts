@@ -1,8 +1,8 @@
 // The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
 import path from 'node:path'
 import { parseTokens, TokenConfigError } from '../admin/auth'
-import { parseRedisUrl, RedisUrlError } from '../cluster'
 import { TokenFileError } from '../admin/token-file'
+import { parseRedisUrl, RedisUrlError } from '../cluster'
 import { ConfigError, loadConfig } from '../config/load'
 import { redactConfig } from '../config/redact'
 import type { MxgateConfig } from '../config/schema'
