@@ -8,7 +8,7 @@ const NAMED: Record<string, string> = { '\r': '\\r', '\n': '\\n', '\t': '\\t' }
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
 
-function escape(c: string): string {
+function escapeChar(c: string): string {
   const named = NAMED[c]
   if (named !== undefined) return named
   const code = c.charCodeAt(0)
@@ -17,7 +17,7 @@ function escape(c: string): string {
 
 /** `s` with every control character written as an escape: CR → `\r`, LF → `\n`, ESC → `\x1b`, U+202E → `\u202e`. */
 export function safeText(s: string): string {
-  return s.replace(UNSAFE, escape)
+  return s.replace(UNSAFE, escapeChar)
 }
 
 // JSON.stringify already writes C0 as \u00XX; DEL, C1 and the separators/bidi controls it leaves raw.
