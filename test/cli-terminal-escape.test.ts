@@ -45,16 +45,15 @@ t.test('spool ls, spool show and status escape what the node sends', async (t) =
   const port = new MemoryAdminPort([
     backendView('mx1', { state: 'ejected', reason: `evidence${ESC}[8m hidden\r\nfake line` }),
   ])
-  port.messages.set(
-    'm1',
-    spoolItem('m1', {
+  port.messages.set('m1', {
+    ...spoolItem('m1', {
       from: `eve${ESC}[2J@evil.example`,
       to: ['bob@example.com\r\nX-Injected: yes'],
       pending: ['bob@example.com\r\nX-Injected: yes'],
       lastError: `mx2: ${HOSTILE}`,
-      lastErrors: [{ backendId: 'mx2', stage: 'rcpt', message: HOSTILE, at: Date.now() }],
     }),
-  )
+    lastErrors: [{ backendId: 'mx2', stage: 'rcpt', message: HOSTILE, at: Date.now() }],
+  })
   const { url } = await startTestAdmin(t, { port })
   const ls = await run(['spool', 'ls', '--admin', url])
   t.equal(ls.code, 0, ls.err)
