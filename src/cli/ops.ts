@@ -1,5 +1,6 @@
 // `mxgate status | eject | drain | restore | spool …`: operator commands. They talk to a node's admin API only.
-// Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error or unknown backend/message.
+// Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error, invalid request (400/413/415),
+// unknown backend/message, or a --token-file that cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { TokenFileError } from '../admin/token-file'
 import type { BackendView, SpoolItemView } from '../admin/types'
@@ -143,7 +144,7 @@ function tokenHint(t: TokenChoice): string {
 function failed(name: string, client: AdminClient, res: AdminResponse, io: OpsIo, token: TokenChoice): number {
   const body = res.body as { error?: unknown }
   const error = safeText(typeof body?.error === 'string' ? body.error : JSON.stringify(res.body))
-  if (res.status === 400 || res.status === 404 || res.status === 413) {
+  if (res.status === 400 || res.status === 404 || res.status === 413 || res.status === 415) {
     io.stderr.write(`mxgate ${name}: ${error}\n`)
     return 2
   }
