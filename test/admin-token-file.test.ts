@@ -167,3 +167,27 @@ t.test('a node without admin.token generates its token file; the CLI uses it, no
     `mxgate: admin.token_file: the admin token file ${file} may be read by others (mode 0640); run chmod 600 ${file}, or delete it and restart mxgate to get a new token\n`,
   )
 })
+
+t.test('with worker processes, every worker serves the one generated token', async (t) => {
+  const mx1 = new FakeBackend({ id: 'mx1' })
+  await mx1.start()
+  t.teardown(() => mx1.stop())
+  const spool = tempDir(t)
+  const env = { MXGATE_ADMIN_TOKEN: '', MXGATE_ADMIN_TOKEN_FILE: '', MXGATE_SPOOL_DIR: spool, MXGATE_WORKERS: '2' }
+  const node = await startMxgate({ backends: `mx1=127.0.0.1:${mx1.port}`, env, keepSpool: true })
+  t.teardown(() => node.stop())
+  t.equal(node.logs.filter((l) => l.tokenFile !== undefined).length, 1, 'the master says where, once')
+  // Connections spread over both workers: every one of them must accept the file's token.
+  for (let i = 0; i < 6; i++) {
+    const r = await runMxgate(['status', '--json', '--admin', `http://127.0.0.1:${node.adminPort}`], {
+      MXGATE_ADMIN_TOKEN: '',
+      MXGATE_SPOOL_DIR: spool,
+    })
+    t.equal(r.code, 0, r.stderr)
+    const ls = await runMxgate(['spool', 'ls', '--admin', `http://127.0.0.1:${node.adminPort}`], {
+      MXGATE_ADMIN_TOKEN: '',
+      MXGATE_SPOOL_DIR: spool,
+    })
+    t.equal(ls.code, 0, ls.stderr)
+  }
+})
