@@ -12,7 +12,7 @@ import {
   AdminUrlError,
   DEFAULT_ADMIN_URL,
 } from './admin-client'
-import { formatAgo, formatBytes, formatIn } from './duration'
+import { type SpoolDetail, spoolDetail } from './spool-detail'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
 import { safeText, terminalJson } from './terminal-text'
 import { chooseToken, type TokenChoice } from './token-source'
@@ -262,31 +262,6 @@ async function restore(ctx: Ctx, p: Parsed): Promise<number> {
   if (ctx.json) printJson(ctx, res.body)
   else ctx.io.stdout.write(backendLine('restored', res.body as BackendView, res.serverNow ?? Date.now()))
   return 0
-}
-
-type SpoolDetail = SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
-
-/** `mxgate spool show`: every text from the node (addresses, replies, ids) goes through safeText. */
-function spoolDetail(node: string | null, m: SpoolDetail, now: number): string {
-  const s = safeText
-  const when = (at: number) => `${new Date(at).toISOString()} (${formatAgo(at, now)})`
-  const pending = m.pending.length === m.to.length ? '' : ` (pending: ${s(m.pending.join(', ')) || 'none'})`
-  const lines = [
-    `message ${s(m.id)}${node ? ` on node ${s(node)}` : ''}`,
-    `  from       ${m.from === '' ? '<>' : s(m.from)}`,
-    `  to         ${s(m.to.join(', '))}${pending}`,
-    `  received   ${when(m.receivedAt)}`,
-    `  size       ${formatBytes(m.size)}`,
-    `  attempts   ${m.attempts}`,
-    `  next       ${m.held ? 'held (mxgate spool release to resume)' : `${formatIn(m.nextAttemptAt, now)} (${new Date(m.nextAttemptAt).toISOString()})`}`,
-    `  last error ${m.lastError === null ? '-' : s(m.lastError)}`,
-  ]
-  if (m.lastErrors.length > 0) {
-    lines.push('  errors')
-    for (const e of m.lastErrors)
-      lines.push(`    ${new Date(e.at).toISOString()}  ${s(e.backendId)} at ${s(e.stage)}: ${s(e.message)}`)
-  }
-  return `${lines.join('\n')}\n`
 }
 
 async function spool(ctx: Ctx, p: Parsed): Promise<number> {
