@@ -51,6 +51,7 @@ t.test('a change whose body is not declared JSON is 415 and nothing changes', as
     const res = await request(url, 'POST', '/api/backends/mx1/eject', { headers, body: '{"reason":"csrf"}' })
     t.equal(res.status, 415, String(headers['content-type']))
     t.equal(res.headers.accept, 'application/json')
+    t.equal(res.headers.connection, 'close', 'the unread body is not drained: the connection closes')
     t.same(res.json, {
       error: `changes take a JSON body: send "Content-Type: application/json" and a JSON object such as {} (got ${got})`,
     })

@@ -160,6 +160,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     const from = displayAddress(req.socket.remoteAddress)
     let note: AuditNote | null = null
     let who = `anonymous@${from}`
+    let bodyRead = false
     try {
       const match = findRoute(ROUTES, method, url.pathname)
       if (match.kind === 'none') {
@@ -192,13 +193,17 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         }
       }
       if (route.method === 'POST') checkJsonContentType(req.headers['content-type'])
+      bodyRead = true
       const reply = await runRoute(route, params, req, actor, note ?? { what: '', why: null, details: {} })
       const status = reply.status ?? 200
       send(res, status, reply)
       if (note) audit(who, from, note, status, 'ok')
     } catch (err) {
       const f = failure(err, method, url.pathname)
-      send(res, f.status, { json: { error: f.error } }, f.headers)
+      // Refused before its body was read (Origin, token, content type): close rather than drain what a hostile
+      // client may still be sending.
+      const unread = method === 'POST' && !bodyRead
+      send(res, f.status, { json: { error: f.error } }, unread ? { ...f.headers, connection: 'close' } : f.headers)
       if (note) audit(who, from, note, f.status, f.error)
     }
   }
