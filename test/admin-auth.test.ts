@@ -1,5 +1,5 @@
 // Who may change things: token parsing with exact errors, constant-time matching, 401 before anything changes,
-// loopback-only changes without tokens, and one audit line per change attempt.
+// no change without a token (not even from loopback), and one audit line per change attempt.
 import net from 'node:net'
 import t from 'tap'
 import { authorizeChange, bearerToken, isLoopbackClient, parseTokens } from '../src/admin/auth'
@@ -50,32 +50,38 @@ t.test('bearer header parsing and loopback detection', async (t) => {
   for (const a of ['10.0.0.1', '::ffff:10.0.0.1', '128.0.0.1', 'fe80::1']) t.notOk(isLoopbackClient(a), a)
 })
 
-t.test('without tokens, changes are accepted from loopback only, as local@<ip>', async (t) => {
+t.test('without any token configured, nothing changes, not even from loopback (403)', async (t) => {
   const none = parseTokens(null)
-  t.same(authorizeChange(none, undefined, '::ffff:127.0.0.1'), {
-    ok: true,
-    actor: { by: 'local@127.0.0.1', from: '127.0.0.1' },
-  })
-  t.same(authorizeChange(none, undefined, '::1'), { ok: true, actor: { by: 'local@::1', from: '::1' } })
-  t.same(authorizeChange(none, 'Bearer whatever', '10.1.2.3'), {
+  const refused = {
     ok: false,
     status: 403,
-    who: 'anonymous@10.1.2.3',
+    who: 'anonymous@127.0.0.1',
     error:
-      'changes without a token are accepted from loopback only, and 10.1.2.3 is not loopback; set admin.token (or MXGATE_ADMIN_TOKEN)',
-  })
+      'this node has no admin token, so this change is refused; set admin.token (or MXGATE_ADMIN_TOKEN), or let mxgate start generate admin.token_file',
+  }
+  t.same(authorizeChange(none, undefined, '::ffff:127.0.0.1'), refused)
+  t.same(authorizeChange(none, 'Bearer whatever', '127.0.0.1'), refused)
+  t.same(authorizeChange(none, undefined, '::1'), { ...refused, who: 'anonymous@::1' })
   t.same(authorizeChange(parseTokens(ALICE), `Bearer ${ALICE}`, '10.1.2.3'), {
     ok: true,
     actor: { by: 'admin', from: '10.1.2.3' },
   })
 
-  const { url, port } = await startTestAdmin(t)
-  const res = await request(url, 'POST', '/api/backends/mx1/drain', { body: { reason: 'patching' } })
-  t.equal(res.status, 200)
-  t.same(port.calls[0]?.actor, { by: 'local@127.0.0.1', from: '127.0.0.1' })
+  const { url, port } = await startTestAdmin(t, { tokens: null })
+  const res = await request(url, 'POST', '/api/backends/mx1/drain', { body: { reason: 'patching' }, token: null })
+  t.equal(res.status, 403)
+  t.same(res.json, { error: refused.error })
+  const spool = await request(url, 'GET', '/api/spool', { token: null })
+  t.equal(spool.status, 403)
+  t.same(spool.json, {
+    error:
+      'this node has no admin token, so reading the spool (it shows envelope addresses) is refused; set admin.token (or MXGATE_ADMIN_TOKEN), or let mxgate start generate admin.token_file',
+  })
+  t.same(port.calls, [], 'nothing reached the port')
+  t.equal(port.backend('mx1').state, 'admitted')
 })
 
-t.test('without tokens on an IPv6 loopback listener, the actor is local@::1', async (t) => {
+t.test('on an IPv6 loopback listener a token is needed too, and the actor is its name', async (t) => {
   const probe = net.createServer()
   const v6 = await new Promise<boolean>((resolve) => {
     probe.once('error', () => resolve(false))
@@ -87,30 +93,34 @@ t.test('without tokens on an IPv6 loopback listener, the actor is local@::1', as
   }
   const { url, port, server } = await startTestAdmin(t, { host: '::1' })
   t.equal(server.address.host, '::1')
+  t.equal((await request(url, 'POST', '/api/backends/mx1/restore', { token: null })).status, 401)
   const res = await request(url, 'POST', '/api/backends/mx1/restore')
   t.equal(res.status, 200)
-  t.same(port.calls[0]?.actor, { by: 'local@::1', from: '::1' })
+  t.same(port.calls[0]?.actor, { by: 'admin', from: '::1' })
 })
 
 t.test('with tokens, a change without a token or with a wrong one is 401 and the port is not called', async (t) => {
   const { url, port, lines } = await startTestAdmin(t, { tokens: `alice:${ALICE},ci:${CI}` })
-  const missing = await request(url, 'POST', '/api/backends/mx1/eject', { body: { reason: 'r' } })
+  const missing = await request(url, 'POST', '/api/backends/mx1/eject', { body: { reason: 'r' }, token: null })
   t.equal(missing.status, 401)
   t.equal(missing.headers['www-authenticate'], 'Bearer realm="mxgate"')
   t.same(missing.json, {
     error:
-      'this change needs a token and the request had no Authorization header; send "Authorization: Bearer <token>" (mxgate --token T or MXGATE_ADMIN_TOKEN)',
+      'this change needs a token and the request had no Authorization header; send "Authorization: Bearer <token>" (mxgate --token T, --token-file F or MXGATE_ADMIN_TOKEN)',
   })
   const wrong = await request(url, 'POST', '/api/backends/mx1/eject', { body: { reason: 'r' }, token: 'guess' })
   t.equal(wrong.status, 401)
   t.same(wrong.json, {
     error:
-      'the token does not match any configured admin token; check --token / MXGATE_ADMIN_TOKEN against admin.token (for a name:token list, send only the part after the colon)',
+      "the token does not match any admin token of this node; check --token / --token-file / MXGATE_ADMIN_TOKEN against admin.token or the node's admin.token_file (for a name:token list, send only the part after the colon)",
   })
   const basic = await request(url, 'POST', '/api/spool/flush', { headers: { authorization: 'Basic YWxpY2U6eA==' } })
   t.equal(basic.status, 401)
   t.match((basic.json as { error: string }).error, /an Authorization header that is not "Bearer <token>"/)
-  const unknownAndUnauthorized = await request(url, 'POST', '/api/backends/nope/eject', { body: { reason: 'r' } })
+  const unknownAndUnauthorized = await request(url, 'POST', '/api/backends/nope/eject', {
+    body: { reason: 'r' },
+    token: null,
+  })
   t.equal(unknownAndUnauthorized.status, 401, 'no token, no information: auth comes before the id lookup')
   t.same(port.calls, [], 'nothing reached the port')
   t.equal(port.backend('mx1').state, 'admitted')

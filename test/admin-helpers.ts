@@ -184,7 +184,10 @@ export interface TestAdmin {
   lines: Record<string, unknown>[]
 }
 
-/** Starts the real admin server on a free loopback port; stopped when the test ends. */
+/** The token startTestAdmin configures and request() sends unless told otherwise (a bare token: its name is "admin"). */
+export const TEST_TOKEN = 'admin-test-token-5e1d'
+
+/** Starts the real admin server on a free loopback port (token TEST_TOKEN unless `tokens` says); stopped at the end. */
 export async function startTestAdmin(
   t: Test,
   opts: { tokens?: string | null; port?: MemoryAdminPort; host?: string; changeTimeoutMs?: number } = {},
@@ -193,7 +196,7 @@ export async function startTestAdmin(
   const { log, lines } = logSink()
   const server = await startAdminServer({
     listen: { host: opts.host ?? '127.0.0.1', port: 0 },
-    tokens: parseTokens(opts.tokens ?? null),
+    tokens: parseTokens(opts.tokens === undefined ? TEST_TOKEN : opts.tokens),
     port,
     log,
     ...(opts.changeTimeoutMs === undefined ? {} : { changeTimeoutMs: opts.changeTimeoutMs }),
@@ -210,12 +213,15 @@ export interface HttpReply {
   json: unknown
 }
 
-/** One HTTP request with Node's own client (not the CLI's), so server tests do not depend on the CLI. */
+/**
+ * One HTTP request with Node's own client (not the CLI's), so server tests do not depend on the CLI. It sends
+ * TEST_TOKEN unless `token` names another one, or is null (no Authorization header).
+ */
 export async function request(
   url: string,
   method: string,
   path: string,
-  opts: { body?: string | Buffer | object; token?: string; headers?: Record<string, string> } = {},
+  opts: { body?: string | Buffer | object; token?: string | null; headers?: Record<string, string> } = {},
 ): Promise<HttpReply> {
   const http = await import('node:http')
   const payload =
@@ -225,8 +231,11 @@ export async function request(
         ? opts.body
         : JSON.stringify(opts.body)
   const headers: Record<string, string> = { ...opts.headers }
-  if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
-  if (payload !== undefined) headers['content-type'] = 'application/json'
+  const token = opts.token === undefined ? TEST_TOKEN : opts.token
+  if (token !== null && headers.authorization === undefined) headers.authorization = `Bearer ${token}`
+  // Changes must be JSON: a POST says so even without a body, unless the test sets its own content type.
+  const hasType = Object.keys(headers).some((k) => k.toLowerCase() === 'content-type')
+  if ((payload !== undefined || method === 'POST') && !hasType) headers['content-type'] = 'application/json'
   return new Promise((resolve, reject) => {
     const req = http.request(`${url}${path}`, { method, headers, timeout: 10_000 }, (res) => {
       const chunks: Buffer[] = []

@@ -8,9 +8,9 @@ import { backendView, logSink, MemoryAdminPort, request, spoolItem, startTestAdm
 
 const TOKEN = 'ops-secret-0123456789'
 
-t.test('reads need no token even when tokens are configured', async (t) => {
+t.test('backend reads need no token even when tokens are configured (spool reads do: admin-hardening)', async (t) => {
   const { url } = await startTestAdmin(t, { tokens: `alice:${TOKEN}` })
-  const list = await request(url, 'GET', '/api/backends')
+  const list = await request(url, 'GET', '/api/backends', { token: null })
   t.equal(list.status, 200)
   t.match(list.headers['content-type'], /^application\/json/)
   t.equal(list.headers['x-mxgate-node'], 'node-a')
@@ -20,10 +20,10 @@ t.test('reads need no token even when tokens are configured', async (t) => {
     body.backends.map((b) => b.id),
     ['mx1', 'mx2', 'mx3'],
   )
-  const one = await request(url, 'GET', '/api/backends/mx2')
+  const one = await request(url, 'GET', '/api/backends/mx2', { token: null })
   t.equal(one.status, 200)
   t.same(one.json, backendView('mx2'))
-  const trailing = await request(url, 'GET', '/api/backends/')
+  const trailing = await request(url, 'GET', '/api/backends/', { token: null })
   t.equal(trailing.status, 200, 'a trailing slash is the same endpoint')
 })
 

@@ -6,7 +6,7 @@ import { formatAgo, formatBytes, formatIn, formatSpan } from '../src/cli/duratio
 import type { OpsIo } from '../src/cli/ops'
 import { runOpsCommand } from '../src/cli/ops'
 import { renderTable, wantsColour } from '../src/cli/table'
-import { backendView, MemoryAdminPort, spoolItem, startTestAdmin } from './admin-helpers'
+import { backendView, MemoryAdminPort, spoolItem, startTestAdmin, TEST_TOKEN } from './admin-helpers'
 import { freePort, waitFor } from './helpers/ports'
 
 const TOKEN = 'cli-test-token-93ab'
@@ -27,8 +27,15 @@ function capture(
   const stdout: OpsIo['stdout'] = { write: (s: string) => out.push(s) }
   if (over.isTTY !== undefined) stdout.isTTY = over.isTTY
   if (over.columns !== undefined) stdout.columns = over.columns
+  // The test admin's token unless a test sets the environment; never a token file from this machine.
   return {
-    io: { stdout, stderr: { write: (s: string) => err.push(s) }, env: over.env ?? {}, ...extra },
+    io: {
+      stdout,
+      stderr: { write: (s: string) => err.push(s) },
+      env: over.env ?? { MXGATE_ADMIN_TOKEN: TEST_TOKEN },
+      tokenFile: null,
+      ...extra,
+    },
     out: () => out.join(''),
     err: () => err.join(''),
   }
@@ -256,15 +263,15 @@ t.test('a bad --for is refused by the API with the accepted forms (exit 2)', asy
 
 t.test('without a token, or with a wrong one, a change is refused (exit 1) and says how to fix it', async (t) => {
   const { url, port } = await startTestAdmin(t, { tokens: TOKEN })
-  const none = await run('restore', ['mx1', '--admin', url])
+  const none = await run('restore', ['mx1', '--admin', url], capture({ env: {} }))
   t.equal(none.code, 1)
   t.match(none.err, new RegExp(`^mxgate restore: refused by ${url} \\(401\\): this change needs a token`))
-  t.match(none.err, /\(no token was sent: pass --token T or set MXGATE_ADMIN_TOKEN\)\n$/)
+  t.match(none.err, /\(no token was sent: pass --token T or --token-file F, or set MXGATE_ADMIN_TOKEN\)\n$/)
   const wrong = await run('restore', ['mx1', '--admin', url, '--token', 'nope'])
   t.equal(wrong.code, 1)
   t.equal(
     wrong.err,
-    `mxgate restore: refused by ${url} (401): the token does not match any configured admin token; check --token / MXGATE_ADMIN_TOKEN against admin.token (for a name:token list, send only the part after the colon)\n`,
+    `mxgate restore: refused by ${url} (401): the token does not match any admin token of this node; check --token / --token-file / MXGATE_ADMIN_TOKEN against admin.token or the node's admin.token_file (for a name:token list, send only the part after the colon) (token from --token)\n`,
   )
   t.same(port.calls, [])
   const list = await run('restore', ['mx1'], capture({ env: { MXGATE_ADMIN_URL: url, MXGATE_ADMIN_TOKEN: 'a:x,b:y' } }))
@@ -335,7 +342,7 @@ t.test('usage errors: unknown command, subcommand, option, missing or extra argu
     [
       'status',
       ['--jsn'],
-      'mxgate status: unknown option --jsn; status takes --admin URL, --token T, --json, --watch [SECONDS]\n',
+      'mxgate status: unknown option --jsn; status takes --admin URL, --token T, --token-file F, --json, --watch [SECONDS]\n',
     ],
     ['restore', [], 'mxgate restore: which backend? usage: mxgate restore ID\n'],
     ['restore', ['mx1', 'mx2'], 'mxgate restore: unexpected argument "mx2"; usage: mxgate restore ID\n'],
@@ -401,11 +408,11 @@ t.test('spool: ls as a table and as JSON, show, flush, hold, release, bounce', a
   t.same(
     port.calls.map((c) => [c.op, c.id, c.actor.by]),
     [
-      ['flush', undefined, 'local@127.0.0.1'],
-      ['flush', 'm1', 'local@127.0.0.1'],
-      ['hold', 'm1', 'local@127.0.0.1'],
-      ['release', 'm1', 'local@127.0.0.1'],
-      ['bounce', 'm2', 'local@127.0.0.1'],
+      ['flush', undefined, 'admin'],
+      ['flush', 'm1', 'admin'],
+      ['hold', 'm1', 'admin'],
+      ['release', 'm1', 'admin'],
+      ['bounce', 'm2', 'admin'],
     ],
   )
   const afterBounce = await run('spool', ['ls', '--admin', url])

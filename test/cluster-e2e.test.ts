@@ -53,9 +53,13 @@ async function cluster(t: Test, opts: StartClusterOptions): Promise<MxgateCluste
   return c
 }
 
-/** `mxgate CMD ARGS --admin URL [--token T]`, with no admin URL or token inherited from this environment. */
+/**
+ * `mxgate CMD ARGS --admin URL [--token T]`, with no admin URL or token inherited from this environment, and no
+ * default token file (a ./spool/admin.token left in the checkout by a local `mxgate start` would otherwise be sent).
+ */
 function cli(args: string[], env: Record<string, string> = {}) {
-  return runMxgate(args, { MXGATE_ADMIN_TOKEN: '', MXGATE_ADMIN_URL: '', NO_COLOR: '1', ...env })
+  const noTokenFile = { MXGATE_ADMIN_TOKEN_FILE: '', MXGATE_SPOOL_DIR: '/nonexistent/mxgate-cli-spool' }
+  return runMxgate(args, { MXGATE_ADMIN_TOKEN: '', MXGATE_ADMIN_URL: '', NO_COLOR: '1', ...noTokenFile, ...env })
 }
 
 const adminArgs = (node: ClusterNode, token: string | null = TOKEN) =>

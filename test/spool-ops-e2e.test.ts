@@ -25,8 +25,13 @@ import {
 
 const REFUSE: FaultRule[] = [{ stage: 'connect', action: 'refuse' }]
 
+/** The mxgate command as an operator on the node's machine runs it: the token comes from the node's token file. */
 async function cli(node: Node, ...args: string[]) {
-  return runMxgate([...args, '--admin', node.adminUrl], {}, 20_000)
+  return runMxgate(
+    [...args, '--admin', node.adminUrl, '--token-file', node.tokenFile],
+    { MXGATE_ADMIN_TOKEN: '' },
+    20_000,
+  )
 }
 
 async function admitted(node: Node, backendId: string): Promise<boolean> {

@@ -1,5 +1,6 @@
-// Who may change things through the admin API: bearer tokens from admin.token (one token, or `name:token,…`),
-// compared in constant time; without any token, loopback clients only. Reads never need a token.
+// Who may change things (and read envelope addresses) through the admin API: bearer tokens from admin.token (one
+// token, or `name:token,…`) or the generated token file, compared in constant time. Never without a token, not even
+// from loopback: any local user or a browser page could otherwise eject backends or read who mails whom.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Actor } from './types'
 
@@ -101,31 +102,34 @@ export function bearerToken(header: string | undefined): string | undefined {
   return m ? m[1] : undefined
 }
 
-/** Decides whether a change request may proceed, and as whom. */
+/**
+ * Decides whether a change (or a read that shows envelope addresses) may proceed, and as whom. `what` names the
+ * request in the error, e.g. "this change" or "reading the spool".
+ */
 export function authorizeChange(
   tokens: TokenSet,
   authorization: string | undefined,
   remote: string | undefined,
+  what = 'this change',
 ): ChangeAuth {
   const from = displayAddress(remote)
   if (tokens.names.length === 0) {
-    if (remote !== undefined && isLoopbackClient(remote)) return { ok: true, actor: { by: `local@${from}`, from } }
     return {
       ok: false,
       status: 403,
       who: `anonymous@${from}`,
-      error: `changes without a token are accepted from loopback only, and ${from} is not loopback; set admin.token (or MXGATE_ADMIN_TOKEN)`,
+      error: `this node has no admin token, so ${what} is refused; set admin.token (or MXGATE_ADMIN_TOKEN), or let mxgate start generate admin.token_file`,
     }
   }
   const presented = bearerToken(authorization)
   if (presented === undefined) {
-    const what =
+    const sent =
       authorization === undefined ? 'no Authorization header' : 'an Authorization header that is not "Bearer <token>"'
     return {
       ok: false,
       status: 401,
       who: `anonymous@${from}`,
-      error: `this change needs a token and the request had ${what}; send "Authorization: Bearer <token>" (mxgate --token T or MXGATE_ADMIN_TOKEN)`,
+      error: `${what} needs a token and the request had ${sent}; send "Authorization: Bearer <token>" (mxgate --token T, --token-file F or MXGATE_ADMIN_TOKEN)`,
     }
   }
   const name = tokens.match(presented)
@@ -135,7 +139,7 @@ export function authorizeChange(
       status: 401,
       who: `anonymous@${from}`,
       error:
-        'the token does not match any configured admin token; check --token / MXGATE_ADMIN_TOKEN against admin.token (for a name:token list, send only the part after the colon)',
+        "the token does not match any admin token of this node; check --token / --token-file / MXGATE_ADMIN_TOKEN against admin.token or the node's admin.token_file (for a name:token list, send only the part after the colon)",
     }
   }
   return { ok: true, actor: { by: name, from } }

@@ -38,8 +38,10 @@ export interface Route {
   method: 'GET' | 'POST'
   /** Path with `:name` segments, e.g. /api/backends/:id/eject. */
   pattern: string
-  /** Change routes need a token (or loopback without tokens) and write an audit line; the name is the action. */
+  /** Change routes need a token and write an audit line; the name is the action. */
   change?: string
+  /** Reads that show envelope addresses need a token too (no audit line); the text names the read in errors. */
+  private?: string
   handle(ctx: RouteContext): Promise<Reply> | Reply
 }
 
@@ -151,11 +153,13 @@ const spoolRoutes: Route[] = [
   {
     method: 'GET',
     pattern: '/api/spool',
+    private: 'reading the spool (it shows envelope addresses)',
     handle: ({ port }) => ({ json: { node: port.nodeName, messages: port.spool.list() } }),
   },
   {
     method: 'GET',
     pattern: '/api/spool/:id',
+    private: 'reading a spooled message (it shows envelope addresses)',
     handle: (ctx) => ({ json: ctx.port.spool.show(id(ctx)) }),
   },
   {

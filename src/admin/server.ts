@@ -5,6 +5,7 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../log'
 import { authorizeChange, displayAddress, type TokenSet } from './auth'
+import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
 import { type Actor, type AdminPort, UnknownIdError } from './types'
 
@@ -98,6 +99,9 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { port, tokens, log } = opts
   const changeTimeoutMs = opts.changeTimeoutMs ?? DEFAULT_CHANGE_TIMEOUT_MS
+  // Known once the listener is bound (port 0 picks one); no request arrives before that.
+  let origins = new Set<string>()
+  let wildcard = false
 
   function send(res: http.ServerResponse, status: number, reply: Reply, headers: Record<string, string> = {}): void {
     if (res.headersSent) return
@@ -156,6 +160,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     const from = displayAddress(req.socket.remoteAddress)
     let note: AuditNote | null = null
     let who = `anonymous@${from}`
+    let bodyRead = false
     try {
       const match = findRoute(ROUTES, method, url.pathname)
       if (match.kind === 'none') {
@@ -167,27 +172,38 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         })
       }
       const { route, params } = match
-      let actor: Actor | null = null
       if (route.change) {
         const target = params.id
         note = { what: target === undefined ? route.change : `${route.change} ${target}`, why: null, details: {} }
-        const auth = authorizeChange(tokens, req.headers.authorization, req.socket.remoteAddress)
+      }
+      checkOrigin(req.headers.origin, req.headers.host, origins, wildcard)
+      let actor: Actor | null = null
+      if (route.change || route.private) {
+        const need = route.change ? 'this change' : (route.private ?? '')
+        const auth = authorizeChange(tokens, req.headers.authorization, req.socket.remoteAddress, need)
         if (!auth.ok) {
           who = auth.who
           const headers: Record<string, string> =
             auth.status === 401 ? { 'www-authenticate': 'Bearer realm="mxgate"' } : {}
           throw new HttpError(auth.status, auth.error, headers)
         }
-        actor = auth.actor
-        who = actor.by
+        if (route.change) {
+          actor = auth.actor
+          who = actor.by
+        }
       }
+      if (route.method === 'POST') checkJsonContentType(req.headers['content-type'])
+      bodyRead = true
       const reply = await runRoute(route, params, req, actor, note ?? { what: '', why: null, details: {} })
       const status = reply.status ?? 200
       send(res, status, reply)
       if (note) audit(who, from, note, status, 'ok')
     } catch (err) {
       const f = failure(err, method, url.pathname)
-      send(res, f.status, { json: { error: f.error } }, f.headers)
+      // Refused before its body was read (Origin, token, content type): close rather than drain what a hostile
+      // client may still be sending.
+      const unread = method === 'POST' && !bodyRead
+      send(res, f.status, { json: { error: f.error } }, unread ? { ...f.headers, connection: 'close' } : f.headers)
       if (note) audit(who, from, note, f.status, f.error)
     }
   }
@@ -215,6 +231,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   server.on('error', (err) => log.error({ err }, 'admin server error'))
   const bound = server.address() as AddressInfo
   const address = { host: bound.address, port: bound.port }
+  origins = ownOrigins([opts.listen.host, bound.address], bound.port)
+  wildcard = WILDCARD_HOSTS.has(opts.listen.host) || WILDCARD_HOSTS.has(bound.address)
   log.info({ address: formatAddress(address.host, address.port), tokens: tokens.names }, 'admin API listening')
 
   let closing: Promise<void> | undefined

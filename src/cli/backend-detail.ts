@@ -2,14 +2,16 @@
 import type { BackendView } from '../admin/types'
 import { formatAgo } from './duration'
 import { whyText } from './table'
+import { safeText } from './terminal-text'
 
 const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`)
 
 export function backendDetail(node: string, b: BackendView, now: number): string {
   const lines = [
-    `backend ${b.id} (${b.address}, weight ${b.weight})${node === '' ? '' : ` on node ${node}`}`,
+    // Everything the node sends is escaped: a backend's reply in `why` must not drive the operator's terminal.
+    `backend ${safeText(b.id)} (${safeText(b.address)}, weight ${b.weight})${node === '' ? '' : ` on node ${safeText(node)}`}`,
     `  state       ${b.state} since ${formatAgo(b.since, now)}`,
-    `  why         ${whyText(b, now)}`,
+    `  why         ${safeText(whyText(b, now))}`,
     `  in flight   ${b.inFlight}; success ${pct(b.successRatio)} over 5 min here`,
   ]
   const d = b.detector

@@ -1,8 +1,10 @@
 // The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
 import path from 'node:path'
 import { parseTokens, TokenConfigError } from '../admin/auth'
+import { TokenFileError } from '../admin/token-file'
 import { parseRedisUrl, RedisUrlError } from '../cluster'
 import { ConfigError, loadConfig } from '../config/load'
+import { redactConfig } from '../config/redact'
 import type { MxgateConfig } from '../config/schema'
 import { runFakeBackendCommand } from './fake-backend-cmd'
 import { OPS_USAGE, runOpsCommand } from './ops'
@@ -13,7 +15,7 @@ const USAGE = () => `usage: mxgate <command> [options]
 
 commands:
   start [--config DIR]     run the relay (settings: config/mxgate.ini, DIR/mxgate.ini, MXGATE_* env)
-  check-config [--config DIR]  validate the settings and print them as JSON
+  check-config [--config DIR]  validate the settings and print them as JSON (secrets masked as ***)
   demo                     three fake backends (one broken), mxgate, a few thousand messages, a summary
   fake-backend --port N    a test SMTP backend with fault modes (see --help)
   help                     this text
@@ -54,7 +56,7 @@ export async function main(argv: string[]): Promise<number | null> {
       }
       case 'check-config': {
         const cfg = loadChecked(rest)
-        process.stdout.write(`${JSON.stringify(cfg, null, 2)}\n`)
+        process.stdout.write(`${JSON.stringify(redactConfig(cfg), null, 2)}\n`)
         return 0
       }
       case 'demo': {
@@ -90,6 +92,10 @@ export async function main(argv: string[]): Promise<number | null> {
     }
     if (err instanceof TokenConfigError) {
       process.stderr.write(`mxgate: configuration error: admin.token: ${err.message}\n`)
+      return 2
+    }
+    if (err instanceof TokenFileError) {
+      process.stderr.write(`mxgate: admin.token_file: ${err.message}\n`)
       return 2
     }
     if (err instanceof UsageError) {

@@ -1,6 +1,8 @@
 // `mxgate status | eject | drain | restore | spool …`: operator commands. They talk to a node's admin API only.
-// Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error or unknown backend/message.
+// Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error, invalid request (400/413/415),
+// unknown backend/message, or a --token-file that cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { TokenFileError } from '../admin/token-file'
 import type { BackendView, SpoolItemView } from '../admin/types'
 import {
   AdminClient,
@@ -11,8 +13,10 @@ import {
   DEFAULT_ADMIN_URL,
 } from './admin-client'
 import { backendDetail } from './backend-detail'
-import { formatAgo, formatBytes, formatIn } from './duration'
+import { type SpoolDetail, spoolDetail } from './spool-detail'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
+import { safeText, terminalJson } from './terminal-text'
+import { chooseToken, type TokenChoice } from './token-source'
 
 export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool'] as const
 
@@ -29,7 +33,9 @@ export const OPS_USAGE = `operator commands (talk to a node's admin API):
   spool bounce ID                       give up: DSN to the sender, remove it
 
   --admin URL    the node's admin API (default MXGATE_ADMIN_URL or ${DEFAULT_ADMIN_URL})
-  --token T      admin token for changes (default MXGATE_ADMIN_TOKEN)
+  --token T      admin token for changes and spool reads (default MXGATE_ADMIN_TOKEN)
+  --token-file F read the token from F (default MXGATE_ADMIN_TOKEN_FILE, else the file mxgate start
+                 generated, <spool dir>/admin.token or admin.token_file, when --admin is loopback)
   --json         print the API's JSON instead of text
 `
 
@@ -41,6 +47,8 @@ export interface OpsIo {
   signal?: AbortSignal
   /** Stops --watch after this many redraws (tests); MXGATE_WATCH_MAX does the same from the environment. */
   maxWatchIterations?: number
+  /** The default token file (tests); undefined = the one `mxgate start` uses with the same settings; null = none. */
+  tokenFile?: string | null
 }
 
 class UsageError extends Error {
@@ -57,10 +65,11 @@ interface Parsed {
   flags: Set<string>
 }
 
-const COMMON_VALUES = ['--admin', '--token']
+const COMMON_VALUES = ['--admin', '--token', '--token-file']
 const OPTION_ARGS: Record<string, string> = {
   '--admin': ' URL',
   '--token': ' T',
+  '--token-file': ' F',
   '--reason': ' TEXT',
   '--for': ' DURATION',
   '--watch': ' [SECONDS]',
@@ -126,17 +135,23 @@ function noPositionals(p: Parsed, usage: string): void {
   if (p.positionals.length > 0) throw new UsageError(`unexpected argument "${p.positionals[0]}"; usage: ${usage}`)
 }
 
+/** What a 401/403 line adds about the token: none was sent (and how to send one), or where the sent one came from. */
+function tokenHint(t: TokenChoice): string {
+  if (t.source !== null) return ` (token from ${t.source})`
+  const why = t.note === null ? '' : `; ${t.note}`
+  return ` (no token was sent: pass --token T or --token-file F, or set MXGATE_ADMIN_TOKEN${why})`
+}
+
 /** A non-2xx answer: prints one line naming the node, the status and the server's message; returns the exit code. */
-function failed(name: string, client: AdminClient, res: AdminResponse, io: OpsIo): number {
+function failed(name: string, client: AdminClient, res: AdminResponse, io: OpsIo, token: TokenChoice): number {
   const body = res.body as { error?: unknown }
-  const error = typeof body?.error === 'string' ? body.error : JSON.stringify(res.body)
-  if (res.status === 400 || res.status === 404 || res.status === 413) {
+  const error = safeText(typeof body?.error === 'string' ? body.error : JSON.stringify(res.body))
+  if (res.status === 400 || res.status === 404 || res.status === 413 || res.status === 415) {
     io.stderr.write(`mxgate ${name}: ${error}\n`)
     return 2
   }
   if (res.status === 401 || res.status === 403) {
-    const hint = client.hasToken ? '' : ' (no token was sent: pass --token T or set MXGATE_ADMIN_TOKEN)'
-    io.stderr.write(`mxgate ${name}: refused by ${client.display} (${res.status}): ${error}${hint}\n`)
+    io.stderr.write(`mxgate ${name}: refused by ${client.display} (${res.status}): ${error}${tokenHint(token)}\n`)
     return 1
   }
   const kind = res.status >= 500 ? 'failed' : 'refused'
@@ -147,6 +162,7 @@ function failed(name: string, client: AdminClient, res: AdminResponse, io: OpsIo
 interface Ctx {
   name: string
   client: AdminClient
+  token: TokenChoice
   io: OpsIo
   json: boolean
   style: TableStyle
@@ -154,17 +170,17 @@ interface Ctx {
 
 async function call(ctx: Ctx, method: 'GET' | 'POST', path: string, body?: object): Promise<AdminResponse | number> {
   const res = await ctx.client.request(method, path, body)
-  return res.status >= 200 && res.status < 300 ? res : failed(ctx.name, ctx.client, res, ctx.io)
+  return res.status >= 200 && res.status < 300 ? res : failed(ctx.name, ctx.client, res, ctx.io, ctx.token)
 }
 
 function printJson(ctx: Ctx, value: unknown): void {
-  ctx.io.stdout.write(`${JSON.stringify(value, null, 2)}\n`)
+  ctx.io.stdout.write(`${terminalJson(value, 2)}\n`)
 }
 
 const enc = encodeURIComponent
 
 function backendLine(verb: string, b: BackendView, now: number): string {
-  return `${verb} ${b.id}: now ${b.state}; ${whyText(b, now)}\n`
+  return `${verb} ${safeText(b.id)}: now ${safeText(b.state)}; ${safeText(whyText(b, now))}\n`
 }
 
 async function status(ctx: Ctx, p: Parsed): Promise<number> {
@@ -219,7 +235,7 @@ async function statusOnce(ctx: Ctx, everySeconds: number | null): Promise<number
   }
   if (typeof res === 'number') return res
   if (ctx.json) {
-    ctx.io.stdout.write(watching ? `${JSON.stringify(res.body)}\n` : `${JSON.stringify(res.body, null, 2)}\n`)
+    ctx.io.stdout.write(watching ? `${terminalJson(res.body)}\n` : `${terminalJson(res.body, 2)}\n`)
     return 0
   }
   const body = res.body as { node: string; backends: BackendView[] }
@@ -264,29 +280,6 @@ async function restore(ctx: Ctx, p: Parsed): Promise<number> {
   return 0
 }
 
-type SpoolDetail = SpoolItemView & { lastErrors: { backendId: string; stage: string; message: string; at: number }[] }
-
-function spoolDetail(node: string | null, m: SpoolDetail, now: number): string {
-  const when = (at: number) => `${new Date(at).toISOString()} (${formatAgo(at, now)})`
-  const pending = m.pending.length === m.to.length ? '' : ` (pending: ${m.pending.join(', ') || 'none'})`
-  const lines = [
-    `message ${m.id}${node ? ` on node ${node}` : ''}`,
-    `  from       ${m.from === '' ? '<>' : m.from}`,
-    `  to         ${m.to.join(', ')}${pending}`,
-    `  received   ${when(m.receivedAt)}`,
-    `  size       ${formatBytes(m.size)}`,
-    `  attempts   ${m.attempts}`,
-    `  next       ${m.held ? 'held (mxgate spool release to resume)' : `${formatIn(m.nextAttemptAt, now)} (${new Date(m.nextAttemptAt).toISOString()})`}`,
-    `  last error ${m.lastError ?? '-'}`,
-  ]
-  if (m.lastErrors.length > 0) {
-    lines.push('  errors')
-    for (const e of m.lastErrors)
-      lines.push(`    ${new Date(e.at).toISOString()}  ${e.backendId} at ${e.stage}: ${e.message}`)
-  }
-  return `${lines.join('\n')}\n`
-}
-
 async function spool(ctx: Ctx, p: Parsed): Promise<number> {
   const [sub, ...rest] = p.positionals
   const sp: Parsed = { ...p, positionals: rest }
@@ -320,7 +313,7 @@ async function spool(ctx: Ctx, p: Parsed): Promise<number> {
       if (ctx.json) printJson(ctx, body)
       else
         ctx.io.stdout.write(
-          `node ${body.node}: ${body.scheduled} message${body.scheduled === 1 ? '' : 's'} scheduled for retry now\n`,
+          `node ${safeText(body.node)}: ${body.scheduled} message${body.scheduled === 1 ? '' : 's'} scheduled for retry now\n`,
         )
       return 0
     }
@@ -333,7 +326,7 @@ async function spool(ctx: Ctx, p: Parsed): Promise<number> {
       if (ctx.json) printJson(ctx, m)
       else {
         const next = nextAttemptText(m, res.serverNow ?? Date.now())
-        ctx.io.stdout.write(`${sub === 'hold' ? 'held' : 'released'} ${m.id}: next attempt ${next}\n`)
+        ctx.io.stdout.write(`${sub === 'hold' ? 'held' : 'released'} ${safeText(m.id)}: next attempt ${next}\n`)
       }
       return 0
     }
@@ -342,7 +335,8 @@ async function spool(ctx: Ctx, p: Parsed): Promise<number> {
       const res = await call(ctx, 'POST', `/api/spool/${enc(id)}/bounce`, {})
       if (typeof res === 'number') return res
       if (ctx.json) printJson(ctx, res.body)
-      else ctx.io.stdout.write(`bounced ${id}: removed from the spool; a DSN goes to its sender (none for <>)\n`)
+      else
+        ctx.io.stdout.write(`bounced ${safeText(id)}: removed from the spool; a DSN goes to its sender (none for <>)\n`)
       return 0
     }
     case undefined:
@@ -375,16 +369,25 @@ export async function runOpsCommand(cmd: string, argv: string[], io: OpsIo = pro
       io.stdout.write(OPS_USAGE)
       return 0
     }
-    const token = p.values.get('--token') ?? (env.MXGATE_ADMIN_TOKEN || undefined)
-    if (token !== undefined && !p.values.has('--token') && token.includes(',')) {
+    const envToken = env.MXGATE_ADMIN_TOKEN
+    if (!p.values.has('--token') && envToken?.includes(',')) {
       throw new UsageError('MXGATE_ADMIN_TOKEN holds a list of tokens (name:token,…); pass one token with --token T')
     }
-    const client = new AdminClient(p.values.get('--admin') ?? (env.MXGATE_ADMIN_URL || DEFAULT_ADMIN_URL), token)
+    const adminUrl = p.values.get('--admin') ?? (env.MXGATE_ADMIN_URL || DEFAULT_ADMIN_URL)
+    const probe = new AdminClient(adminUrl, undefined)
+    const token = chooseToken({
+      flag: p.values.get('--token'),
+      fileFlag: p.values.get('--token-file'),
+      env,
+      admin: probe.base,
+      ...(io.tokenFile === undefined ? {} : { defaultFile: io.tokenFile }),
+    })
+    const client = new AdminClient(adminUrl, token.token)
     const style: TableStyle = { colour: wantsColour(io.stdout.isTTY, env) }
     if (io.stdout.isTTY && io.stdout.columns !== undefined) style.columns = io.stdout.columns
-    return await HANDLERS[cmd]({ name, client, io, json: p.flags.has('--json'), style }, p)
+    return await HANDLERS[cmd]({ name, client, token, io, json: p.flags.has('--json'), style }, p)
   } catch (err) {
-    if (err instanceof UsageError || err instanceof AdminUrlError) {
+    if (err instanceof UsageError || err instanceof AdminUrlError || err instanceof TokenFileError) {
       io.stderr.write(`mxgate ${name}: ${err.message}\n`)
       return 2
     }

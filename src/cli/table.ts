@@ -1,6 +1,7 @@
 // Plain-text tables for `mxgate status` and `mxgate spool ls`; colours only on a terminal that wants them.
 import type { BackendView, SpoolItemView } from '../admin/types'
 import { formatAgo, formatBytes, formatIn } from './duration'
+import { safeText } from './terminal-text'
 
 export type Colour = 'red' | 'green' | 'yellow' | 'cyan' | 'dim' | 'bold'
 
@@ -48,8 +49,12 @@ function cut(text: string, width: number): string {
   return text.length <= width ? text : `${text.slice(0, Math.max(0, width - 1))}…`
 }
 
-/** Renders rows under a header; widths come from the plain text, so colour codes never skew alignment. */
-export function renderTable(columns: Column[], rows: Cell[][], style: TableStyle): string {
+/**
+ * Renders rows under a header; widths come from the plain text, so colour codes never skew alignment. Cell text is
+ * escaped (safeText) first: a backend reply must not write control characters to the operator's terminal.
+ */
+export function renderTable(columns: Column[], unsafeRows: Cell[][], style: TableStyle): string {
+  const rows = unsafeRows.map((r) => r.map((c) => ({ ...c, text: safeText(c.text) })))
   const gap = 2
   const widths = columns.map((c, i) => Math.max(c.title.length, ...rows.map((r) => r[i]?.text.length ?? 0)))
   const flex = columns.findIndex((c) => c.flexible)
@@ -115,7 +120,7 @@ export function whyText(b: BackendView, now: number): string {
 }
 
 export function statusTable(node: string, backends: BackendView[], now: number, style: TableStyle): string {
-  const head = `node ${paint(node, 'bold', style)}: ${backends.length} backend${backends.length === 1 ? '' : 's'}, ${
+  const head = `node ${paint(safeText(node), 'bold', style)}: ${backends.length} backend${backends.length === 1 ? '' : 's'}, ${
     backends.filter((b) => b.state === 'admitted').length
   } admitted\n${detectorFlags(backends)}`
   const columns: Column[] = [
@@ -163,9 +168,9 @@ export function nextAttemptText(m: SpoolItemView, now: number): string {
 }
 
 export function spoolTable(node: string, items: SpoolItemView[], now: number, style: TableStyle): string {
-  if (items.length === 0) return `node ${node}: the spool is empty\n`
+  if (items.length === 0) return `node ${safeText(node)}: the spool is empty\n`
   const total = items.reduce((a, m) => a + m.size, 0)
-  const head = `node ${paint(node, 'bold', style)}: ${items.length} message${items.length === 1 ? '' : 's'}, ${formatBytes(total)}\n`
+  const head = `node ${paint(safeText(node), 'bold', style)}: ${items.length} message${items.length === 1 ? '' : 's'}, ${formatBytes(total)}\n`
   const columns: Column[] = [
     { title: 'ID' },
     { title: 'AGE' },

@@ -52,5 +52,6 @@ export class StoreStoppedError extends Error {
 
 /** Replace the password in a URL's user info with *** so errors and logs never carry it. */
 export function maskPassword(url: string): string {
-  return url.replace(/^([a-z+-]+:\/\/[^:@/]*:)[^@/]*@/i, '$1***@')
+  // Up to the last "@": a password may itself hold "@" or "/" (parseRedisUrl splits at the last "@" too).
+  return url.replace(/^([a-z+-]+:\/\/[^:@/]*:).*@/is, '$1***@')
 }

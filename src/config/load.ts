@@ -304,6 +304,9 @@ const SETTINGS: Record<string, Setter> = {
   'admin.token': text((c, v) => {
     c.admin.token = v
   }, true),
+  'admin.token_file': text((c, v) => {
+    c.admin.tokenFile = v
+  }, false),
   'spool.dir': text((c, v) => {
     c.spool.dir = v ?? ''
   }, false),
@@ -395,6 +398,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_DOMAINS: 'smtp.domains',
   MXGATE_ADMIN_LISTEN: 'admin.listen',
   MXGATE_ADMIN_TOKEN: 'admin.token',
+  MXGATE_ADMIN_TOKEN_FILE: 'admin.token_file',
   MXGATE_SPOOL_DIR: 'spool.dir',
   MXGATE_REDIS_URL: 'redis.url',
   MXGATE_TLS_CERT: 'tls.cert',
@@ -539,6 +543,11 @@ function buildBackends(raw: RawBackend[]): BackendConfig[] {
     out.push(backend)
   }
   return out
+}
+
+/** The file `mxgate start` generates (or reads) the admin token in when admin.token is not set. */
+export function adminTokenFile(cfg: MxgateConfig): string {
+  return path.resolve(cfg.admin.tokenFile ?? path.join(cfg.spool.dir, 'admin.token'))
 }
 
 export interface LoadOptions {

@@ -143,6 +143,11 @@ export interface MxgateConfig {
   admin: {
     listen: HostPort
     token: string | null
+    /**
+     * Where `mxgate start` keeps the admin token it generates when `token` is null (mode 0600, created at first
+     * start); null = `<spool.dir>/admin.token`. See adminTokenFile().
+     */
+    tokenFile: string | null
   }
   spool: {
     dir: string
@@ -253,7 +258,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     bucketMs: 10_000,
     retentionMs: 600_000,
   },
-  admin: { listen: { host: '127.0.0.1', port: 8025 }, token: null },
+  admin: { listen: { host: '127.0.0.1', port: 8025 }, token: null, tokenFile: null },
   spool: {
     dir: './spool',
     maxMessages: 100_000,

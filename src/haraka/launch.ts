@@ -3,7 +3,9 @@
 import cluster from 'node:cluster'
 import { parseTokens } from '../admin/auth'
 import { startAdminServer } from '../admin/server'
+import { ensureTokenFile } from '../admin/token-file'
 import { startIpcHub } from '../cluster/ipc-hub'
+import { adminTokenFile } from '../config/load'
 import type { MxgateConfig } from '../config/schema'
 import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
@@ -22,7 +24,7 @@ const SHUTDOWN_GRACE_MS = 30_000
 
 export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
   const log = partLogger('main')
-  const tokens = parseTokens(cfg.admin.token)
+  const tokens = adminTokens(cfg, log)
   let admin: NodeAdmin | null = null
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
@@ -96,6 +98,25 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     // Haraka closes a connection idle this long (seconds).
     inactivity_timeout: cfg.smtp.idleTimeoutMs / 1000,
   })
+}
+
+/**
+ * admin.token when set; otherwise the token in admin.token_file, generated at first start (the master does it before
+ * forking, so workers read the same one). Logs where the token is, never the token.
+ */
+function adminTokens(cfg: MxgateConfig, log: ReturnType<typeof partLogger>) {
+  if (cfg.admin.token !== null) return parseTokens(cfg.admin.token)
+  const file = adminTokenFile(cfg)
+  const { token, created } = ensureTokenFile(file)
+  if (!cluster.isWorker) {
+    log.info(
+      { tokenFile: file, created },
+      created
+        ? 'admin token generated; the mxgate command reads it from this file (--token-file, MXGATE_ADMIN_TOKEN_FILE)'
+        : 'admin token read from its file; the mxgate command reads it from there too',
+    )
+  }
+  return parseTokens(token)
 }
 
 /** Waits until no message is in flight, up to the grace period. */

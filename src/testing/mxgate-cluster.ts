@@ -117,7 +117,8 @@ export async function api(
   opts: { body?: unknown; token?: string; authorization?: string } = {},
 ): Promise<ApiReply> {
   const headers: Record<string, string> = { accept: 'application/json' }
-  if (opts.body !== undefined) headers['content-type'] = 'application/json'
+  // The admin API takes changes as JSON only, even an empty one.
+  if (opts.body !== undefined || method === 'POST') headers['content-type'] = 'application/json'
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`
   if (opts.authorization !== undefined) headers.authorization = opts.authorization
   const res = await fetch(`${node.adminUrl}${pathname}`, {

@@ -1,7 +1,7 @@
 // Helpers for the spool end-to-end tests: real mxgate processes on a spool dir the test owns, fake backends, the
 // admin API, spool files on disk, and DSNs as a smarthost receives them. Everything started here is stopped in
 // the test's teardown.
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import type { Test } from 'tap'
@@ -34,6 +34,8 @@ export interface Node {
   proc: MxgateProcess
   adminUrl: string
   port: number
+  /** The admin token file the node generated in its spool dir (no admin.token is configured in these tests). */
+  tokenFile: string
 }
 
 export interface NodeOptions {
@@ -51,13 +53,19 @@ export async function startNode(t: Test, o: NodeOptions): Promise<Node> {
     backends: o.backends.map((b) => `${b.id}=127.0.0.1:${b.port}`).join(','),
     args: ['--config', o.config],
     keepSpool: true,
-    env: { MXGATE_SPOOL_DIR: o.spoolDir, ...o.env },
+    // No admin.token from the caller's shell: the node generates its token file, which api() and the CLI read.
+    env: { MXGATE_ADMIN_TOKEN: '', MXGATE_SPOOL_DIR: o.spoolDir, ...o.env },
   })
   // startMxgate made its own temp dir before our env replaced it: remove that one.
   const own = proc.spoolDir
   if (own !== o.spoolDir) rmSync(own, { recursive: true, force: true })
   t.teardown(() => proc.stop())
-  return { proc, adminUrl: `http://127.0.0.1:${proc.adminPort}`, port: proc.port }
+  return {
+    proc,
+    adminUrl: `http://127.0.0.1:${proc.adminPort}`,
+    port: proc.port,
+    tokenFile: path.join(o.spoolDir, 'admin.token'),
+  }
 }
 
 export function send(node: Node, to: string[], message: Buffer, from = 'sender@remote.test'): Promise<SendResult> {
@@ -69,16 +77,19 @@ export interface ApiReply<T = unknown> {
   body: T
 }
 
-/** One admin API request over loopback (changes need no token from loopback when no token is configured). */
+/** One admin API request over loopback, with the token the node generated into its token file. */
 export async function api<T = unknown>(
   node: Node,
   method: 'GET' | 'POST',
   pathname: string,
   body?: unknown,
 ): Promise<ApiReply<T>> {
+  const token = readFileSync(node.tokenFile, 'utf8').trim()
+  const headers: Record<string, string> = { authorization: `Bearer ${token}` }
+  if (method === 'POST') headers['content-type'] = 'application/json'
   const res = await fetch(`${node.adminUrl}${pathname}`, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers,
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(10_000),
   })
