@@ -20,8 +20,9 @@ t.test('a restore on node B re-admits a backend node A’s own breaker ejected, 
     backends: [mx1, mx2],
     token: TOKEN,
     labels: ['A', 'B'],
-    // Ejected for ten minutes: only the restore can bring mx1 back within this test.
-    ini: '[breaker]\nmin_volume = 3\nejection_time = 10m\nmax_ejection_time = 20m\nslow_start = 30s\n',
+    // Ejected for ten minutes: only the restore can bring mx1 back within this test. Probation at half its weight,
+    // so that 30 messages reach it (at the default 5% share one in four runs would send it none).
+    ini: '[breaker]\nmin_volume = 3\nejection_time = 10m\nmax_ejection_time = 20m\nslow_start = 30s\nprobation_share = 50%\n',
   })
   t.teardown(() => c.stop())
   const [A, B] = [c.node('A'), c.node('B')]

@@ -14,26 +14,12 @@ import type { RunRecord, Scenario } from '../src/scenarios/types'
 import { mergeEjections, parseMetrics, sumSeries } from '../src/scenarios/watch'
 import { ROOT } from '../src/testing/mxgate-process'
 
-/**
- * Rows the end-to-end test leaves out, and why — the one place to edit. AWAITING_DETECTOR rows carry a `[detector]`
- * section, which this build refuses; the test below fails as soon as a build accepts one, so that list cannot
- * outlive its reason: when the detector merges, empty it (moving a row to TOO_SLOW_FOR_TAP if it must stay out).
- */
+/** Rows the end-to-end test leaves out, and why — the one place to edit. */
 const TOO_SLOW_FOR_TAP: Record<string, string> = {
   weighted: 'its target gets 2.8% of the mail: 30,000 messages even in quick mode; run it with npm run scenarios',
 }
-const AWAITING_DETECTOR: Record<string, string> = {
-  'eod-451': 'a 3% failer among 0.5% noise: only the outlier detector can catch it',
-  'rcpt-511': 'needs the second opinion on 5.1.1 and the refusal-rate signal of the detector',
-  'rcpt-571': 'a 3% failer at RCPT: the breaker (50% threshold) never trips on it',
-  'quiet-pool': 'proves the detector does not eject; without it there is nothing to prove',
-  'two-backends': 'a 5% failer: below the breaker, needs the detector',
-  weighted: 'a 5% failer at weight 10: below the breaker, needs the detector',
-  probation: 'needs probation by the detector (stricter threshold, configurable share)',
-  'all-degraded': 'needs the detector and its "pool degraded" flag',
-  'two-failers': 'needs the detector, its ejection budget and the freeze flag',
-  observe: 'needs [detector] mode = observe and its "would eject" log and metric',
-}
+/** Rows that wait for something this build lacks: none since the detector landed. */
+const AWAITING_DETECTOR: Record<string, string> = {}
 
 const rowsRunHere = SCENARIOS.filter((s) => !(s.name in AWAITING_DETECTOR) && !(s.name in TOO_SLOW_FOR_TAP))
 
@@ -96,15 +82,10 @@ t.test('every row has a unique name, and every row is either run here or exclude
   )
 })
 
-t.test('the rows awaiting the detector are refused by this build, so their exclusion still holds', async (t) => {
-  for (const s of SCENARIOS.filter((x) => x.name in AWAITING_DETECTOR)) {
+t.test('every row’s config is accepted by this build (the detector rows included)', async (t) => {
+  for (const s of SCENARIOS) {
     const backends = s.backends.map((b, i) => `${b.id}=127.0.0.1:${2600 + i}`).join(',')
-    const why = refusal(nodeIni({ rowIni: s.ini, bounceRelayPort: 2599 }), ROOT, backends)
-    t.match(
-      why,
-      /detector/,
-      `${s.name}: refused for its [detector] config (when this fails, the detector has landed: take ${s.name} out of AWAITING_DETECTOR)`,
-    )
+    t.equal(refusal(nodeIni({ rowIni: s.ini, bounceRelayPort: 2599 }), ROOT, backends), null, s.name)
   }
 })
 

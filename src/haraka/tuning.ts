@@ -46,6 +46,9 @@ interface ConnectionClass {
 const HARAKA_TOO_BIG = 'Message too big!'
 export const TOO_BIG = '5.3.4 Message size exceeds fixed maximum message size'
 
+/** Haraka says just `421 timeout` when a connection was idle for `smtp.idle_timeout`. */
+export const IDLE_TIMEOUT = '4.4.2 Idle for too long; closing connection'
+
 /** The options haraka-results reads results.ini with (the memo in tuneHaraka keeps the first answer). */
 const RESULTS_INI_OPTIONS = { booleans: ['+main.redis_publish'] }
 
@@ -160,6 +163,8 @@ export function tuneHaraka(cfg: MxgateConfig): void {
     if (msg === HARAKA_TOO_BIG) {
       code = 552
       msg = TOO_BIG
+    } else if (code === 421 && msg === 'timeout') {
+      msg = IDLE_TIMEOUT
     }
     const sock = this.client?.targetsocket
     const more =

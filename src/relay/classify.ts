@@ -39,8 +39,12 @@ export function classifyRefusal(reply: SmtpReply): ReplyClass {
     return reply.code >= 500 ? 'message-permanent' : 'message-temporary'
   }
   if (reply.code >= 400 && reply.code < 500) {
-    if (sub === null || sub === 3 || sub === 4) return 'backend'
-    return 'message-temporary'
+    // Only the subjects that name the message or its recipient (RFC 3463: 1 address, 2 mailbox, 5 protocol,
+    // 6 content, 7 policy) put it on the message. X.0.x "other or undefined", X.3/X.4 (system, network), a subject
+    // RFC 3463 does not define, or none at all: the backend's state — else a backend that says 451 4.0.0 to every
+    // message is never charged.
+    if (sub === 1 || sub === 2 || sub === 5 || sub === 6 || sub === 7) return 'message-temporary'
+    return 'backend'
   }
   if (reply.code >= 500 && reply.code < 600) {
     if (sub === 1 || sub === 2 || sub === 6) return 'message-permanent'

@@ -9,8 +9,13 @@ export interface WatchedNode {
   adminUrl: string
 }
 
-/** The states in which a backend gets no mail because of its health (not an operator's choice). */
-const OUT = new Set(['ejected', 'probing', 'trial'])
+/**
+ * The state the ejection budget bounds: ejected. A backend probing or on trial is on its way back; each node
+ * recovers it on its own probe and trial, so one node may still have it on trial when another, which has already
+ * re-admitted it, ejects a second backend within the budget. Counting that brief overlap as "two out" would measure
+ * the nodes' recovery skew, not the budget.
+ */
+const OUT = new Set(['ejected'])
 
 interface NodeEjection {
   node: string

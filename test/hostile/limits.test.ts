@@ -201,3 +201,14 @@ t.test('message memory is bounded across connections: beyond it 451 4.3.1, and i
   t.match(again[5], /^250 2\.0\.0 /, 'the refused sender succeeds when it tries again')
   t.equal(b.received.length, 2)
 })
+
+t.test('a connection idle for smtp.idle_timeout gets 421 4.4.2 and is closed', async (t) => {
+  const { m } = await start(t, '[smtp]\nidle_timeout = 1s\n')
+  const c = connect(m.port)
+  await c.waitFor(/^220 /)
+  c.socket.write('EHLO idle.test\r\n')
+  await c.waitFor(/^250 /)
+  t.equal(await c.waitFor(/^421 /), '421 4.4.2 Idle for too long; closing connection')
+  await c.closed
+  await until('the slot to be freed', async () => (await gauge(m, 'mxgate_smtp_connections')) === 0)
+})
