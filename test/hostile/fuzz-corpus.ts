@@ -85,6 +85,8 @@ function bodyLine(r: Rng): Buffer {
 function message(r: Rng, token: string): Buffer {
   const head = ascii(`X-Fuzz-Token: ${token}\r\nMessage-ID: <${token}@fuzz.test>\r\nSubject: fuzz ${token}\r\n\r\n`)
   const lines = Array.from({ length: int(r, 0, 12) }, () => bodyLine(r))
+  // Now and then a message mxgate must refuse whole (554 5.6.0): the clean run then proves refusals stay away too.
+  if (r() < 0.08) lines.push(ascii(pick(r, ['a bare CR\r here\r\n', 'a NUL \0 here\r\n'])))
   return Buffer.concat([head, ...lines, ascii('.\r\n')])
 }
 

@@ -49,7 +49,11 @@ t.test(`fuzz: ${CASES} dialogues, seed ${SEED}`, async (t) => {
     backends: `mx1=127.0.0.1:${backend.port}`,
     env: { MXGATE_LOG_LEVEL: 'error' },
   })
-  t.teardown(() => mx.stop())
+  t.teardown(async () => {
+    const stopping = Date.now()
+    await mx.stop()
+    t.comment(`mxgate stopped in ${Date.now() - stopping} ms`)
+  })
   const pid = mx.proc.pid as number
 
   const pick = rng(SEED)
