@@ -157,7 +157,33 @@ function splice(step: Step, at: number, remove: number, insert: Buffer): void {
   step.bytes = Buffer.concat([step.bytes.subarray(0, at), insert, step.bytes.subarray(at + remove)])
 }
 
+/** A recipient built from the characters that route mail on some servers, quoted or not, at our domain or not. */
+function oddRecipient(r: Rng): string {
+  const alphabet = 'ab.%!@"\\()<>,:; +=\u00e9'
+  const local = Array.from({ length: int(r, 1, 12) }, () => alphabet[int(r, 0, alphabet.length - 1)]).join('')
+  const quoted = r() < 0.4 ? `"${local}"` : local
+  const domain = pick(r, [
+    'example.com',
+    'EXAMPLE.COM.',
+    'evil.test',
+    '[127.0.0.1]',
+    'example.com.evil.test',
+    'evil.test@example.com',
+  ])
+  const route = r() < 0.15 ? '@relay.test:' : ''
+  return `<${route}${quoted}@${domain}>`
+}
+
 const MUTATIONS: Record<string, Mutation> = {
+  'odd recipient': (r, d) => {
+    const s = d.steps.find((x) => x.bytes.includes('MAIL FROM:'))
+    if (s) {
+      const at = s.bytes.indexOf('\r\n') + 2
+      splice(s, at, 0, ascii(`RCPT TO:${oddRecipient(r)}\r\n`))
+      s.replies++
+    }
+    return 'odd recipient'
+  },
   'flip a byte': (r, d) => {
     const s = randomStep(r, d)
     if (s && s.bytes.length > 0) {

@@ -1,5 +1,5 @@
 // A bounded fuzz run against a live `mxgate start`: valid SMTP dialogues from a seeded corpus and mutations of them
-// (bit flips, bare CR/LF/NUL, smuggling attempts, garbage commands, dropped dots, pipelining everything, swapped and
+// (bit flips, bare CR/LF/NUL, smuggling attempts, routing recipients, garbage commands, dropped dots, pipelining everything, swapped and
 // repeated steps, abrupt closes and resets), every write cut at random byte boundaries, a few at a time.
 //
 // What must hold, whatever the input:
@@ -9,6 +9,8 @@
 // - every message the backend received was completed by its sender: its bytes as the backend got them (after
 //   mxgate's Received field, dot-stuffing kept) appear in what one dialogue wrote, immediately followed by `.` CRLF
 //   — so no message reached a backend without its sender's `<CRLF>.<CRLF>`, and none was cut, joined or smuggled;
+// - no recipient the backend received routes elsewhere: each is a mailbox of our domain (or bare postmaster) whose
+//   dequoted local part holds no %, ! or @ (the "odd recipient" mutation builds addresses from exactly those);
 // - for clean dialogues, 250 is a promise both ways: a message whose final dot drew 250 reached the backend exactly
 //   once, and one that drew a 4xx/5xx did not reach it at all.
 //
@@ -38,6 +40,21 @@ function senderPart(msg: ReceivedMessage): Buffer {
   let at = text.indexOf('\r\n')
   while (at >= 0 && (text[at + 2] === ' ' || text[at + 2] === '\t')) at = text.indexOf('\r\n', at + 2)
   return at < 0 ? msg.wire : msg.wire.subarray(at + 2)
+}
+
+/** Why a recipient the backend got would route mail elsewhere (README: %, ! or @ in the dequoted local part, or a
+ * domain not ours), or null. Bare postmaster is ours. */
+function routesElsewhere(rcpt: string): string | null {
+  const at = rcpt.lastIndexOf('@')
+  if (at < 0) return rcpt.toLowerCase() === 'postmaster' ? null : 'no domain'
+  const local = rcpt.slice(0, at)
+  const domain = rcpt
+    .slice(at + 1)
+    .toLowerCase()
+    .replace(/\.$/, '')
+  const dequoted = local.startsWith('"') && local.endsWith('"') ? local.slice(1, -1).replace(/\\(.)/g, '$1') : local
+  if (domain !== 'example.com') return `domain ${domain}`
+  return /[%!@]/.test(dequoted) ? `local part ${dequoted}` : null
 }
 
 t.test(`fuzz: ${CASES} dialogues, seed ${SEED}`, async (t) => {
@@ -132,6 +149,14 @@ t.test(`fuzz: ${CASES} dialogues, seed ${SEED}`, async (t) => {
       )
     }
     t.equal(incomplete.length, 0, `all ${received.length} received messages match a sender's completed DATA`)
+  })
+
+  t.test('no recipient the backend received routes elsewhere', async (t) => {
+    const routed = received
+      .flatMap((msg) => msg.to.map((r) => [r, routesElsewhere(r)] as const))
+      .filter(([, why]) => why)
+    for (const [rcpt, why] of routed.slice(0, 5)) t.fail(`backend received RCPT ${JSON.stringify(rcpt)}: ${why}`)
+    t.equal(routed.length, 0, `every recipient of ${received.length} messages is a mailbox of example.com`)
   })
 
   t.test('clean dialogues: 250 means at the backend once, a refusal means not at all', async (t) => {
