@@ -1,6 +1,7 @@
 // A bounded fuzz run against a live `mxgate start`: valid SMTP dialogues from a seeded corpus and mutations of them
-// (bit flips, bare CR/LF/NUL, smuggling attempts, routing recipients, garbage commands, dropped dots, pipelining everything, swapped and
-// repeated steps, abrupt closes and resets), every write cut at random byte boundaries, a few at a time.
+// (bit flips, bare CR/LF/NUL, smuggling attempts, routing recipients, garbage commands, dropped dots, pipelining
+// everything, swapped and repeated steps, abrupt closes and resets), every write cut at random byte boundaries, a few
+// at a time.
 //
 // What must hold, whatever the input:
 // - mxgate stays up: no exit, and a clean dialogue still gets 250 at the end;
