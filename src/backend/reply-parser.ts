@@ -54,7 +54,8 @@ export class ReplyReader {
       start = lf + 1
     }
     const rest = size - start
-    if (rest > MAX_LINE_BYTES) throw new ReplyParseError(`reply line longer than ${MAX_LINE_BYTES} bytes`)
+    // A line of the full MAX_LINE_BYTES may be held with its CR while its LF is still in flight.
+    if (rest > MAX_LINE_BYTES + 1) throw new ReplyParseError(`reply line longer than ${MAX_LINE_BYTES} bytes`)
     if (data === this.buf) {
       if (start > 0) this.buf.copy(this.buf, 0, start, size)
     } else if (rest > 0) {

@@ -16,7 +16,13 @@ export function parseDuration(text: string): number | null {
   const m = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?$/i.exec(text.trim())
   if (!m) return null
   const unit = (m[2] ?? 's').toLowerCase()
-  return Math.round(Number(m[1]) * (DURATION_UNITS[unit] ?? 1000))
+  return wholeOrNull(Number(m[1]) * (DURATION_UNITS[unit] ?? 1000))
+}
+
+/** A digit run too long for a double ("999…9", 400 digits) is Infinity, not a setting: null like other junk. */
+function wholeOrNull(n: number): number | null {
+  const r = Math.round(n)
+  return Number.isSafeInteger(r) ? r : null
 }
 
 /** Bytes from "50MB"-style text (binary multiples); null when it does not parse. A bare number means bytes. */
@@ -25,7 +31,7 @@ export function parseSize(text: string): number | null {
   if (!m) return null
   const unit = (m[2] || 'b').toLowerCase()
   const mult = SIZE_UNITS[unit]
-  return mult === undefined ? null : Math.round(Number(m[1]) * mult)
+  return mult === undefined ? null : wholeOrNull(Number(m[1]) * mult)
 }
 
 export interface HostPort {

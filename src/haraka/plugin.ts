@@ -41,12 +41,14 @@ export function hook_lookup_rdns(next: Next, connection: HarakaConnection): void
 const EARLY_TALKER =
   '5.5.1 Protocol error: talking before the greeting, or a pipelined command without PIPELINING; closing'
 
+const EARLY_CONTENT = '5.5.1 Protocol error: message content sent before the 354 reply to DATA (RFC 2920 3.1); closing'
+
 /** Refuses and disconnects a client that talked out of turn; false when it did not. */
-function refuseEarlyTalker(next: Next, connection: HarakaConnection, why: string | null): boolean {
+function refuseEarlyTalker(next: Next, connection: HarakaConnection, why: string | null, text = EARLY_TALKER): boolean {
   if (why === null) return false
   log.info({ ip: connection.remote.ip, why }, 'early talker refused')
   respondWithCode(connection, 554)
-  next(constants.denydisconnect, EARLY_TALKER)
+  next(constants.denydisconnect, text)
   return true
 }
 
@@ -61,6 +63,17 @@ function afterHello(c: HarakaConnection): string | null {
   if (flagged(c) !== null) return flagged(c)
   const rest = c.current_data
   return rest != null && rest.indexOf(10) !== -1 ? 'a command pipelined behind HELO/EHLO' : null
+}
+
+/**
+ * Bytes already waiting behind DATA were sent before the 354 (RFC 2920 §3.1: DATA ends a group). Haraka would read
+ * them with the command line limit and wrap every line past 512 bytes, so the backend would get an altered message;
+ * Postfix 3.9 (`smtpd_forbid_unauth_pipelining`) disconnects such a client too.
+ */
+function afterData(c: HarakaConnection): string | null {
+  if (flagged(c) !== null) return flagged(c)
+  const rest = c.current_data
+  return rest != null && rest.length > 0 ? 'message content before the 354 reply to DATA' : null
 }
 
 /** With a greet pause, the greeting waits and a client that talks meanwhile is refused (Postfix postscreen's test). */
@@ -87,6 +100,10 @@ export function hook_helo(next: Next, connection: HarakaConnection): void {
 
 export function hook_ehlo(next: Next, connection: HarakaConnection): void {
   if (!refuseEarlyTalker(next, connection, afterHello(connection))) next()
+}
+
+export function hook_data(next: Next, connection: HarakaConnection): void {
+  if (!refuseEarlyTalker(next, connection, afterData(connection), EARLY_CONTENT)) next()
 }
 
 export function hook_mail(next: Next, connection: HarakaConnection): void {

@@ -15,15 +15,34 @@ export interface SenderReply {
 
 /** Recipients listed one per line in a combined refusal; more are counted on a last line. */
 const MAX_LISTED = 20
-/** Keeps each listed line well under the 512-octet reply line limit (RFC 5321 §4.5.3.1.5). */
-const MAX_LINE_TEXT = 400
+/** Octets of a reply line's text, so that with `554-` and CRLF it stays within 512 (RFC 5321 §4.5.3.1.5). */
+const MAX_LINE_TEXT = 512 - 4 - 2
+
+/**
+ * A backend's words made fit for one line to the sender: control characters become spaces (a bare CR ends the line
+ * early for some peers, an ESC reaches a terminal), and the text is cut on a character boundary to `MAX_LINE_TEXT`
+ * octets of UTF-8.
+ */
+function lineText(text: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is replaced
+  const clean = text.replace(/[\x00-\x1f\x7f]/g, ' ')
+  if (Buffer.byteLength(clean, 'utf8') <= MAX_LINE_TEXT) return clean
+  let out = ''
+  let used = 0
+  for (const ch of clean) {
+    used += Buffer.byteLength(ch, 'utf8')
+    if (used > MAX_LINE_TEXT) break
+    out += ch
+  }
+  return out
+}
 
 function passBack(reply: SmtpReply, fallbackEnhanced: string): SenderReply {
-  const text = reply.lines[0]?.trim() || 'refused by the mail system'
+  const text = lineText(reply.lines[0] ?? '').trim() || 'refused by the mail system'
   // Only 4xx/5xx are passed back; anything else from a backend here would be a bug upstream.
   const code = reply.code >= 400 && reply.code < 600 ? reply.code : Number(fallbackEnhanced[0]) * 100 + 51
   const enhanced = reply.enhanced && reply.enhanced[0] === String(code)[0] ? reply.enhanced : fallbackEnhanced
-  return { code, text: `${enhanced} ${text}` }
+  return { code, text: lineText(`${enhanced} ${text}`) }
 }
 
 export function acceptReply(result: AcceptResult): SenderReply {
@@ -61,7 +80,7 @@ function refusalReply(refused: RecipientReply[], fallback: SmtpReply): SenderRep
     code === first.code && each.every((r) => enhancedOf(r) === enhancedOf(first)) ? enhancedOf(first) : '5.0.0'
   const lines = [`${enhanced} Every recipient was refused, each for its own reason:`]
   for (const r of refused.slice(0, MAX_LISTED)) {
-    lines.push(`${enhanced} <${r.rcpt}>: ${replyText(r.reply)}`.slice(0, MAX_LINE_TEXT))
+    lines.push(lineText(`${enhanced} <${r.rcpt}>: ${replyText(r.reply)}`))
   }
   if (refused.length > MAX_LISTED) lines.push(`${enhanced} ... and ${refused.length - MAX_LISTED} more recipients`)
   return { code, text: lines.join('\n') }

@@ -295,7 +295,7 @@ export class Session {
   }
 
   private mail(arg: string): void {
-    const m = /^FROM:\s*<([^>]*)>/i.exec(arg)
+    const m = /^FROM:\s*<((?:"(?:[^"\\]|\\.)*"|[^>"])*)>/i.exec(arg)
     if (!this.greeted) this.send('503 5.5.1 Send EHLO or HELO first')
     else if (this.tx) this.send('503 5.5.1 Nested MAIL command')
     else if (!m) this.send('501 5.5.4 Syntax: MAIL FROM:<address>')
@@ -309,7 +309,8 @@ export class Session {
   }
 
   private rcpt(arg: string): void {
-    const rcpt = /^TO:\s*<([^>]+)>/i.exec(arg)?.[1]
+    // A quoted local part may hold '>' (RFC 5321 §4.1.2 qtextSMTP): the path ends at the first '>' outside quotes.
+    const rcpt = /^TO:\s*<((?:"(?:[^"\\]|\\.)*"|[^>"])+)>/i.exec(arg)?.[1]
     if (!this.tx) this.send('503 5.5.1 Need MAIL before RCPT')
     else if (!rcpt) this.send('501 5.5.4 Syntax: RCPT TO:<address>')
     else {

@@ -7,14 +7,16 @@ import { FakeBackend } from '../../src/testing/fake-backend'
 import { startMxgate } from '../helpers/mxgate-process'
 
 /**
- * Says EHLO after the greeting, then writes `data` in one go once the EHLO reply came (a client may pipeline only
- * after it saw PIPELINING offered), and collects complete replies until `want` arrived or the peer closed.
+ * Says EHLO after the greeting, then writes `data` once the EHLO reply came (a client may pipeline only after it saw
+ * PIPELINING offered): the envelope up to DATA in one go, the rest in one go after the 354 (content sent before it
+ * is refused, see early-content.test.ts). Collects complete replies until `want` arrived or the peer closed.
  */
 async function converse(port: number, data: string, want: number): Promise<string[]> {
   const s = net.connect(port, '127.0.0.1')
   let buf = ''
   const replies: string[] = []
   let sent = false
+  let contentSent = false
   let ehloSent = false
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -39,10 +41,16 @@ async function converse(port: number, data: string, want: number): Promise<strin
         ehloSent = true
         s.write('EHLO attacker.test\r\n')
       }
-      // After the EHLO reply, send everything at once: the hostile client pipelines the rest of the dialogue.
+      // After the EHLO reply, the envelope at once; after the 354, everything else at once: the hostile client
+      // pipelines the rest of the dialogue behind its message.
+      const cut = data.indexOf('DATA\r\n') + 'DATA\r\n'.length
       if (!sent && replies.length >= 2) {
         sent = true
-        s.write(Buffer.from(data, 'latin1'))
+        s.write(Buffer.from(data.slice(0, cut), 'latin1'))
+      }
+      if (!contentSent && replies.length >= 5 && replies[4]?.startsWith('354')) {
+        contentSent = true
+        s.write(Buffer.from(data.slice(cut), 'latin1'))
       }
       if (replies.length >= want) done()
     })
