@@ -251,16 +251,16 @@ t.test('the incident: mx4 goes down once the detector has mx3 out; mx3 is fixed 
   validateFaultRules([MX3_FAULT])
   validateFaultRules(MX4_DOWN)
   const script = new IncidentScript(1000)
-  const none = { mx3CaughtByDetector: false, mx4CaughtByBreaker: false }
+  const none = { mx3CaughtByDetector: false, mx4Ejected: false }
   t.same(script.due({ done: 900, ...none }), [], 'nothing happens before the detector catches mx3, half-way or not')
-  t.same(script.due({ done: 300, mx3CaughtByDetector: true, mx4CaughtByBreaker: false }), ['mx4-down'])
-  t.same(script.due({ done: 310, mx3CaughtByDetector: true, mx4CaughtByBreaker: false }), [], 'each step once')
-  t.same(script.due({ done: 400, mx3CaughtByDetector: true, mx4CaughtByBreaker: true }), ['fix-mx3'])
-  t.same(script.due({ done: 1000, mx3CaughtByDetector: true, mx4CaughtByBreaker: true }), [])
+  t.same(script.due({ done: 300, mx3CaughtByDetector: true, mx4Ejected: false }), ['mx4-down'])
+  t.same(script.due({ done: 310, mx3CaughtByDetector: true, mx4Ejected: false }), [], 'each step once')
+  t.same(script.due({ done: 400, mx3CaughtByDetector: true, mx4Ejected: true }), ['fix-mx3'])
+  t.same(script.due({ done: 1000, mx3CaughtByDetector: true, mx4Ejected: true }), [])
 
   const late = new IncidentScript(1000)
   t.same(
-    late.due({ done: 700, mx3CaughtByDetector: true, mx4CaughtByBreaker: false }),
+    late.due({ done: 700, mx3CaughtByDetector: true, mx4Ejected: false }),
     ['mx4-down', 'fix-mx3'],
     'half-way fixes mx3 even if the breaker has not caught mx4 yet',
   )

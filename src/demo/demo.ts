@@ -76,7 +76,9 @@ class DemoRun {
   private mx3FaultsBeforeFix = 0
   private mx3MessagesBeforeFix = 0
   private mx4DownAt: number | null = null
-  private mx4Caught = false
+  private mx4Ejected = false
+  /** How many backends the detector may have out at once (`detector.budget` of the four). */
+  private detectorBudget = 1
   /** mx3's received messages when its probation began (it counts good messages from there). */
   private mx3ProbationFrom: number | null = null
   private breakerView: BreakerView | undefined
@@ -163,6 +165,7 @@ class DemoRun {
     const base = loadConfig({ baseDir: path.join(ROOT, 'config'), env: {} })
     const changes = demoSettingChanges(base)
     this.breakerView = { thresholdPercent: base.breaker.errorThresholdPercent, windowMs: base.breaker.windowMs }
+    this.detectorBudget = Math.max(1, Math.floor(BACKEND_IDS.length * base.detector.budgetShare))
     writeDemoConfig(this.tmp, changes)
     out.line('settings the demo changes over config/mxgate.ini: clocks only, so the story fits in a minute:')
     for (const c of changes) out.line(`  ${c.key.padEnd(26)} ${c.from} → ${c.to}  (${c.why})`)
@@ -266,7 +269,7 @@ class DemoRun {
 
   /** Runs the incident's steps that have come due. */
   private advance(): void {
-    const progress = { done: this.done, mx3CaughtByDetector: this.mx3Caught, mx4CaughtByBreaker: this.mx4Caught }
+    const progress = { done: this.done, mx3CaughtByDetector: this.mx3Caught, mx4Ejected: this.mx4Ejected }
     for (const step of this.script.due(progress)) this.apply(step)
   }
 
@@ -278,8 +281,8 @@ class DemoRun {
         .setFaults(MX4_DOWN)
         .catch(() => {})
       out.line(
-        `${out.stamp()} mx4 goes down hard: it refuses connections and cuts its open sessions` +
-          " (the detector's budget, 1 of 4 backends, is spent on mx3: this one is the breaker's)",
+        `${out.stamp()} mx4 goes down hard: it refuses connections and cuts its open sessions (the detector's` +
+          ` budget, ${this.detectorBudget} of ${BACKEND_IDS.length} backends, is spent on mx3: this one is the breaker's)`,
       )
       return
     }
@@ -288,8 +291,10 @@ class DemoRun {
     this.mx3FaultsBeforeFix = mx3.counters.faultsInjected
     this.mx3MessagesBeforeFix = mx3.counters.faultsInjected + mx3.received.length
     mx3.setFaults([]).catch(() => {})
+    const out3 = ['ejected', 'probing', 'trial'].includes(this.states.get('mx3') ?? '')
     out.line(
-      `${out.stamp()} fixing mx3 while it is out: it accepts every message from now on (${this.done} messages sent)`,
+      `${out.stamp()} fixing mx3${out3 ? ' while it is out' : ''}: it accepts every message from now on` +
+        ` (${this.done} messages sent)`,
     )
   }
 
@@ -321,7 +326,7 @@ class DemoRun {
     if (e.backend === 'mx3' && e.to === 'probation') this.mx3ProbationFrom = this.backend('mx3').received.length
     if (e.to !== 'ejected') return
     if (e.backend === 'mx3' && ejectionCause(e) === 'detector') this.mx3Caught = true
-    if (e.backend === 'mx4' && ejectionCause(e) === 'breaker') this.mx4Caught = true
+    if (e.backend === 'mx4') this.mx4Ejected = true
     this.advance()
   }
 

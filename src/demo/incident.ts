@@ -42,8 +42,8 @@ export interface IncidentProgress {
   done: number
   /** The detector has ejected mx3 (at least once). */
   mx3CaughtByDetector: boolean
-  /** mx4's breaker has ejected it. */
-  mx4CaughtByBreaker: boolean
+  /** mx4 has been ejected (by its breaker, as the script means it to be). */
+  mx4Ejected: boolean
 }
 
 /**
@@ -73,7 +73,7 @@ export class IncidentScript {
       }
     }
     take('mx4-down', p.mx3CaughtByDetector)
-    take('fix-mx3', p.mx3CaughtByDetector && (p.mx4CaughtByBreaker || p.done >= Math.ceil(this.count / 2)))
+    take('fix-mx3', p.mx3CaughtByDetector && (p.mx4Ejected || p.done >= Math.ceil(this.count / 2)))
     return steps
   }
 }
