@@ -368,16 +368,14 @@ t.test(
         String.raw`${stamp} mx3 admitted → ejected for 10s by the outlier detector\n` +
           String.raw` +evidence: \d+ faults in \d+ of its messages \([\d.]+%\); its rate over the window [\d.]+% vs the rest of the pool's [\d.]+%\n` +
           String.raw` +CUSUM statistic [\d.]+ ≥ threshold 16; the first of these \d+(\.\d)?s ago\n` +
-          String.raw` +its breaker meanwhile: \d+ of \d+ attempts failed \(\d%\) within 10s; it trips at 50%\n`,
+          String.raw` +its breaker meanwhile: \d+ of \d+ attempts failed \(\d{1,2}%\) within 10s; it trips at 50%\n`,
       ),
       "mx3 is ejected by the detector, with the evidence under it, and its breaker's window far from tripping",
     )
     t.match(out, /mx4 goes down hard: it refuses connections/)
-    t.match(
-      out,
-      /detector would eject mx4 \(ejection budget reached\)/,
-      'the detector sees mx4 too, but its budget is spent on mx3',
-    )
+    // Usually the detector sees mx4 a round after it goes down and holds back; if its round came only after the
+    // breaker, there is nothing to hold back. Either way it never says anything but "budget".
+    t.notMatch(out, /detector would eject mx4 \((?!ejection budget reached)/, "the detector's budget is spent on mx3")
     t.match(
       out,
       /mx4 admitted → ejected for 10s by its circuit breaker: \d+ of \d+ attempts failed \((5\d|[6-9]\d|100)%\) within 10s; last: connect: /,
@@ -385,7 +383,7 @@ t.test(
     )
     t.notMatch(out, /mx3 [a-z]+ → ejected [^\n]*by its circuit breaker/, "mx3's breaker never trips")
     t.notMatch(out, /mx4 [a-z]+ → ejected [^\n]*by the outlier detector/, 'mx4 is not the detector’s')
-    t.match(out, /fixing mx3 while it is out/)
+    t.match(out, /fixing mx3/)
     t.match(
       out,
       /^ {4}mx3 +\d+ {2}ends [a-z]+, \d+ failed attempts {2}\(quiet failer: 451'd \d+ of \d+ messages, then fixed\)$/m,
