@@ -9,9 +9,10 @@ import { demoIni, demoSettingChanges, formatMs, unchangedSettings, writeDemoConf
 import { Display } from '../src/demo/display'
 import { IncidentScript, MX3_FAULT, MX4_DOWN } from '../src/demo/incident'
 import { parseLogLine } from '../src/demo/log-events'
-import { childEnv } from '../src/demo/mxgate-child'
+import { childEnv, MxgateChild } from '../src/demo/mxgate-child'
 import { describeHealthEvent, ejectionCause } from '../src/demo/narration'
 import { formatSummary, type SendOutcome, type SummaryInput, summarize, summaryLine } from '../src/demo/report'
+import { FakeBackend } from '../src/testing/fake-backend'
 import { validateFaultRules } from '../src/testing/fault-rules'
 
 const ROOT = path.resolve(__dirname, '..')
@@ -314,6 +315,28 @@ t.test("the demo's mxgate ignores the shell's MXGATE_* settings (built-in defaul
     { MXGATE_LISTEN: '127.0.0.1:1' },
   )
   t.same(env, { PATH: '/bin', MXGATE_LISTEN: '127.0.0.1:1' })
+})
+
+t.test("the demo's mxgate takes the demo's admin token, so the demo can flush its spool", async (t) => {
+  const backend = new FakeBackend({ id: 'mx1' })
+  await backend.start()
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-demo-admin-'))
+  let child: MxgateChild | null = null
+  t.teardown(async () => {
+    await child?.stop(5_000)
+    await backend.stop()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  writeDemoConfig(dir, [])
+  child = await MxgateChild.start({
+    backends: [{ id: 'mx1', host: backend.host, port: backend.port }],
+    domain: 'example.com',
+    configDir: dir,
+    spoolDir: path.join(dir, 'spool'),
+    startTimeoutMs: 15_000,
+  })
+  t.equal(await child.adminPost('/api/spool/flush'), 200, 'POST /api/spool/flush with the token and JSON')
+  t.notOk(existsSync(path.join(dir, 'spool', 'admin.token')), 'no token file: the token came from the demo')
 })
 
 t.test('progress: one redrawn line on a TTY, periodic plain lines on a pipe', async (t) => {
