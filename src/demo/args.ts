@@ -6,19 +6,22 @@ export interface DemoOptions {
   /** Messages in flight at once (one SMTP connection each). */
   concurrency: number
   /**
-   * At most this many messages start per second. The cap keeps the default run long enough (~20 s) for the
-   * audience to see mx3 ejected, probed, tried and re-admitted; a loaded machine may send slower than this anyway.
+   * At most this many messages start per second. The default run (~40 s) gives the detector its ~1,000 messages
+   * to catch mx3, the breaker a few seconds of mx4's refusals, and mx3, back in probation at 5% of its weight,
+   * traffic enough for its 100 good messages; a loaded machine may send slower than this anyway.
    */
   rate: number
   help: boolean
 }
 
-export const DEMO_DEFAULTS: DemoOptions = { count: 3000, concurrency: 20, rate: 150, help: false }
+export const DEMO_DEFAULTS: DemoOptions = { count: 8000, concurrency: 20, rate: 200, help: false }
 
 export const DEMO_USAGE = `usage: mxgate demo [--count N] [--concurrency N] [--rate N]
 
-Starts three fake backends on loopback (mx3 misconfigured), mxgate on built-in defaults (in-memory state), sends
-messages through it, shows mx3 being ejected and re-admitted, and prints a summary. Stops everything it started.
+Plays the incident mxgate exists for: four fake backends on loopback, mx3 quietly failing 5% of its messages and mx4
+going down hard part-way, mxgate on built-in defaults (in-memory state). Sends messages through it, shows the
+outlier detector ejecting mx3 and the breaker ejecting mx4 with their evidence, mx3 fixed and re-admitted through
+probation, and prints a summary. Stops everything it started.
 
   --count N         messages to send (default ${DEMO_DEFAULTS.count})
   --concurrency N   messages in flight at once (default ${DEMO_DEFAULTS.concurrency})

@@ -1,5 +1,5 @@
 // The few settings the demo changes over config/mxgate.ini, and the mxgate.ini it writes for `--config DIR`.
-// Shown to the audience before the run: a demo that quietly tuned the breaker would prove nothing.
+// Shown to the audience before the run: a demo that quietly tuned the breaker or the detector would prove nothing.
 import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { MxgateConfig } from '../config/schema'
@@ -13,17 +13,33 @@ export interface SettingChange {
 }
 
 /**
- * Shorter ejections and slow start, so that within a minute mx3 is ejected, probed, tried, re-ejected while still
- * broken, and after the fix re-admitted through probation. Detection itself (threshold, window, minimum volume)
- * stays as shipped.
+ * Only clocks change, never how much evidence anything needs. The breaker's ejections and slow start are shorter,
+ * so that within a minute mx3 is ejected, probed, tried and re-admitted through probation; the breaker's detection
+ * (threshold, window, minimum volume) stays as shipped. The detector's bucket and window shrink by the same factor
+ * (10), so it runs a round every second over a one-minute window of 60 buckets, as shipped over ten minutes: its
+ * test (threshold, ratio, margin, minimum faults, minimum reference) is untouched, it needs the same number of
+ * messages as in production, it just gets them sooner.
+ *
+ * The first ejection is long enough for the breaker to catch mx4 while the detector's budget (one backend of four)
+ * is spent on mx3: see incident.ts.
  */
-export const DEMO_BREAKER: readonly { key: string; value: string; ms: number; field: keyof Breaker; why: string }[] = [
-  { key: 'breaker.ejection_time', value: '2s', ms: 2000, field: 'ejectionMs', why: 'first ejection' },
-  { key: 'breaker.max_ejection_time', value: '4s', ms: 4000, field: 'maxEjectionMs', why: 'repeats double up to this' },
-  { key: 'breaker.slow_start', value: '5s', ms: 5000, field: 'slowStartMs', why: 'probation before full share' },
+export const DEMO_SETTINGS: readonly DemoSetting[] = [
+  { key: 'breaker.ejection_time', value: '10s', read: (c) => c.breaker.ejectionMs, why: 'first ejection' },
+  { key: 'breaker.max_ejection_time', value: '20s', read: (c) => c.breaker.maxEjectionMs, why: 'repeats double' },
+  { key: 'breaker.slow_start', value: '5s', read: (c) => c.breaker.slowStartMs, why: 'ramp after probation' },
+  { key: 'detector.bucket', value: '1s', read: (c) => c.detector.bucketMs, why: 'a detector round each' },
+  { key: 'detector.retention', value: '1m', read: (c) => c.detector.retentionMs, why: 'its window: 60 buckets' },
 ]
 
-type Breaker = MxgateConfig['breaker']
+export interface DemoSetting {
+  /** "section.key" as in mxgate.ini. */
+  key: string
+  /** The demo's value, as written to mxgate.ini. */
+  value: string
+  /** The value mxgate would otherwise use, in ms. */
+  read: (c: MxgateConfig) => number
+  why: string
+}
 
 /** 30000 → "30s", 600000 → "10m", 250 → "250ms". */
 export function formatMs(ms: number): string {
@@ -33,9 +49,9 @@ export function formatMs(ms: number): string {
   return `${ms}ms`
 }
 
-/** What the demo changes, against the breaker settings mxgate would otherwise use. */
-export function demoSettingChanges(base: Breaker): SettingChange[] {
-  return DEMO_BREAKER.map((s) => ({ key: s.key, from: formatMs(base[s.field]), to: s.value, why: s.why }))
+/** What the demo changes, against the settings mxgate would otherwise use. */
+export function demoSettingChanges(base: MxgateConfig): SettingChange[] {
+  return DEMO_SETTINGS.map((s) => ({ key: s.key, from: formatMs(s.read(base)), to: s.value, why: s.why }))
 }
 
 /** The mxgate.ini text for these changes. */
@@ -57,4 +73,20 @@ export function writeDemoConfig(dir: string, changes: readonly SettingChange[]):
   const file = path.join(dir, 'mxgate.ini')
   writeFileSync(file, demoIni(changes))
   return file
+}
+
+/** What the demo leaves as shipped, said out loud: the evidence each ejection needs. */
+export function unchangedSettings(c: MxgateConfig, backends: number): string[] {
+  const b = c.breaker
+  const d = c.detector
+  const budget = Math.max(1, Math.floor(backends * d.budgetShare))
+  return [
+    `unchanged: the breaker ejects at ${b.errorThresholdPercent}% backend faults within ${b.windowMs / 1000}s` +
+      ` (at least ${b.minVolume} attempts);`,
+    `  the detector at CUSUM ≥ ${d.threshold} with at least ${d.minFaults} faults against the rest of the pool's` +
+      ` rate (${d.probationThreshold} and ${Math.ceil(d.minFaults / 2)} in probation), at most ${budget} of` +
+      ` ${backends} backends out by it;`,
+    `  probation: ${b.probationMessages} good messages at ${Math.round(b.probationShare * 100)}% of the weight;` +
+      ' everything else as shipped',
+  ]
 }

@@ -1,11 +1,12 @@
 // Runs the real `mxgate start` as a child process on free loopback ports, the way an operator would, and turns its
 // log into events. The demo owns the child: stop() ends it, killNow() is the last resort when the demo exits.
 import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import path from 'node:path'
 import { freePort } from '../testing/free-port'
-import { type HealthEvent, type MessageEvent, parseLogLine } from './log-events'
+import { type DetectorNotice, type HealthEvent, type MessageEvent, parseLogLine } from './log-events'
 
 export const ROOT = path.resolve(__dirname, '..', '..')
 const BIN = path.join(ROOT, 'bin', 'mxgate.js')
@@ -27,7 +28,12 @@ export interface MxgateChildOptions {
   startTimeoutMs: number
 }
 
-type Events = { health: [HealthEvent]; message: [MessageEvent]; exit: [number | null, NodeJS.Signals | null] }
+type Events = {
+  health: [HealthEvent]
+  detector: [DetectorNotice]
+  message: [MessageEvent]
+  exit: [number | null, NodeJS.Signals | null]
+}
 
 /** True once something on the port answers with a 220 banner. */
 function answers220(port: number): Promise<boolean> {
@@ -63,6 +69,8 @@ export class MxgateChild extends EventEmitter<Events> {
     private readonly proc: ChildProcess,
     readonly port: number,
     readonly adminPort: number,
+    /** The admin token the demo gave this node (MXGATE_ADMIN_TOKEN): no token file is written. */
+    private readonly adminToken: string,
   ) {
     super()
     this.exited = new Promise((resolve) => {
@@ -81,6 +89,7 @@ export class MxgateChild extends EventEmitter<Events> {
       for (const line of lines) {
         const e = parseLogLine(line)
         if (e?.kind === 'health') this.emit('health', e)
+        else if (e?.kind === 'detector') this.emit('detector', e)
         else if (e?.kind === 'message') this.emit('message', e)
       }
     })
@@ -95,9 +104,11 @@ export class MxgateChild extends EventEmitter<Events> {
   static async start(opts: MxgateChildOptions): Promise<MxgateChild> {
     const port = await freePort()
     const adminPort = await freePort()
+    const adminToken = randomBytes(24).toString('hex')
     const env = childEnv(process.env, {
       MXGATE_LISTEN: `127.0.0.1:${port}`,
       MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+      MXGATE_ADMIN_TOKEN: `demo:${adminToken}`,
       MXGATE_BACKENDS: opts.backends.map((b) => `${b.id}=${b.host}:${b.port}`).join(','),
       MXGATE_DOMAINS: opts.domain,
       MXGATE_SPOOL_DIR: opts.spoolDir,
@@ -108,7 +119,7 @@ export class MxgateChild extends EventEmitter<Events> {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    const child = new MxgateChild(proc, port, adminPort)
+    const child = new MxgateChild(proc, port, adminPort, adminToken)
     const until = Date.now() + opts.startTimeoutMs
     while (Date.now() < until && child.running) {
       if (await answers220(port)) return child
@@ -121,6 +132,18 @@ export class MxgateChild extends EventEmitter<Events> {
     throw new DemoStartError(
       `mxgate ${why}; is dist/ built (npx tsc -p tsconfig.json)? its stderr:\n${child.stderr().trim() || '(empty)'}`,
     )
+  }
+
+  /** A change through the node's admin API, as an operator's `mxgate` command makes it; resolves the HTTP status. */
+  async adminPost(apiPath: string, body: object = {}): Promise<number> {
+    const res = await fetch(`http://127.0.0.1:${this.adminPort}${apiPath}`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${this.adminToken}`, 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(5000),
+    })
+    await res.arrayBuffer()
+    return res.status
   }
 
   get pid(): number | undefined {

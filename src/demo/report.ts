@@ -111,12 +111,20 @@ export interface BackendReportRow {
   faultsSeen: number
   /** Its last state in mxgate's log ('admitted' when it never changed). */
   finalState: string
-  /** Short note for the audience, e.g. "misconfigured: 451 to 60% of messages, fixed mid-way". */
+  /** Short note for the audience, e.g. "quiet failer: 451'd 12 of 240 messages, then fixed". */
   note: string
 }
 
+/** What mxgate's log said about how the accepted messages got there. */
+export interface RelayCounts {
+  /** Relayed after a backend failed the message and another took it. */
+  rerouted: number
+  /** Accepted into mxgate's spool (no backend took it inline) and delivered from there. */
+  spooled: number
+}
+
 /** The summary table, one string per line, without trailing newlines. */
-export function formatSummary(s: Summary, backends: readonly BackendReportRow[], rerouted: number): string[] {
+export function formatSummary(s: Summary, backends: readonly BackendReportRow[], relay: RelayCounts): string[] {
   const rows: [string, number, string][] = [
     ['sent', s.sent, ''],
     ['accepted (250)', s.accepted, 'a backend has it'],
@@ -125,7 +133,8 @@ export function formatSummary(s: Summary, backends: readonly BackendReportRow[],
     ['no reply', s.noReply, 'connection failed or timed out'],
   ]
   if (s.notSent > 0) rows.push(['not sent', s.notSent, 'time limit reached or interrupted'])
-  rows.push(['rerouted', rerouted, 'a backend failed it, another took it'])
+  rows.push(['rerouted', relay.rerouted, 'a backend failed it, another took it'])
+  rows.push(['spooled', relay.spooled, "no backend took it at once; mxgate's spool delivered it"])
   const width = Math.max(...rows.map(([, n]) => String(n).length), 5)
   const lines = ['summary:']
   for (const [label, n, note] of rows)
