@@ -16,7 +16,7 @@ const USAGE = () => `usage: mxgate <command> [options]
 commands:
   start [--config DIR]     run the relay (settings: config/mxgate.ini, DIR/mxgate.ini, MXGATE_* env)
   check-config [--config DIR]  validate the settings and print them as JSON (secrets masked as ***)
-  demo                     three fake backends (one broken), mxgate, a few thousand messages, a summary
+  demo                     the incident: four fake backends (one quietly failing, one going down), mxgate, 8000 messages, a summary
   fake-backend --port N    a test SMTP backend with fault modes (see --help)
   help                     this text
 
