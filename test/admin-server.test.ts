@@ -8,7 +8,7 @@ import { backendView, logSink, MemoryAdminPort, request, spoolItem, startTestAdm
 
 const TOKEN = 'ops-secret-0123456789'
 
-t.test('backend reads need no token even when tokens are configured (spool reads do: admin-hardening)', async (t) => {
+t.test('backend reads need no token even when tokens are configured (spool reads do: hostile/admin-api)', async (t) => {
   const { url } = await startTestAdmin(t, { tokens: `alice:${TOKEN}` })
   const list = await request(url, 'GET', '/api/backends', { token: null })
   t.equal(list.status, 200)

@@ -2,9 +2,9 @@
 // every read that shows envelope addresses, JSON bodies only, no request from another origin, bounded bodies.
 import http from 'node:http'
 import t from 'tap'
-import { checkOrigin, ownOrigins } from '../src/admin/request-guard'
-import { MAX_BODY_BYTES } from '../src/admin/server'
-import { MemoryAdminPort, request, spoolItem, startTestAdmin, TEST_TOKEN } from './admin-helpers'
+import { checkOrigin, ownOrigins } from '../../src/admin/request-guard'
+import { MAX_BODY_BYTES } from '../../src/admin/server'
+import { MemoryAdminPort, request, spoolItem, startTestAdmin, TEST_TOKEN } from '../admin-helpers'
 
 function portWithMail(): MemoryAdminPort {
   const port = new MemoryAdminPort()

@@ -1,7 +1,7 @@
 // The DSN mxgate builds quotes backend replies and envelope addresses into header fields (To:, Final-Recipient:,
 // Diagnostic-Code:): a CR, LF or other control character in them must not start a header line of its own.
 import t from 'tap'
-import { buildDsn } from '../src/spool/dsn'
+import { buildDsn } from '../../src/spool/dsn'
 
 const CRLF = '\r\n'
 

@@ -1,8 +1,8 @@
 // `mxgate check-config` output can be pasted into a ticket: admin tokens and the Redis password are masked.
 import t from 'tap'
-import { maskUrlPassword, redactConfig } from '../src/config/redact'
-import type { MxgateConfig } from '../src/config/schema'
-import { runMxgate } from './helpers/mxgate-process'
+import { maskUrlPassword, redactConfig } from '../../src/config/redact'
+import type { MxgateConfig } from '../../src/config/schema'
+import { runMxgate } from '../helpers/mxgate-process'
 
 const BASE = { MXGATE_BACKENDS: 'mx1=127.0.0.1:2601', MXGATE_DOMAINS: 'example.com' }
 

@@ -2,12 +2,12 @@
 // and reasons are escaped in `mxgate status`, `spool ls` and `spool show` (ANSI/OSC escape injection), and the node's
 // log lines stay one JSON line each.
 import t from 'tap'
-import { runOpsCommand } from '../src/cli/ops'
-import { safeText, terminalJson } from '../src/cli/terminal-text'
-import { makeTestMessage } from '../src/testing/smtp-sender'
-import { backendView, MemoryAdminPort, spoolItem, startTestAdmin, TEST_TOKEN } from './admin-helpers'
-import { runMxgate } from './helpers/mxgate-process'
-import { backend, configDir, eventually, send, spoolList, startNode, tempDir } from './helpers/spool-e2e'
+import { runOpsCommand } from '../../src/cli/ops'
+import { safeText, terminalJson } from '../../src/cli/terminal-text'
+import { makeTestMessage } from '../../src/testing/smtp-sender'
+import { backendView, MemoryAdminPort, spoolItem, startTestAdmin, TEST_TOKEN } from '../admin-helpers'
+import { runMxgate } from '../helpers/mxgate-process'
+import { backend, configDir, eventually, send, spoolList, startNode, tempDir } from '../helpers/spool-e2e'
 
 const ESC = '\u001b'
 // Clears the screen, sets the window title, rings the bell, starts a fake prompt on a new line.

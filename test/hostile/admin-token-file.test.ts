@@ -4,11 +4,11 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import os from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { ensureTokenFile, readTokenFile } from '../src/admin/token-file'
-import { chooseToken } from '../src/cli/token-source'
-import { adminTokenFile, loadConfig } from '../src/config/load'
-import { FakeBackend } from '../src/testing/fake-backend'
-import { ROOT, runMxgate, startMxgate } from './helpers/mxgate-process'
+import { ensureTokenFile, readTokenFile } from '../../src/admin/token-file'
+import { chooseToken } from '../../src/cli/token-source'
+import { adminTokenFile, loadConfig } from '../../src/config/load'
+import { FakeBackend } from '../../src/testing/fake-backend'
+import { ROOT, runMxgate, startMxgate } from '../helpers/mxgate-process'
 
 function tempDir(t: Test): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-token-'))
