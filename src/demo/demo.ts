@@ -9,6 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { loadConfig } from '../config/load'
 import type { MxgateConfig } from '../config/schema'
+import { makeCert } from '../testing/certs'
 import { FakeBackend } from '../testing/fake-backend'
 import { DEMO_USAGE, type DemoOptions, DemoUsageError, parseDemoArgs } from './args'
 import { demoSettingChanges, unchangedSettings, writeDemoConfig } from './demo-config'
@@ -171,6 +172,18 @@ class DemoRun {
     for (const c of changes) out.line(`  ${c.key.padEnd(26)} ${c.from} → ${c.to}  (${c.why})`)
     for (const line of unchangedSettings(base, BACKEND_IDS.length)) out.line(`  ${line}`)
     out.line(`  temp dir (config, spool): ${this.tmp} (removed at the end)`)
+    // Inbound STARTTLS as in production, with a certificate made for this run (never one shipped in the repository).
+    let tls: { certFile: string; keyFile: string } | null = null
+    try {
+      tls = makeCert(this.tmp, 'demo-tls', 'mxgate.localdomain')
+      out.line(
+        '  inbound STARTTLS: offered, with a throwaway self-signed certificate made for this run ([tls] cert, key)',
+      )
+    } catch (err) {
+      out.line(
+        `  inbound STARTTLS: not offered (no certificate could be made: ${(err as Error).message.split('\n')[0]})`,
+      )
+    }
     this.checkInterrupted()
 
     const mxgate = await MxgateChild.start({
@@ -179,6 +192,7 @@ class DemoRun {
       configDir: this.tmp,
       spoolDir: path.join(this.tmp, 'spool'),
       startTimeoutMs: START_TIMEOUT_MS,
+      tls,
     })
     this.mxgate = mxgate
     mxgate.on('health', (e) => this.onHealth(e))

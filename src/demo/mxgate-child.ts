@@ -26,6 +26,8 @@ export interface MxgateChildOptions {
   configDir: string
   spoolDir: string
   startTimeoutMs: number
+  /** A certificate and key for inbound STARTTLS, as production runs it; none = STARTTLS not offered. */
+  tls?: { certFile: string; keyFile: string } | null
 }
 
 type Events = {
@@ -113,6 +115,7 @@ export class MxgateChild extends EventEmitter<Events> {
       MXGATE_DOMAINS: opts.domain,
       MXGATE_SPOOL_DIR: opts.spoolDir,
       MXGATE_LOG_LEVEL: 'info',
+      ...(opts.tls ? { MXGATE_TLS_CERT: opts.tls.certFile, MXGATE_TLS_KEY: opts.tls.keyFile } : {}),
     })
     const proc = spawn(process.execPath, [BIN, 'start', '--config', opts.configDir], {
       cwd: ROOT,
