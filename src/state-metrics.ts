@@ -55,18 +55,18 @@ export function registerStateMetrics(engine: Engine): void {
     set({ how: 'dsn_dropped' }, c.dsnDropped)
   })
   // A runner that stopped counting rounds is stuck; tests read them to know the runner looked at the spool.
-  m.gauge('mxgate_spool_rounds_total', 'Rounds of the spool runner over the messages due', [], (set) => {
+  m.gauge('mxgate_spool_runner_rounds', 'Rounds of the spool runner over the messages due', [], (set) => {
     set({}, engine.runner.counters.rounds)
   })
   m.gauge(
-    'mxgate_spool_pickups_total',
+    'mxgate_spool_runner_pickups',
     'Spooled messages the runner picked up to deliver, expire or bounce',
     [],
     (set) => {
       set({}, engine.runner.counters.pickups)
     },
   )
-  m.gauge('mxgate_spool_pickups_in_flight', 'Spooled messages picked up and not finished yet', [], (set) => {
+  m.gauge('mxgate_spool_runner_in_flight', 'Spooled messages picked up and not finished yet', [], (set) => {
     set({}, engine.runner.counters.running)
   })
   if (engine.config.redis.url !== null) {

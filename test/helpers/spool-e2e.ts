@@ -151,9 +151,9 @@ export async function runnerCounts(node: Node): Promise<RunnerCounts> {
     return Number(line.slice(series.length + 1))
   }
   return {
-    rounds: read('mxgate_spool_rounds_total'),
-    pickups: read('mxgate_spool_pickups_total'),
-    inFlight: read('mxgate_spool_pickups_in_flight'),
+    rounds: read('mxgate_spool_runner_rounds'),
+    pickups: read('mxgate_spool_runner_pickups'),
+    inFlight: read('mxgate_spool_runner_in_flight'),
     delivered: read('mxgate_spool_settled_total{how="delivered"}'),
     bounced: read('mxgate_spool_settled_total{how="bounced"}'),
     expired: read('mxgate_spool_settled_total{how="expired"}'),
