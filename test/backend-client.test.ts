@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import fs from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
@@ -9,6 +9,7 @@ import { SMTPServer } from 'smtp-server'
 import t, { type Test } from 'tap'
 import { BackendClient, type ClientOptions } from '../src/backend/client'
 import { toWireForm } from '../src/backend/wire'
+import { makeCert, type TestCert } from '../src/testing/certs'
 import { CLOSE, RESET, receivedText, type Script, ScriptedSmtp, STALL } from './helpers/scripted-smtp'
 
 const silent = pino({ level: 'silent' })
@@ -612,38 +613,17 @@ t.test('a raw message through toWireForm arrives with its dots stuffed and its l
 t.test('STARTTLS against a real SMTP server with a self-signed certificate', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mxgate-tls-'))
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+  let cert: TestCert | null = null
   try {
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-nodes',
-        '-days',
-        '1',
-        '-subj',
-        '/CN=localhost',
-        '-keyout',
-        path.join(dir, 'key.pem'),
-        '-out',
-        path.join(dir, 'cert.pem'),
-      ],
-      { stdio: 'ignore' },
-    )
+    cert = makeCert(dir, 'backend', 'localhost', 1)
   } catch {
     t.comment('openssl not available: only the STARTTLS-not-offered case is tested')
   }
-  const haveCert = fs.existsSync(path.join(dir, 'cert.pem'))
+  const haveCert = cert !== null
   const secured: boolean[] = []
   const server = new SMTPServer({
     authOptional: true,
-    ...(haveCert
-      ? { key: fs.readFileSync(path.join(dir, 'key.pem')), cert: fs.readFileSync(path.join(dir, 'cert.pem')) }
-      : { hideSTARTTLS: true }),
+    ...(cert ? { key: cert.key, cert: cert.cert } : { hideSTARTTLS: true }),
     onData(stream, session, callback) {
       stream.resume()
       stream.on('end', () => {
