@@ -5,7 +5,8 @@
 //                                  └──────────────────┴──────────────────────┘ (ejection time doubles)
 //
 // The outlier detector (detector.ts, run by detector-loop.ts) ejects through the same breaker with its evidence
-// (ejectByDetector); probation ends after `slow_start` and `probation_messages` good messages, whichever is later.
+// (ejectByDetector). Probation holds `probation_share` of the weight until `probation_messages` good messages, then
+// ramps to full weight over `slow_start` and ends.
 //
 // Manual state (operator's eject/drain, shared through the state store) wins over all of this: while it holds the
 // backend gets no new messages whatever its breaker says; when it is lifted the backend ramps up again.
@@ -70,7 +71,7 @@ export interface BackendStatus {
 
 export interface Admission {
   allowed: boolean
-  /** Multiplies the configured weight: ramps from 0.1 to 1 during probation. */
+  /** Multiplies the configured weight: probation_share until its good messages are in, then a ramp to 1. */
   weightFactor: number
 }
 
