@@ -191,8 +191,16 @@ t.test('two nodes on one spool directory never deliver a message twice because o
     await eventually(() => ids.every((id) => (deliveriesPerRecipient([mx], id)['x@example.com'] ?? 0) >= 1), 20_000),
     'x@ got every message',
   )
-  // Let both nodes go over the shared messages again (y@ still refused) before the backend takes everything.
+  // Make both nodes go over every shared message again at the same moment (y@ still refused), so that they contend
+  // for the same files. Left to their schedules they need not: the node whose deliveries end first runs its next
+  // round at once and takes each message as it falls due, and the other, ticking once a second, may find none due.
   const [fromA, fromB] = await Promise.all([runnerCounts(a), runnerCounts(b)])
+  const flushed = await Promise.all([a, b].map((n) => api<{ scheduled: number }>(n, 'POST', '/api/spool/flush', {})))
+  t.same(
+    flushed.map((r) => r.status),
+    [200, 200],
+    'both nodes were told to try every message now',
+  )
   t.ok(
     await eventually(
       async () =>
