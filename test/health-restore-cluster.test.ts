@@ -130,3 +130,55 @@ t.test('an ejection that simply ends is not mistaken for a restore', async (t) =
   await eventually(() => states.filter((s) => s === 'ejected').length >= 2, 'the failed probe ejects again', 3000)
   t.notOk(states.includes('probation'), `never re-admitted (states: ${states.join(' → ')})`)
 })
+
+t.test(
+  'a node that re-admitted a backend itself does not follow an older ejection of it by another node',
+  async (t) => {
+    const [storeA, storeB] = ipcPair()
+    t.teardown(() => Promise.all([storeA.stop(), storeB.stop()]))
+    await Promise.all([storeA.start(), storeB.start()])
+    const states: string[] = []
+    const a = new HealthRegistry(
+      [{ id: 'mx1', host: '127.0.0.1', port: 1, weight: 100 }],
+      { ...DEFAULTS.breaker, ejectionMs: 300, maxEjectionMs: 300, slowStartMs: 60_000 },
+      { probe: async () => null, store: storeA, log: quiet },
+    )
+    t.teardown(() => a.close())
+    a.on('state', (s: { state: string }) => states.push(s.state))
+    await ejectByBreaker(a)
+    t.equal(a.status('mx1').state, 'ejected', 'A’s own breaker ejected mx1')
+    // B ejected the same episode a little later, for longer (its own count), and its entry won the shared slot.
+    const now = Date.now()
+    await storeB.setEjection('mx1', { reason: 'B: 5 of 5 failed', at: now, until: now + 60_000, count: 3, node: 'B' })
+    await eventually(() => a.status('mx1').state === 'trial', 'A probes mx1 when its own ejection ends', 3000)
+    const ok = async () => ({ ...(await failing()), ok: true })
+    await a.track('mx1', ok, () => null)
+    t.equal(a.status('mx1').state, 'probation', 'A’s trial message passed: A re-admits mx1')
+    // A looks again at every change of the shared state: B's older entry is written again, and A's registry has judged it
+    // by the time a listener registered after the registry's hears of it.
+    const before = states.length
+    const seen = new Promise<void>((resolve) => storeA.once('change', () => resolve()))
+    await storeB.setEjection('mx1', {
+      reason: 'B: 5 of 5 failed (again)',
+      at: now,
+      until: now + 60_000,
+      count: 3,
+      node: 'B',
+    })
+    await seen
+    t.same(states.slice(before), [], `A did not eject again for what was left of B’s older ejection`)
+    t.equal(a.status('mx1').state, 'probation')
+
+    // An ejection B decides after A's re-admission is news: A follows it.
+    const later = Date.now()
+    await storeB.setEjection('mx1', {
+      reason: 'B: 6 of 6 failed',
+      at: later,
+      until: later + 60_000,
+      count: 4,
+      node: 'B',
+    })
+    await eventually(() => a.status('mx1').state === 'ejected', 'A follows B’s newer ejection', 3000)
+    t.match(a.status('mx1').reason, /ejected by B: B: 6 of 6 failed/)
+  },
+)

@@ -24,11 +24,7 @@ const AWAITING_DETECTOR: Record<string, string> = {}
  * Rows with a known open defect that fails them at random, named so that it cannot be forgotten; they still run in
  * `npm run scenarios`. Take a row out once its defect is fixed.
  */
-const KNOWN_INTERMITTENT: Record<string, string> = {
-  flapping:
-    'one run in five measured an ejection of 1.9 s between ones of 6 s and 12 s (an ejection cut short, possibly by ' +
-    'the detector or by the cross-node restore rule); under investigation (issue 9)',
-}
+const KNOWN_INTERMITTENT: Record<string, string> = {}
 
 const rowsRunHere = SCENARIOS.filter(
   (s) => !(s.name in AWAITING_DETECTOR) && !(s.name in TOO_SLOW_FOR_TAP) && !(s.name in KNOWN_INTERMITTENT),

@@ -96,6 +96,8 @@ interface Entry {
   until: number | null
   ejections: number
   lastAdmittedAt: number
+  /** When this node last closed the backend's breaker (trial passed, restore, or the ejecting node let go); 0 never. */
+  readmittedAt: number
   lastFault: string | null
   trialInFlight: boolean
   timer: NodeJS.Timeout | null
@@ -154,6 +156,7 @@ export class HealthRegistry extends EventEmitter {
       until: null,
       ejections: 0,
       lastAdmittedAt: now,
+      readmittedAt: 0,
       lastFault: null,
       trialInFlight: false,
       timer: null,
@@ -260,7 +263,7 @@ export class HealthRegistry extends EventEmitter {
       .then((failure) => {
         if (this.closed || e.state !== 'probing') return
         if (failure) {
-          e.reason = `probe failed at ${failure.stage}: ${failure.message}`
+          e.reason = `probe failed: ${failure.message}` // the message starts with its stage
           e.lastFault = e.reason
           e.breaker.open(this.nextEjectionMs(e))
         } else {
@@ -276,6 +279,7 @@ export class HealthRegistry extends EventEmitter {
   private onClose(e: Entry): void {
     if (this.closed) return
     e.lastAdmittedAt = this.now()
+    e.readmittedAt = this.now()
     e.remote = null
     const shared = this.deps.store.ejections().get(e.id)
     if (shared && shared.node === this.deps.store.node) this.publish(this.deps.store.setEjection(e.id, null))
@@ -514,7 +518,17 @@ export class HealthRegistry extends EventEmitter {
     const seen = e.shared
     e.shared = shared
     const now = this.now()
-    if (shared && shared.node !== store.node && shared.until > now && e.breaker.state === 'closed') {
+    // Follow another node's ejection unless it was decided before this node last re-admitted the backend: that
+    // re-admission rests on a probe and a trial message newer than the other node's evidence (two nodes that ejected
+    // the same episode each judge its end; following the other's older `until` would eject again what was just
+    // re-admitted, for whatever was left of it).
+    if (
+      shared &&
+      shared.node !== store.node &&
+      shared.until > now &&
+      shared.at > e.readmittedAt &&
+      e.breaker.state === 'closed'
+    ) {
       e.remote = { node: shared.node, reason: shared.reason }
       e.breaker.open(shared.until - now)
     } else if (!shared && e.breaker.state !== 'closed') {
