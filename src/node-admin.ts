@@ -4,7 +4,9 @@ import {
   type AdminPort,
   type BackendView,
   type DetectorView,
+  type HistoryView,
   type SpoolItemView,
+  type StatusView,
   UnknownIdError,
 } from './admin/types'
 import { formatHostPort } from './config/units'
@@ -128,6 +130,48 @@ export class NodeAdmin implements AdminPort {
       if (st.full) reasons.push(`spool full: ${st.reason ?? 'a limit is reached'}`)
     }
     return { ready: reasons.length === 0, reasons }
+  }
+
+  status(): StatusView {
+    const e = this.engine
+    const round = e.detector.lastRound
+    let spool: StatusView['spool'] = {
+      open: false,
+      messages: 0,
+      bytes: 0,
+      held: 0,
+      full: false,
+      oldestReceivedAt: null,
+    }
+    if (e.spoolOpen) {
+      const st = e.spool.stats()
+      let oldest: number | null = null
+      let held = 0
+      for (const m of e.spool.list()) {
+        if (oldest === null || m.receivedAt < oldest) oldest = m.receivedAt
+        if (m.held) held++
+      }
+      spool = { open: true, messages: st.messages, bytes: st.bytes, held, full: st.full, oldestReceivedAt: oldest }
+    }
+    return {
+      node: this.nodeName,
+      now: Date.now(),
+      backends: this.backends(),
+      readiness: this.readiness(),
+      spool,
+      redis: { configured: e.config.redis.url !== null, up: e.store.up },
+      detector: {
+        mode: e.config.detector.mode,
+        poolDegraded: round?.degraded ?? false,
+        budgetFrozen: round?.frozen ?? false,
+      },
+    }
+  }
+
+  history(windowMs: number): HistoryView {
+    const now = Date.now()
+    const series = this.engine.history.series(windowMs, now)
+    return { node: this.nodeName, now, ...series, events: this.engine.stateLog.since(series.from) }
   }
 
   private entry(id: string): SpoolEntry {
