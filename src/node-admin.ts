@@ -32,7 +32,18 @@ function itemView(e: SpoolEntry): SpoolItemView {
 export class NodeAdmin implements AdminPort {
   shuttingDown = false
 
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: Engine) {
+    // Readiness as a metric too, for the "node not ready" alert; registered once per engine (tests build several
+    // admin ports over one engine; a node has one).
+    if (!engine.metrics.registry.getSingleMetric('mxgate_ready')) {
+      engine.metrics.gauge(
+        'mxgate_ready',
+        '1 while /readyz answers 200 (the load balancer sends mail here)',
+        [],
+        (set) => set({}, this.readiness().ready ? 1 : 0),
+      )
+    }
+  }
 
   get nodeName(): string {
     return this.engine.node
