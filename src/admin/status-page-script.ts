@@ -12,6 +12,7 @@ export const STATUS_PAGE_SCRIPT = String.raw`
   var COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2', '#bcbd22']
   var POOL_COLOR = '#222'
   var MAX_ENVELOPES = 50
+  var SCALE_MIN_ATTEMPTS = 10
   var minutes = (function () {
     var n = Number(new URLSearchParams(location.search).get('minutes'))
     return Number.isInteger(n) && n >= 1 && n <= 30 ? n : 30
@@ -77,10 +78,18 @@ export const STATUS_PAGE_SCRIPT = String.raw`
   function badge(text, cls) { return el('span', { class: 'badge ' + cls }, text) }
 
   function ratio(p) { return p.ok + p.fail > 0 ? p.ok / (p.ok + p.fail) : null }
-  /** The chart's floor: 90% while every point is above it (a few percent lost must show), else 50%, else 0. */
+  /**
+   * The chart's floor: 90% while every point is above it (a few percent lost must show), else 50%, else 0. Points of
+   * fewer than SCALE_MIN_ATTEMPTS attempts (one failure in a quiet step) do not set it; they are drawn at the floor.
+   */
   function floorOf(lines) {
     var min = 1
-    lines.forEach(function (l) { l.points.forEach(function (p) { var r = ratio(p); if (r !== null && r < min) min = r }) })
+    lines.forEach(function (l) {
+      l.points.forEach(function (p) {
+        var r = ratio(p)
+        if (r !== null && p.ok + p.fail >= SCALE_MIN_ATTEMPTS && r < min) min = r
+      })
+    })
     return min >= 0.9 ? 0.9 : min >= 0.5 ? 0.5 : 0
   }
 
