@@ -193,6 +193,21 @@ t.test('the status page shows what the API reports, envelopes only with the toke
   await page.screenshot({ path: shot, fullPage: true })
   t.comment(`screenshot: ${shot}`)
 
+  // Data is text, never markup: a reason with HTML in it shows as typed and runs nothing.
+  const hostile = '<img src=x onerror="document.body.dataset.pwned=1"><b>bold</b>'
+  await api('/api/backends/mx2/drain', { method: 'POST', headers: asOps, body: JSON.stringify({ reason: hostile }) })
+  const literal = await eventuallyAsync(
+    async () => (await page.textContent('tr[data-backend=mx2] [data-field=reason]'))?.startsWith(hostile) === true,
+    15_000,
+  )
+  t.ok(literal, 'the reason is shown as its text')
+  t.equal(
+    await page.$$eval('#backends img, #backends b, #events img, #events b', (els) => els.length),
+    0,
+    'no element made from it',
+  )
+  t.equal(await page.getAttribute('body', 'data-pwned'), null, 'no script run from it')
+
   await page.click('#forget')
   t.ok(
     await eventuallyAsync(async () => (await page.$('[data-field=envelopes-locked]')) !== null, 15_000),
