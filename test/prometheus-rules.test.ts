@@ -1,6 +1,7 @@
 // The alert rules as Prometheus reads them: `promtool check rules` (syntax, templates) and `promtool test rules`
 // (deploy/prometheus/alerts.test.yml: each alert fires on what should fire it, after its `for`, and not on near
-// misses). promtool comes from Debian's prometheus package; .ci/run installs it.
+// misses); and the Grafana dashboard's queries, parsed as PromQL. promtool comes from Debian's prometheus package;
+// .ci/run installs it.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
