@@ -24,7 +24,7 @@ t.test('keeps buckets the store has forgotten, and sums the pool', async (t) => 
     const at = T0 + i * BUCKET
     store.recordOutcomes('mx1', 9, 1, at)
     store.recordOutcomes('mx2', 10, 0, at)
-    history.refresh(at + 1)
+    history.settle(at + 1)
   }
   const now = T0 + 59 * BUCKET + 5
   t.equal(store.pooledOutcomes('mx1', 30 * 60_000, now).ok, 7 * 9, 'the store holds only its retention')
@@ -57,9 +57,9 @@ t.test('re-reads recent buckets: counts that arrive late are not lost', async (t
   const { store, history } = setup()
   await store.start()
   store.recordOutcomes('mx1', 1, 0, T0)
-  history.refresh(T0 + 1)
+  history.settle(T0 + 1)
   store.recordOutcomes('mx1', 4, 2, T0 + 5) // another node's counts for the same bucket, seen later
-  history.refresh(T0 + BUCKET + 1)
+  history.settle(T0 + BUCKET + 1)
   const last = history.series(BUCKET * 5, T0 + BUCKET + 1).backends.mx1!
   t.same(
     last.find((p) => p.at === T0),
@@ -71,12 +71,18 @@ t.test('forgets what is older than the half hour it keeps', async (t) => {
   const { store, history } = setup()
   await store.start()
   store.recordOutcomes('mx1', 7, 0, T0)
-  history.refresh(T0 + 1)
-  history.refresh(T0 + 31 * 60_000)
+  for (let at = T0; at <= T0 + 31 * 60_000; at += BUCKET) {
+    history.settle(at)
+    if (at === T0 + 5 * 60_000) {
+      const kept = history.series(30 * 60_000, at).pool.reduce((n, p) => n + p.ok, 0)
+      t.equal(kept, 7, 'kept after the store forgot it')
+    }
+  }
   const s = history.series(30 * 60_000, T0 + 31 * 60_000)
   t.equal(
     s.pool.reduce((n, p) => n + p.ok, 0),
     0,
+    'gone after half an hour',
   )
 })
 

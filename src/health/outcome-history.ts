@@ -32,11 +32,11 @@ export interface HistorySeries {
 }
 
 export class OutcomeHistory {
-  /** Bucket start → backend id → counts. */
-  private readonly buckets = new Map<number, Map<string, OutcomeCounts>>()
+  /** Settled buckets (no count arrives for them any more): bucket start → backend id → counts. */
+  private readonly settled = new Map<number, Map<string, OutcomeCounts>>()
   private timer: NodeJS.Timeout | null = null
-  /** The newest bucket read by the last refresh. */
-  private lastRead = -Infinity
+  /** The newest bucket copied into `settled`. */
+  private settledUpTo = -Infinity
 
   constructor(
     private readonly store: Pick<StateStore, 'pooledOutcomes'>,
@@ -48,8 +48,8 @@ export class OutcomeHistory {
   /** Copies once per bucket: retention is at least three buckets (config check), so none ages out unseen. */
   start(): void {
     if (this.timer) return
-    this.refresh()
-    this.timer = setInterval(() => this.refresh(), this.timing.bucketMs)
+    this.settle()
+    this.timer = setInterval(() => this.settle(), this.timing.bucketMs)
     this.timer.unref()
   }
 
@@ -58,30 +58,52 @@ export class OutcomeHistory {
     this.timer = null
   }
 
-  /** Reads the buckets the store may still change (or has not been copied yet) and forgets those past keepMs. */
-  refresh(now = Date.now()): void {
+  /**
+   * Buckets older than this may still change (late counts from other nodes); younger ones are read live. Never
+   * older than the store keeps, so every bucket is copied before it ages out.
+   */
+  private freshFrom(current: number): number {
+    const b = this.timing.bucketMs
+    return current - Math.min(FRESH_MS, this.timing.retentionMs - 2 * b)
+  }
+
+  /** Counts of one bucket per backend (only those with attempts). */
+  private read(start: number): Map<string, OutcomeCounts> {
+    const row = new Map<string, OutcomeCounts>()
+    for (const id of this.ids()) {
+      // A window of 0 at the bucket's start reads exactly that bucket.
+      const c = this.store.pooledOutcomes(id, 0, start)
+      if (c.ok + c.fail > 0) row.set(id, { ok: c.ok, fail: c.fail, refused: c.refused })
+    }
+    return row
+  }
+
+  /** Copies every bucket that has settled since the last call (each once) and forgets those past keepMs. */
+  settle(now = Date.now()): void {
     const b = this.timing.bucketMs
     const current = Math.floor(now / b) * b
-    const oldestHeld = current - Math.min(this.timing.retentionMs - b, this.keepMs)
-    // Everything the store still holds the first time; after that the fresh part and anything not read since.
-    const from = Math.max(oldestHeld, Math.min(current - FRESH_MS, this.lastRead))
-    this.lastRead = current
-    for (let start = Math.ceil(from / b) * b; start <= current; start += b) {
-      const row = new Map<string, OutcomeCounts>()
-      for (const id of this.ids()) {
-        // A window of 0 at the bucket's start reads exactly that bucket.
-        const c = this.store.pooledOutcomes(id, 0, start)
-        if (c.ok + c.fail > 0) row.set(id, { ok: c.ok, fail: c.fail, refused: c.refused })
-      }
-      if (row.size > 0) this.buckets.set(start, row)
-      else this.buckets.delete(start)
+    const oldestHeld = current - (this.timing.retentionMs - b)
+    const upTo = this.freshFrom(current) - b
+    for (let start = Math.max(oldestHeld, this.settledUpTo + b); start <= upTo; start += b) {
+      const row = this.read(start)
+      if (row.size > 0) this.settled.set(start, row)
     }
-    for (const start of this.buckets.keys()) if (start < current - this.keepMs) this.buckets.delete(start)
+    this.settledUpTo = Math.max(this.settledUpTo, upTo)
+    for (const start of this.settled.keys()) if (start < current - this.keepMs) this.settled.delete(start)
+  }
+
+  /** Settled buckets, then the fresh ones read live from the store. */
+  private buckets(now: number): Iterable<[number, Map<string, OutcomeCounts>]> {
+    this.settle(now)
+    const b = this.timing.bucketMs
+    const current = Math.floor(now / b) * b
+    const live: [number, Map<string, OutcomeCounts>][] = []
+    for (let start = this.settledUpTo + b; start <= current; start += b) live.push([start, this.read(start)])
+    return [...this.settled, ...live]
   }
 
   /** The counts of the last `windowMs` (at most keepMs) in at most MAX_POINTS steps of whole buckets. */
   series(windowMs: number, now = Date.now()): HistorySeries {
-    this.refresh(now)
     const b = this.timing.bucketMs
     const span = Math.min(Math.max(windowMs, b), this.keepMs)
     const stepMs = b * Math.max(1, Math.ceil(span / MAX_POINTS / b))
@@ -93,7 +115,7 @@ export class OutcomeHistory {
     const backends: Record<string, HistoryPoint[]> = {}
     for (const id of ids) backends[id] = empty()
     const pool = empty()
-    for (const [start, row] of this.buckets) {
+    for (const [start, row] of this.buckets(now)) {
       if (start < from || start >= to) continue
       const i = Math.floor((start - from) / stepMs)
       for (const [id, c] of row) {
