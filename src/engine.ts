@@ -8,7 +8,9 @@ import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import type { MxgateConfig } from './config/schema'
 import { registerDetectorMetrics } from './detector-metrics'
 import { DetectorLoop } from './health/detector-loop'
-import { HealthRegistry } from './health/registry'
+import { OutcomeHistory } from './health/outcome-history'
+import { type BackendStatus, HealthRegistry } from './health/registry'
+import { StateLog } from './health/state-log'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
 import { Metrics } from './metrics'
@@ -61,6 +63,9 @@ export class Engine {
   readonly log: Logger
   readonly node: string
   readonly metrics = new Metrics()
+  /** For the status page: outcome counts over the last half hour, and the last state changes. */
+  readonly history: OutcomeHistory
+  readonly stateLog = new StateLog()
   /** True once the spool finished recovery (readiness and gauges wait for it). */
   spoolOpen = false
 
@@ -92,6 +97,11 @@ export class Engine {
       store: this.store,
       log: partLogger('health'),
       suspicion: (id, probation) => this.detector.detector.suspect(id, probation),
+    })
+    this.health.on('state', (s: BackendStatus) => this.stateLog.note(s))
+    this.history = new OutcomeHistory(this.store, () => this.health.ids(), {
+      bucketMs: config.detector.bucketMs,
+      retentionMs: config.detector.retentionMs,
     })
     this.detector = new DetectorLoop(config.detector, config.detector, this.store, this.health, partLogger('detector'))
     this.pool = new BackendPool(config.backends, this.health, options.random)
@@ -197,10 +207,12 @@ export class Engine {
     // none admitted yet, the first admission drains it (above).
     if (this.health.ids().some((id) => this.health.admission(id).allowed)) this.runner.drain()
     this.detector.start()
+    this.history.start()
   }
 
   async close(): Promise<void> {
     this.detector.stop()
+    this.history.stop()
     await this.runner.stop()
     if (this.spoolOpen) await this.spool.close()
     this.health.close()

@@ -4,7 +4,9 @@ import {
   type AdminPort,
   type BackendView,
   type DetectorView,
+  type HistoryView,
   type SpoolItemView,
+  type StatusView,
   UnknownIdError,
 } from './admin/types'
 import { formatHostPort } from './config/units'
@@ -30,7 +32,18 @@ function itemView(e: SpoolEntry): SpoolItemView {
 export class NodeAdmin implements AdminPort {
   shuttingDown = false
 
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: Engine) {
+    // Readiness as a metric too, for the "node not ready" alert; registered once per engine (tests build several
+    // admin ports over one engine; a node has one).
+    if (!engine.metrics.registry.getSingleMetric('mxgate_ready')) {
+      engine.metrics.gauge(
+        'mxgate_ready',
+        '1 while /readyz answers 200 (the load balancer sends mail here)',
+        [],
+        (set) => set({}, this.readiness().ready ? 1 : 0),
+      )
+    }
+  }
 
   get nodeName(): string {
     return this.engine.node
@@ -128,6 +141,48 @@ export class NodeAdmin implements AdminPort {
       if (st.full) reasons.push(`spool full: ${st.reason ?? 'a limit is reached'}`)
     }
     return { ready: reasons.length === 0, reasons }
+  }
+
+  status(): StatusView {
+    const e = this.engine
+    const round = e.detector.lastRound
+    let spool: StatusView['spool'] = {
+      open: false,
+      messages: 0,
+      bytes: 0,
+      held: 0,
+      full: false,
+      oldestReceivedAt: null,
+    }
+    if (e.spoolOpen) {
+      const st = e.spool.stats()
+      let oldest: number | null = null
+      let held = 0
+      for (const m of e.spool.list()) {
+        if (oldest === null || m.receivedAt < oldest) oldest = m.receivedAt
+        if (m.held) held++
+      }
+      spool = { open: true, messages: st.messages, bytes: st.bytes, held, full: st.full, oldestReceivedAt: oldest }
+    }
+    return {
+      node: this.nodeName,
+      now: Date.now(),
+      backends: this.backends(),
+      readiness: this.readiness(),
+      spool,
+      redis: { configured: e.config.redis.url !== null, up: e.store.up },
+      detector: {
+        mode: e.config.detector.mode,
+        poolDegraded: round?.degraded ?? false,
+        budgetFrozen: round?.frozen ?? false,
+      },
+    }
+  }
+
+  history(windowMs: number): HistoryView {
+    const now = Date.now()
+    const series = this.engine.history.series(windowMs, now)
+    return { node: this.nodeName, now, ...series, events: this.engine.stateLog.since(series.from) }
   }
 
   private entry(id: string): SpoolEntry {

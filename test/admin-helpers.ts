@@ -10,8 +10,10 @@ import {
   type Actor,
   type AdminPort,
   type BackendView,
+  type HistoryView,
   type ReadinessView,
   type SpoolItemView,
+  type StatusView,
   UnknownIdError,
 } from '../src/admin/types'
 
@@ -162,6 +164,43 @@ export class MemoryAdminPort implements AdminPort {
 
   readiness(): ReadinessView {
     return this.ready
+  }
+
+  /** What history() answers; the window asked for is recorded in `historyWindows`. */
+  historyView: Omit<HistoryView, 'node'> = {
+    now: T0,
+    from: T0 - 1_800_000,
+    to: T0,
+    stepMs: 30_000,
+    backends: {},
+    pool: [],
+    events: [],
+  }
+  readonly historyWindows: number[] = []
+
+  status(): StatusView {
+    const messages = [...this.messages.values()]
+    return {
+      node: this.nodeName,
+      now: Date.now(),
+      backends: this.backends(),
+      readiness: this.ready,
+      spool: {
+        open: true,
+        messages: messages.length,
+        bytes: messages.reduce((n, m) => n + m.size, 0),
+        held: messages.filter((m) => m.held).length,
+        full: false,
+        oldestReceivedAt: messages.length > 0 ? Math.min(...messages.map((m) => m.receivedAt)) : null,
+      },
+      redis: { configured: false, up: true },
+      detector: { mode: 'enforce', poolDegraded: false, budgetFrozen: false },
+    }
+  }
+
+  history(windowMs: number): HistoryView {
+    this.historyWindows.push(windowMs)
+    return { node: this.nodeName, ...this.historyView }
   }
 }
 

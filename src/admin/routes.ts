@@ -16,7 +16,11 @@ export class HttpError extends Error {
   }
 }
 
-export type Reply = { status?: number; json: unknown } | { status?: number; text: string; contentType: string }
+/** What a route answers; `headers` are added to the server's own (a page's Content-Security-Policy). */
+export type Reply = ({ json: unknown } | { text: string; contentType: string }) & {
+  status?: number
+  headers?: Record<string, string>
+}
 
 /** What the audit line says about a change; routes fill in `why` (and details) once the body is parsed. */
 export interface AuditNote {
@@ -28,6 +32,8 @@ export interface AuditNote {
 export interface RouteContext {
   port: AdminPort
   params: Record<string, string>
+  /** The query string (?minutes=30). */
+  query: URLSearchParams
   body: Record<string, unknown>
   /** Set for change routes (after auth); null for reads. */
   actor: Actor | null

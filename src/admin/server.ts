@@ -7,10 +7,12 @@ import type { Logger } from '../log'
 import { authorizeChange, displayAddress, type TokenSet } from './auth'
 import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
+import { STATUS_ROUTES } from './status-routes'
 import { type Actor, type AdminPort, UnknownIdError } from './types'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const DEFAULT_CHANGE_TIMEOUT_MS = 15_000
+const ALL_ROUTES: readonly Route[] = [...ROUTES, ...STATUS_ROUTES]
 
 export interface AdminServerOptions {
   listen: { host: string; port: number }
@@ -112,6 +114,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       'content-length': Buffer.byteLength(body),
       'cache-control': 'no-store',
       'x-mxgate-node': port.nodeName,
+      ...reply.headers,
       ...headers,
     })
     res.end(body)
@@ -145,12 +148,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   async function runRoute(
     route: Route,
     params: Record<string, string>,
+    query: URLSearchParams,
     req: http.IncomingMessage,
     actor: Actor | null,
     note: AuditNote,
   ): Promise<Reply> {
     const body = route.method === 'POST' ? await readJsonObject(req) : {}
-    const work = Promise.resolve(route.handle({ port, params, body, actor, audit: note }))
+    const work = Promise.resolve(route.handle({ port, params, query, body, actor, audit: note }))
     return route.change ? withTimeout(work, changeTimeoutMs, note.what) : work
   }
 
@@ -162,7 +166,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     let who = `anonymous@${from}`
     let bodyRead = false
     try {
-      const match = findRoute(ROUTES, method, url.pathname)
+      const match = findRoute(ALL_ROUTES, method, url.pathname)
       if (match.kind === 'none') {
         throw new HttpError(404, `no such endpoint: ${method} ${url.pathname}; see docs/admin-api.md for the API`)
       }
@@ -194,7 +198,14 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       }
       if (route.method === 'POST') checkJsonContentType(req.headers['content-type'])
       bodyRead = true
-      const reply = await runRoute(route, params, req, actor, note ?? { what: '', why: null, details: {} })
+      const reply = await runRoute(
+        route,
+        params,
+        url.searchParams,
+        req,
+        actor,
+        note ?? { what: '', why: null, details: {} },
+      )
       const status = reply.status ?? 200
       send(res, status, reply)
       if (note) audit(who, from, note, status, 'ok')

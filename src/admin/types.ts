@@ -84,6 +84,56 @@ export interface ReadinessView {
   reasons: string[]
 }
 
+/** What the status page shows without a token: states, counts, ages; never an envelope address. */
+export interface StatusView {
+  node: string
+  /** Epoch ms on the node (the page measures ages against it, not the browser's clock). */
+  now: number
+  backends: BackendView[]
+  readiness: ReadinessView
+  spool: {
+    /** False while the spool is being recovered at start (the counts are then 0). */
+    open: boolean
+    messages: number
+    bytes: number
+    held: number
+    full: boolean
+    /** Epoch ms the oldest spooled message was received, or null when the spool is empty. */
+    oldestReceivedAt: number | null
+  }
+  /** configured false: no Redis, this node's state is its own. */
+  redis: { configured: boolean; up: boolean }
+  detector: { mode: 'enforce' | 'observe'; poolDegraded: boolean; budgetFrozen: boolean }
+}
+
+/** Attempts of one step: delivered (ok) and charged to the backend (fail). */
+export interface HistoryPoint {
+  at: number
+  ok: number
+  fail: number
+}
+
+/** A backend's state change, newest last; `cause` is set on ejections. */
+export interface StateChangeView {
+  at: number
+  backend: string
+  state: string
+  reason: string | null
+  cause: string | null
+}
+
+/** Outcome counts per backend and for the pool over a window, pooled over nodes, plus this node's state changes. */
+export interface HistoryView {
+  node: string
+  now: number
+  from: number
+  to: number
+  stepMs: number
+  backends: Record<string, HistoryPoint[]>
+  pool: HistoryPoint[]
+  events: StateChangeView[]
+}
+
 /** Thrown by AdminPort methods for an id that does not exist; the server turns it into 404. */
 export class UnknownIdError extends Error {
   readonly code = 'EUNKNOWNID'
@@ -113,6 +163,10 @@ export interface AdminPort {
   healthy(): boolean
   /** Readiness for the load balancer. */
   readiness(): ReadinessView
+  /** The status page's view: backends, spool counts, Redis, readiness. */
+  status(): StatusView
+  /** Outcome counts over the last `windowMs` (at most 30 min) and the state changes in it. */
+  history(windowMs: number): HistoryView
   /** prom-client registry whose metrics /metrics exposes. */
   metrics: Registry
   spool: {
