@@ -46,3 +46,42 @@ t.test('every count reaches the detector once, however the rounds fall', async (
   loop.round(t0 + 9950) // nothing new
   t.same(seen, { ok: 30, fail: 3 })
 })
+
+t.test('the end of a freeze says whether the budget is free or only no alarm is held back any more', async (t) => {
+  const timing = { bucketMs: 1000, retentionMs: 60_000 }
+  const store = new MemoryStore({ node: 'n1', timing })
+  const health = new HealthRegistry(
+    [
+      { id: 'a', host: '127.0.0.1', port: 1, weight: 100 },
+      { id: 'b', host: '127.0.0.1', port: 2, weight: 100 },
+    ],
+    DEFAULTS.breaker,
+    { probe: async () => null, store, log: pino({ level: 'silent' }) },
+  )
+  const lines: string[] = []
+  const log = pino({ level: 'info' }, { write: (l: string) => lines.push(JSON.parse(l).msg as string) })
+  const loop = new DetectorLoop(DETECTOR_DEFAULTS, timing, store, health, log)
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const idle = { evaluations: [], eject: [], wouldEject: [], degraded: false, budget: 1, poolRate: 0 }
+  const frozenThen: boolean[] = [true, false, true, false]
+  loop.detector.step = () => ({ ...idle, frozen: frozenThen.shift() ?? false })
+  let out = ['a']
+  health.outByDetector = () => out
+  loop.round()
+  loop.round() // a's alarm held back clears while b is still out: the budget is not free
+  loop.round()
+  out = []
+  loop.round() // b is back: now it is
+  t.same(
+    lines.filter((l) => /budget|held back/.test(l)).map((l) => l.replace(/ \(.*/, '')),
+    [
+      'detector budget reached',
+      'no alarm held back by the detector budget any more',
+      'detector budget reached',
+      'detector budget free again',
+    ],
+  )
+})

@@ -178,7 +178,16 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
           { budget: round.budget, out: this.health.outByDetector() },
           `detector budget reached (${round.budget} backend(s) out): no further automatic ejection; failover and the spool carry the mail`,
         )
-      else this.log.info({ budget: round.budget }, 'detector budget free again')
+      else {
+        // Frozen means an alarm is held back; it ends when that alarm clears, not only when the budget frees up.
+        const out = this.health.outByDetector()
+        this.log.info(
+          { budget: round.budget, out },
+          out.length < round.budget
+            ? `detector budget free again (${out.length} of ${round.budget} out)`
+            : `no alarm held back by the detector budget any more (${out.length} of ${round.budget} out)`,
+        )
+      }
     }
     if (round.degraded !== this.degradedSaid) {
       this.degradedSaid = round.degraded
