@@ -4,6 +4,7 @@ import {
   type AdminPort,
   type BackendView,
   type DetectorView,
+  NotReadyError,
   type SpoolItemView,
   UnknownIdError,
 } from './admin/types'
@@ -29,6 +30,8 @@ function itemView(e: SpoolEntry): SpoolItemView {
 
 export class NodeAdmin implements AdminPort {
   shuttingDown = false
+  /** False until Haraka's SMTP listener is bound: the load balancer must not send before. */
+  smtpListening = false
 
   constructor(private readonly engine: Engine) {}
 
@@ -122,15 +125,17 @@ export class NodeAdmin implements AdminPort {
   readiness() {
     const reasons: string[] = []
     if (this.shuttingDown) reasons.push('shutting down')
-    if (!this.engine.spoolOpen) reasons.push('spool is still being recovered')
+    if (!this.engine.spoolOpen) reasons.push('recovering: the spool is being read back')
     else {
       const st = this.engine.spool.stats()
       if (st.full) reasons.push(`spool full: ${st.reason ?? 'a limit is reached'}`)
     }
+    if (!this.smtpListening && !this.shuttingDown) reasons.push('SMTP listener not bound yet')
     return { ready: reasons.length === 0, reasons }
   }
 
   private entry(id: string): SpoolEntry {
+    this.recovered()
     const e = this.engine.spool.get(id)
     if (!e)
       throw new UnknownIdError(
@@ -156,13 +161,22 @@ export class NodeAdmin implements AdminPort {
     }
   }
 
+  /** Spool reads and changes wait for recovery (the admin API is up before it, for the probes). */
+  private recovered(): void {
+    if (!this.engine.spoolOpen) throw new NotReadyError('the spool is still being recovered; try again in a moment')
+  }
+
   readonly spool = {
-    list: (): SpoolItemView[] => this.engine.spool.list().map(itemView),
+    list: (): SpoolItemView[] => {
+      this.recovered()
+      return this.engine.spool.list().map(itemView)
+    },
     show: (id: string) => {
       const e = this.entry(id)
       return { ...itemView(e), lastErrors: e.lastErrors.map((x) => ({ ...x })) }
     },
     flush: async (id: string | undefined, _actor: Actor): Promise<number> => {
+      this.recovered()
       if (id !== undefined) this.entry(id)
       return this.engine.runner.flush(id)
     },

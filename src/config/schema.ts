@@ -45,6 +45,16 @@ export interface MxgateConfig {
     dataRateGraceMs: number
     /** Message bytes held in memory across all connections; beyond it the message gets 451 4.3.1. */
     maxMessageMemory: number
+    /**
+     * On SIGTERM/SIGINT: /readyz fails at once, and the listener keeps taking connections this long so the load
+     * balancer stops sending first; then it closes.
+     */
+    shutdownGraceMs: number
+    /**
+     * After the listener closes: how long transactions in DATA and deliveries in flight may take before the process
+     * exits anyway (a sender cut off then never had its 250, so it keeps the message).
+     */
+    shutdownTimeoutMs: number
   }
   /** Inbound STARTTLS. */
   tls: {
@@ -200,6 +210,9 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     minDataRate: 500,
     dataRateGraceMs: 30_000,
     maxMessageMemory: 512 * 1024 ** 2,
+    shutdownGraceMs: 5_000,
+    // Above the relay deadline (30 s): a message relayed when the listener closes gets its reply, or is spooled.
+    shutdownTimeoutMs: 40_000,
   },
   // TLSv1.2: the oldest Node's OpenSSL allows by default, and what RFC 8996 asks for; Postfix still accepts TLSv1.
   tls: { cert: null, key: null, minVersion: 'TLSv1.2' },

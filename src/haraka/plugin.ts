@@ -5,7 +5,7 @@ import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
-import { activeConfig, activeEngine, closeActiveEngine } from './active'
+import { activeConfig, activeEngine, closeActiveEngine, markListening } from './active'
 import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
 import {
   admitConnection,
@@ -24,6 +24,17 @@ export function register(this: HarakaPlugin): void {
   const cfg = activeConfig()
   // Haraka answers "450 plugin timeout" after this long; our own deadline must always fire first.
   this.timeout = Math.ceil(cfg.relay.deadlineMs / 1000) + 30
+}
+
+/** Haraka runs these once its SMTP listener is bound (in one process, or in each worker): readiness waits for it. */
+export function hook_init_master(next: Next): void {
+  markListening()
+  next()
+}
+
+export function hook_init_child(next: Next): void {
+  markListening()
+  next()
 }
 
 /** Our name in the banner, EHLO reply and Received header (Haraka would use the OS hostname and "Haraka"). */

@@ -88,6 +88,8 @@ export async function startMxgate(opts: StartOptions): Promise<MxgateProcess> {
         MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
         MXGATE_BACKENDS: opts.backends,
         MXGATE_DOMAINS: opts.domains ?? 'example.com',
+        // No load balancer watches a test's node: it stops without the grace period unless a test sets one.
+        MXGATE_SHUTDOWN_GRACE: '0',
         ...opts.env,
         MXGATE_SPOOL_DIR: spoolDir,
       },

@@ -1,0 +1,54 @@
+// The operations settings (src/config/ops-keys.ts): shutdown timing, with the exact error text for bad input.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import t, { type Test } from 'tap'
+import { ConfigError, loadConfig } from '../src/config/load'
+
+const NO_BASE = path.join(os.tmpdir(), 'mxgate-no-such-dir')
+const BASE_ENV = { MXGATE_BACKENDS: 'mx1=127.0.0.1:2601', MXGATE_DOMAINS: 'example.com' }
+
+function dirWith(t: Test, ini: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'mxgate-cfg-ops-'))
+  writeFileSync(path.join(dir, 'mxgate.ini'), ini)
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const load = (env: Record<string, string>, overrideDir?: string) =>
+  loadConfig({ baseDir: NO_BASE, overrideDir, env: { ...BASE_ENV, ...env } })
+
+function loadError(fn: () => unknown): string {
+  try {
+    fn()
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message
+    throw err
+  }
+  throw new Error('expected a ConfigError')
+}
+
+t.test('shutdown: 5s grace and 40s timeout by default; file and environment set them', async (t) => {
+  const d = load({})
+  t.equal(d.smtp.shutdownGraceMs, 5_000)
+  t.equal(d.smtp.shutdownTimeoutMs, 40_000)
+  const dir = dirWith(t, '[smtp]\nshutdown_grace = 15s\nshutdown_timeout = 2m\n')
+  const f = load({}, dir)
+  t.equal(f.smtp.shutdownGraceMs, 15_000)
+  t.equal(f.smtp.shutdownTimeoutMs, 120_000)
+  const e = load({ MXGATE_SHUTDOWN_GRACE: '0', MXGATE_SHUTDOWN_TIMEOUT: '10s' }, dir)
+  t.equal(e.smtp.shutdownGraceMs, 0, '0 closes the listener at once')
+  t.equal(e.smtp.shutdownTimeoutMs, 10_000)
+})
+
+t.test('shutdown: bad values name the source, the key and the fix', async (t) => {
+  t.equal(
+    loadError(() => load({ MXGATE_SHUTDOWN_GRACE: 'a while' })),
+    'env MXGATE_SHUTDOWN_GRACE: smtp.shutdown_grace: "a while" is not a duration; write e.g. 5s (0 closes the listener at once)',
+  )
+  const dir = dirWith(t, '[smtp]\nshutdown_timeout = 500ms\n')
+  t.equal(
+    loadError(() => load({}, dir)),
+    `${dir}/mxgate.ini:2: smtp.shutdown_timeout: "500ms" must be from 1s to 3600s, e.g. 60s`,
+  )
+})
