@@ -57,6 +57,8 @@ let maxMessageBytes = 0
 /** Every connection holding a slot: a shutdown sends the idle ones away. */
 const open = new Set<GuardedConn>()
 let draining = false
+/** Messages whose final dot arrived (for mxgate_smtp_messages_received_total). */
+let received = 0
 
 const SHUTTING_DOWN = '4.3.2 Service shutting down; try again later'
 
@@ -92,6 +94,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
       if (fault !== null) txn.mxgateDataFault = fault
     }
     const end = line.length === 3 && line[0] === 0x2e && line[1] === 0x0d && line[2] === 0x0a
+    if (end) received++
     // Haraka keeps no line past its size limit, so such lines cost no memory either.
     if (!end && txn.data_bytes + line.length <= maxMessageBytes) {
       if (txn.mxgateOverMemory === true || !budget.reserve(line.length)) {
@@ -180,9 +183,9 @@ export function dataFault(conn: GuardedConn): DataFault | undefined {
 }
 
 /** Counts for metrics and tests. */
-export function inboundCounts(): { connections: number; clients: number; messageMemory: number } {
+export function inboundCounts(): { connections: number; clients: number; messageMemory: number; received: number } {
   const c = gate.counts
-  return { connections: c.total, clients: c.ips, messageMemory: budget.inUse }
+  return { connections: c.total, clients: c.ips, messageMemory: budget.inUse, received }
 }
 
 /**
