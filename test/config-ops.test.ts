@@ -1,9 +1,10 @@
-// The operations settings (src/config/ops-keys.ts): shutdown timing, with the exact error text for bad input.
+// The operations settings (src/config/ops-keys.ts): shutdown timing and PROXY hosts, with the exact error text for bad input.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
 import { ConfigError, loadConfig } from '../src/config/load'
+import { proxyAllowList } from '../src/haraka/proxy'
 
 const NO_BASE = path.join(os.tmpdir(), 'mxgate-no-such-dir')
 const BASE_ENV = { MXGATE_BACKENDS: 'mx1=127.0.0.1:2601', MXGATE_DOMAINS: 'example.com' }
@@ -51,4 +52,47 @@ t.test('shutdown: bad values name the source, the key and the fix', async (t) =>
     loadError(() => load({}, dir)),
     `${dir}/mxgate.ini:2: smtp.shutdown_timeout: "500ms" must be from 1s to 3600s, e.g. 60s`,
   )
+})
+
+t.test('proxy_hosts: addresses and CIDR blocks, normalised; none by default', async (t) => {
+  t.same(load({}).smtp.proxyHosts, [])
+  t.same(load({ MXGATE_PROXY_HOSTS: '10.0.0.5, 10.0.1.0/24 FD00::/64,10.0.0.5' }).smtp.proxyHosts, [
+    '10.0.0.5/32',
+    '10.0.1.0/24',
+    'fd00::/64',
+  ])
+  const dir = dirWith(t, '[smtp]\nproxy_hosts = ::1\n')
+  t.same(load({}, dir).smtp.proxyHosts, ['::1/128'])
+})
+
+t.test('proxy_hosts: bad entries name the source, the key and the fix', async (t) => {
+  const fix = 'list the load balancers, e.g. proxy_hosts = 10.0.0.5, 10.0.1.0/24, fd00::/64'
+  t.equal(
+    loadError(() => load({ MXGATE_PROXY_HOSTS: '10.0.0.0/33' })),
+    `env MXGATE_PROXY_HOSTS: smtp.proxy_hosts: "10.0.0.0/33" is not an IP address or CIDR block; ${fix}`,
+  )
+  t.equal(
+    loadError(() => load({ MXGATE_PROXY_HOSTS: 'lb.example.com' })),
+    `env MXGATE_PROXY_HOSTS: smtp.proxy_hosts: "lb.example.com" is not an IP address or CIDR block; ${fix}`,
+  )
+  t.equal(
+    loadError(() => load({ MXGATE_PROXY_HOSTS: '10.0.0.1/8/2' })),
+    `env MXGATE_PROXY_HOSTS: smtp.proxy_hosts: "10.0.0.1/8/2" is not an IP address or CIDR block; ${fix}`,
+  )
+  t.equal(
+    loadError(() => load({ MXGATE_PROXY_HOSTS: '0.0.0.0/0' })),
+    `env MXGATE_PROXY_HOSTS: smtp.proxy_hosts: "0.0.0.0/0" trusts every address, so any client could claim any address; ${fix}`,
+  )
+})
+
+t.test('the allow list matches addresses inside the blocks, IPv4-mapped IPv6 peers as IPv4', async (t) => {
+  const allowed = proxyAllowList(['10.0.1.0/24', '192.0.2.7/32', 'fd00::/64'])
+  t.ok(allowed('10.0.1.200'))
+  t.ok(allowed('::ffff:10.0.1.3'))
+  t.ok(allowed('192.0.2.7'))
+  t.notOk(allowed('192.0.2.8'))
+  t.ok(allowed('fd00::1'))
+  t.notOk(allowed('fd00:0:0:1::1'))
+  t.notOk(allowed('not an address'))
+  t.notOk(proxyAllowList([])('127.0.0.1'), 'an empty list trusts nobody')
 })

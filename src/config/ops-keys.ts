@@ -1,5 +1,6 @@
-// The settings of how a node meets its operators and its load balancer: shutdown timing. load.ts merges these into
-// its table.
+// The settings of how a node meets its operators and its load balancer: shutdown timing and the PROXY protocol.
+// load.ts merges these into its table.
+import net from 'node:net'
 import type { MxgateConfig } from './schema'
 import { parseDuration } from './units'
 
@@ -16,7 +17,38 @@ function duration(set: (c: MxgateConfig, ms: number) => void, min: number, max: 
   }
 }
 
+const PROXY_EXAMPLE = 'list the load balancers, e.g. proxy_hosts = 10.0.0.5, 10.0.1.0/24, fd00::/64'
+
+/**
+ * The load balancers allowed to send a PROXY protocol header: addresses or CIDR blocks, comma or space separated,
+ * normalised to "address/prefix". Empty = none. A block holding every address (/0) is refused: any client could
+ * then claim any address.
+ */
+export function parseProxyHosts(raw: string): string[] | { error: string } {
+  const out: string[] = []
+  for (const item of raw.split(/[,\s]+/).filter((x) => x !== '')) {
+    const [addr = '', prefix, extra] = item.split('/')
+    const family = net.isIP(addr)
+    const max = family === 6 ? 128 : 32
+    const bits = prefix === undefined ? max : /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN
+    if (family === 0 || extra !== undefined || !(bits >= 0 && bits <= max)) {
+      return { error: `"${item}" is not an IP address or CIDR block; ${PROXY_EXAMPLE}` }
+    }
+    if (bits === 0) {
+      return { error: `"${item}" trusts every address, so any client could claim any address; ${PROXY_EXAMPLE}` }
+    }
+    out.push(`${addr.toLowerCase()}/${bits}`)
+  }
+  return [...new Set(out)]
+}
+
 export const OPS_KEYS: Record<string, Setter> = {
+  'smtp.proxy_hosts': (c, raw) => {
+    const hosts = parseProxyHosts(raw)
+    if (!Array.isArray(hosts)) return hosts
+    c.smtp.proxyHosts = hosts
+    return true
+  },
   'smtp.shutdown_grace': duration(
     (c, v) => {
       c.smtp.shutdownGraceMs = v
@@ -39,4 +71,5 @@ export const OPS_KEYS: Record<string, Setter> = {
 export const OPS_ENV: Record<string, string> = {
   MXGATE_SHUTDOWN_GRACE: 'smtp.shutdown_grace',
   MXGATE_SHUTDOWN_TIMEOUT: 'smtp.shutdown_timeout',
+  MXGATE_PROXY_HOSTS: 'smtp.proxy_hosts',
 }

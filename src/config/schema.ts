@@ -55,6 +55,11 @@ export interface MxgateConfig {
      * exits anyway (a sender cut off then never had its 250, so it keeps the message).
      */
     shutdownTimeoutMs: number
+    /**
+     * Load balancers ("address/prefix") whose connections must start with a PROXY protocol header carrying the real
+     * client's address; from anyone else a PROXY header is refused. Empty = none.
+     */
+    proxyHosts: string[]
   }
   /** Inbound STARTTLS. */
   tls: {
@@ -213,6 +218,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     shutdownGraceMs: 5_000,
     // Above the relay deadline (30 s): a message relayed when the listener closes gets its reply, or is spooled.
     shutdownTimeoutMs: 40_000,
+    proxyHosts: [],
   },
   // TLSv1.2: the oldest Node's OpenSSL allows by default, and what RFC 8996 asks for; Postfix still accepts TLSv1.
   tls: { cert: null, key: null, minVersion: 'TLSv1.2' },

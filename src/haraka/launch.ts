@@ -12,6 +12,7 @@ import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig, whenListening } from './active'
 import { inboundCounts, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
+import { installProxyProtocol } from './proxy'
 import { countRefusals } from './refusal-count'
 import { drainNode } from './shutdown'
 import { installStarttls } from './starttls'
@@ -37,6 +38,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
   installInboundGuard(cfg, Number(connectionIni.max?.bytes ?? 0) || Number.MAX_SAFE_INTEGER)
   installStarttls(cfg, partLogger('tls'))
+  installProxyProtocol(cfg, root, partLogger('smtp'))
   countRefusals((reason) => existingEngine()?.metrics.smtpRejected(reason))
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')

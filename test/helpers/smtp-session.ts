@@ -45,16 +45,27 @@ export class SmtpSession {
     socket.on('close', end)
   }
 
-  /** Connects; `preamble` (a PROXY header) goes out before the banner is read. Resolves after the banner. */
-  static async open(port: number, preamble?: Buffer | string): Promise<{ session: SmtpSession; banner: string }> {
-    const socket = net.connect(port, '127.0.0.1')
+  /**
+   * Connects (from the loopback address `from`, default 127.0.0.1); `preamble` (a PROXY header) goes out before the
+   * banner is read. Resolves after the banner.
+   */
+  static async open(
+    port: number,
+    opts: { preamble?: Buffer | string; from?: string } = {},
+  ): Promise<{ session: SmtpSession; banner: string }> {
+    const session = await SmtpSession.connect(port, opts.from)
+    if (opts.preamble !== undefined) session.write(opts.preamble)
+    return { session, banner: await session.next() }
+  }
+
+  /** Connects without reading anything (from the loopback address `from`, default 127.0.0.1). */
+  static async connect(port: number, from = '127.0.0.1'): Promise<SmtpSession> {
+    const socket = net.connect({ port, host: '127.0.0.1', localAddress: from })
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve)
       socket.once('error', reject)
     })
-    const session = new SmtpSession(socket)
-    if (preamble !== undefined) socket.write(preamble)
-    return { session, banner: await session.next() }
+    return new SmtpSession(socket)
   }
 
   /** The next whole reply; SessionClosedError when the connection ends first. */
