@@ -96,3 +96,22 @@ t.test('the allow list matches addresses inside the blocks, IPv4-mapped IPv6 pee
   t.notOk(allowed('not an address'))
   t.notOk(proxyAllowList([])('127.0.0.1'), 'an empty list trusts nobody')
 })
+
+t.test('log: level and redact_addresses from the file or the environment, validated', async (t) => {
+  t.same(load({}).log, { level: 'info', redactAddresses: false })
+  const dir = dirWith(t, '[log]\nlevel = debug\nredact_addresses = true\n')
+  t.same(load({}, dir).log, { level: 'debug', redactAddresses: true })
+  t.same(load({ MXGATE_LOG_LEVEL: 'WARN', MXGATE_LOG_REDACT_ADDRESSES: 'no' }, dir).log, {
+    level: 'warn',
+    redactAddresses: false,
+  })
+  t.equal(
+    loadError(() => load({ MXGATE_LOG_LEVEL: 'verbose' })),
+    'env MXGATE_LOG_LEVEL: log.level: "verbose" must be one of trace, debug, info, warn, error, fatal, silent',
+  )
+  const bad = dirWith(t, '[log]\nredact_addresses = sometimes\n')
+  t.equal(
+    loadError(() => load({}, bad)),
+    `${bad}/mxgate.ini:2: log.redact_addresses: "sometimes" must be true or false`,
+  )
+})

@@ -16,8 +16,8 @@ const SPLIT_PAUSE_MS = 20
 /** A v2 header for a TCP over IPv4 connection (PROXY command), or the balancer's own check (LOCAL). */
 function v2(src: string, srcPort: number, cmd: 'proxy' | 'local' = 'proxy'): Buffer {
   const addr = Buffer.alloc(12)
-  src.split('.').forEach((o, i) => addr.writeUInt8(Number(o), i))
-  ;[127, 0, 0, 1].forEach((o, i) => addr.writeUInt8(o, 4 + i))
+  Buffer.from(src.split('.').map(Number)).copy(addr, 0)
+  Buffer.from([127, 0, 0, 1]).copy(addr, 4)
   addr.writeUInt16BE(srcPort, 8)
   addr.writeUInt16BE(25, 10)
   const head = Buffer.from([cmd === 'proxy' ? 0x21 : 0x20, 0x11, 0, 12])

@@ -1,6 +1,7 @@
-// The settings of how a node meets its operators and its load balancer: shutdown timing and the PROXY protocol.
-// load.ts merges these into its table.
+// The settings of how a node meets its operators and its load balancer: shutdown timing, the PROXY protocol and the
+// log. load.ts merges these into its table.
 import net from 'node:net'
+import { LOG_LEVELS, type LogLevel } from '../log'
 import type { MxgateConfig } from './schema'
 import { parseDuration } from './units'
 
@@ -43,6 +44,19 @@ export function parseProxyHosts(raw: string): string[] | { error: string } {
 }
 
 export const OPS_KEYS: Record<string, Setter> = {
+  'log.level': (c, raw) => {
+    const level = LOG_LEVELS.find((l) => l === raw.toLowerCase())
+    if (level === undefined) return { error: `"${raw}" must be one of ${LOG_LEVELS.join(', ')}` }
+    c.log.level = level satisfies LogLevel
+    return true
+  },
+  'log.redact_addresses': (c, raw) => {
+    const v = raw.toLowerCase()
+    if (['true', 'yes', 'on', '1'].includes(v)) c.log.redactAddresses = true
+    else if (['false', 'no', 'off', '0'].includes(v)) c.log.redactAddresses = false
+    else return { error: `"${raw}" must be true or false` }
+    return true
+  },
   'smtp.proxy_hosts': (c, raw) => {
     const hosts = parseProxyHosts(raw)
     if (!Array.isArray(hosts)) return hosts
@@ -72,4 +86,6 @@ export const OPS_ENV: Record<string, string> = {
   MXGATE_SHUTDOWN_GRACE: 'smtp.shutdown_grace',
   MXGATE_SHUTDOWN_TIMEOUT: 'smtp.shutdown_timeout',
   MXGATE_PROXY_HOSTS: 'smtp.proxy_hosts',
+  MXGATE_LOG_LEVEL: 'log.level',
+  MXGATE_LOG_REDACT_ADDRESSES: 'log.redact_addresses',
 }

@@ -1,4 +1,5 @@
 // The typed shape of mxgate's settings and their built-in defaults. load.ts fills it from files and environment.
+import type { LogSettings } from '../log'
 import type { TlsVersion } from './tls'
 import type { HostPort } from './units'
 
@@ -196,6 +197,8 @@ export interface MxgateConfig {
     url: string | null
     prefix: string
   }
+  /** One log stream: mxgate's lines and Haraka's, one JSON format, one level (see src/haraka/haraka-log.ts). */
+  log: LogSettings
 }
 
 export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
@@ -295,4 +298,5 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     heldDsnLifetimeMs: 3 * 86_400_000,
   },
   redis: { url: null, prefix: 'mxgate:' },
+  log: { level: 'info', redactAddresses: false },
 }

@@ -11,6 +11,7 @@ import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig, whenListening } from './active'
+import { routeHarakaLog } from './haraka-log'
 import { inboundCounts, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
 import { installProxyProtocol } from './proxy'
 import { countRefusals } from './refusal-count'
@@ -33,6 +34,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
+  routeHarakaLog(cfg.log.level, partLogger('haraka'), partLogger('console'))
   tuneHaraka(cfg)
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
