@@ -1,6 +1,7 @@
 // Prometheus metrics of one node. Hot-path counters are label children resolved once, so counting costs an
 // increment; gauges that mirror state are computed at scrape time.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import type { RefusalReason } from './inbound/refusal-reason'
 import type { AttemptRecord } from './relay/relay'
 
 export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'spooled' | 'spool_failed'
@@ -8,7 +9,9 @@ export type MessageOutcome = 'relayed' | 'rejected' | 'deferred' | 'spooled' | '
 export class Metrics {
   readonly registry = new Registry()
   private readonly messages: Counter<'outcome'>
-  private readonly attempts: Counter<'backend' | 'verdict'>
+  private readonly attempts: Counter<'backend' | 'verdict' | 'stage'>
+  private readonly deliveryDuration: Histogram<'backend'>
+  private readonly rejected: Counter<'reason'>
   private readonly refused: Counter
   private readonly denied: Counter
   private readonly duration: Histogram<'outcome'>
@@ -16,7 +19,8 @@ export class Metrics {
   private readonly sessionWaits: Counter<'backend' | 'result'>
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'mxgate_' })
+    // Unprefixed: process_cpu_seconds_total, process_resident_memory_bytes, nodejs_* as dashboards expect them.
+    collectDefaultMetrics({ register: this.registry })
     const registers = [this.registry]
     this.messages = new Counter({
       name: 'mxgate_messages_total',
@@ -26,8 +30,21 @@ export class Metrics {
     })
     this.attempts = new Counter({
       name: 'mxgate_backend_attempts_total',
-      help: 'Delivery attempts per backend by verdict: delivered, backend (the backend’s fault), message (the message’s fault), ambiguous, unsupported (the backend cannot take the envelope), saturated (all of mxgate’s sessions to it busy); the last two are no one’s fault',
-      labelNames: ['backend', 'verdict'],
+      help: 'Delivery attempts per backend by verdict: delivered, backend (the backend’s fault), message (the message’s fault), ambiguous, unsupported (the backend cannot take the envelope), saturated (all of mxgate’s sessions to it busy); the last two are no one’s fault. stage: where the attempt ended (connect, banner, ehlo, starttls, mail, rcpt, data, dot; dot for a delivered one)',
+      labelNames: ['backend', 'verdict', 'stage'],
+      registers,
+    })
+    this.deliveryDuration = new Histogram({
+      name: 'mxgate_backend_delivery_duration_seconds',
+      help: 'Per backend, from the start of an attempt (session wait included) to the backend’s 250 at end of data, for delivered attempts',
+      labelNames: ['backend'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    })
+    this.rejected = new Counter({
+      name: 'mxgate_smtp_rejected_total',
+      help: 'Refusals (4xx/5xx replies) sent to SMTP senders, by reason: what Haraka refuses itself (size, syntax, bare_lf, loop, line_too_long…), mxgate’s checks before the engine (relay_denied, too_many_recipients, bad_bytes, early_talker, connection_limit, slow_data, memory, shutting_down…), and replies to a finished message (backend, spool, internal)',
+      labelNames: ['reason'],
       registers,
     })
     this.sessionWaits = new Counter({
@@ -62,18 +79,32 @@ export class Metrics {
   }
 
   attempt(a: AttemptRecord): void {
-    const key = `${a.backendId}\u0000${a.verdict}`
+    const key = `${a.backendId}\u0000${a.verdict}\u0000${a.stage}`
     let child = this.attemptChildren.get(key)
     if (!child) {
-      child = this.attempts.labels(a.backendId, a.verdict)
+      child = this.attempts.labels(a.backendId, a.verdict, a.stage)
       this.attemptChildren.set(key, child)
     }
     child.inc()
+    if (a.verdict === 'delivered') this.deliveryDuration.labels(a.backendId).observe(a.elapsedMs / 1000)
   }
 
-  /** Gauges of what the SMTP listener holds now, read at scrape time (connections, clients, message memory). */
-  watchInbound(read: () => { connections: number; clients: number; messageMemory: number }): void {
+  smtpRejected(reason: RefusalReason): void {
+    this.rejected.labels(reason).inc()
+  }
+
+  /** What the SMTP listener holds now (connections, clients, message memory) and has received, read at scrape time. */
+  watchInbound(read: () => { connections: number; clients: number; messageMemory: number; received: number }): void {
     const registers = [this.registry]
+    new Counter({
+      name: 'mxgate_smtp_messages_received_total',
+      help: 'Messages whose final dot arrived from a sender (before any check after DATA; refusals are in mxgate_smtp_rejected_total, answers in mxgate_messages_total)',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(read().received)
+      },
+    })
     new Gauge({
       name: 'mxgate_smtp_connections',
       help: 'Open inbound SMTP connections (limit: smtp.max_connections)',
@@ -106,6 +137,25 @@ export class Metrics {
 
   rcptDenied(): void {
     this.denied.inc()
+  }
+
+  /** A counter read at scrape time from a count kept elsewhere (which only grows). */
+  counter<L extends string>(
+    name: string,
+    help: string,
+    labelNames: L[],
+    collect: (set: (labels: Partial<Record<L, string>>, value: number) => void) => void,
+  ): void {
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect() {
+        this.reset()
+        collect((labels, value) => this.inc(labels, value))
+      },
+    })
   }
 
   /** A gauge computed at scrape time from live state. */

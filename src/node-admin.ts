@@ -5,6 +5,7 @@ import {
   type BackendView,
   type DetectorView,
   type HistoryView,
+  NotReadyError,
   type SpoolItemView,
   type StatusView,
   UnknownIdError,
@@ -31,6 +32,8 @@ function itemView(e: SpoolEntry): SpoolItemView {
 
 export class NodeAdmin implements AdminPort {
   shuttingDown = false
+  /** False until Haraka's SMTP listener is bound: the load balancer must not send before. */
+  smtpListening = false
 
   constructor(private readonly engine: Engine) {
     // Readiness as a metric too, for the "node not ready" alert; registered once per engine (tests build several
@@ -135,11 +138,12 @@ export class NodeAdmin implements AdminPort {
   readiness() {
     const reasons: string[] = []
     if (this.shuttingDown) reasons.push('shutting down')
-    if (!this.engine.spoolOpen) reasons.push('spool is still being recovered')
+    if (!this.engine.spoolOpen) reasons.push('recovering: the spool is being read back')
     else {
       const st = this.engine.spool.stats()
       if (st.full) reasons.push(`spool full: ${st.reason ?? 'a limit is reached'}`)
     }
+    if (!this.smtpListening && !this.shuttingDown) reasons.push('SMTP listener not bound yet')
     return { ready: reasons.length === 0, reasons }
   }
 
@@ -186,6 +190,7 @@ export class NodeAdmin implements AdminPort {
   }
 
   private entry(id: string): SpoolEntry {
+    this.recovered()
     const e = this.engine.spool.get(id)
     if (!e)
       throw new UnknownIdError(
@@ -211,13 +216,22 @@ export class NodeAdmin implements AdminPort {
     }
   }
 
+  /** Spool reads and changes wait for recovery (the admin API is up before it, for the probes). */
+  private recovered(): void {
+    if (!this.engine.spoolOpen) throw new NotReadyError('the spool is still being recovered; try again in a moment')
+  }
+
   readonly spool = {
-    list: (): SpoolItemView[] => this.engine.spool.list().map(itemView),
+    list: (): SpoolItemView[] => {
+      this.recovered()
+      return this.engine.spool.list().map(itemView)
+    },
     show: (id: string) => {
       const e = this.entry(id)
       return { ...itemView(e), lastErrors: e.lastErrors.map((x) => ({ ...x })) }
     },
     flush: async (id: string | undefined, _actor: Actor): Promise<number> => {
+      this.recovered()
       if (id !== undefined) this.entry(id)
       return this.engine.runner.flush(id)
     },

@@ -16,9 +16,15 @@ export function registerStateMetrics(engine: Engine): void {
       }
     },
   )
-  m.gauge('mxgate_backend_ejections', 'Consecutive automatic ejections of each backend', ['backend'], (set) => {
-    for (const s of engine.health.statuses()) set({ backend: s.id }, s.ejections)
-  })
+  // Not "mxgate_backend_ejections": that would clash with the mxgate_backend_ejections_total counter.
+  m.gauge(
+    'mxgate_backend_consecutive_ejections',
+    'Consecutive automatic ejections of each backend (its next ejection time doubles with each; reset after repeat_reset)',
+    ['backend'],
+    (set) => {
+      for (const s of engine.health.statuses()) set({ backend: s.id }, s.ejections)
+    },
+  )
   m.gauge('mxgate_backend_in_flight', 'Messages being delivered to each backend now', ['backend'], (set) => {
     for (const id of engine.health.ids()) set({ backend: id }, engine.pool.inFlightOf(id))
   })
@@ -47,13 +53,33 @@ export function registerStateMetrics(engine: Engine): void {
       set({}, engine.spoolOpen ? engine.spool.stats().unreadable : 0)
     },
   )
-  m.gauge('mxgate_spool_settled_total', 'Spooled messages settled, by how', ['how'], (set) => {
+  m.counter('mxgate_spool_settled_total', 'Spooled messages settled, by how', ['how'], (set) => {
     const c = engine.runner.counters
     set({ how: 'delivered' }, c.delivered)
     set({ how: 'bounced' }, c.bounced)
     set({ how: 'expired' }, c.expired)
     set({ how: 'dsn_dropped' }, c.dsnDropped)
   })
+  m.counter(
+    'mxgate_spool_duplicates_total',
+    'Deliveries this node knows it repeated or will repeat, by cause: taken_over (its claim on a message was taken over while it delivered: the new holder may deliver the same recipients), unsaved_at_stop (delivery progress still only in memory at stop: the next start delivers again to recipients that already have it)',
+    ['cause'],
+    (set) => {
+      const c = engine.runner.counters
+      set({ cause: 'taken_over' }, c.takenOver)
+      set({ cause: 'unsaved_at_stop' }, c.unsavedAtStop)
+    },
+  )
+  m.gauge(
+    'mxgate_spool_oldest_message_age_seconds',
+    'Age of the oldest message in the spool (since it was received; 0 when the spool is empty)',
+    [],
+    (set) => {
+      let oldest = Number.POSITIVE_INFINITY
+      if (engine.spoolOpen) for (const e of engine.spool.list()) oldest = Math.min(oldest, e.receivedAt)
+      set({}, Number.isFinite(oldest) ? Math.max(0, (Date.now() - oldest) / 1000) : 0)
+    },
+  )
   // A runner that stopped counting rounds is stuck; tests read them to know the runner looked at the spool.
   m.gauge('mxgate_spool_runner_rounds', 'Rounds of the spool runner over the messages due', [], (set) => {
     set({}, engine.runner.counters.rounds)

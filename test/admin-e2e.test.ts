@@ -3,6 +3,7 @@ import t, { type Test } from 'tap'
 import { FakeBackend } from '../src/testing/fake-backend'
 import { makeTestMessage, sendMessage } from '../src/testing/smtp-sender'
 import { runMxgate, startMxgate, waitForLogs } from './helpers/mxgate-process'
+import { parseMetrics } from './helpers/prom'
 
 async function backend(t: Test, id: string): Promise<FakeBackend> {
   const b = new FakeBackend({ id })
@@ -78,10 +79,10 @@ t.test('operators eject, watch and restore a backend on a running node', async (
     'refused attempts are audited too',
   )
 
-  const metrics = await fetch(`http://127.0.0.1:${node.adminPort}/metrics`).then((r) => r.text())
-  t.match(metrics, /mxgate_backend_state\{backend="mx1",state="manual-ejected"\} 1/)
-  t.match(metrics, /mxgate_messages_total\{outcome="relayed"\} 6/)
-  t.match(metrics, /mxgate_backend_attempts_total\{backend="mx2",verdict="delivered"\} 6/)
+  const metrics = parseMetrics(await fetch(`http://127.0.0.1:${node.adminPort}/metrics`).then((r) => r.text()))
+  t.equal(metrics.value('mxgate_backend_state', { backend: 'mx1', state: 'manual-ejected' }), 1)
+  t.equal(metrics.value('mxgate_messages_total', { outcome: 'relayed' }), 6)
+  t.same(metrics.by('mxgate_backend_attempts_total', 'stage', { backend: 'mx2', verdict: 'delivered' }), { dot: 6 })
   const ready = await fetch(`http://127.0.0.1:${node.adminPort}/readyz`)
   t.equal(ready.status, 200)
 

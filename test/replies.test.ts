@@ -6,7 +6,7 @@ import type { AttemptRecord } from '../src/relay/relay'
 
 const common = { deliveries: [], refused: [], attempts: [] as AttemptRecord[] }
 const r = (code: number, enhanced: string | null, text: string): SmtpReply => ({ code, enhanced, lines: [text] })
-const attempt: AttemptRecord = { backendId: 'mx1', verdict: 'backend', detail: 'x', elapsedMs: 1 }
+const attempt: AttemptRecord = { backendId: 'mx1', verdict: 'backend', stage: 'connect', detail: 'x', elapsedMs: 1 }
 
 t.test('maps relay outcomes to SMTP replies', async (t) => {
   t.same(senderReply({ outcome: 'delivered', ...common }), { code: 250, text: '2.0.0 Message accepted for delivery' })

@@ -8,7 +8,7 @@ import { authorizeChange, displayAddress, type TokenSet } from './auth'
 import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
 import { STATUS_ROUTES } from './status-routes'
-import { type Actor, type AdminPort, UnknownIdError } from './types'
+import { type Actor, type AdminPort, NotReadyError, UnknownIdError } from './types'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const DEFAULT_CHANGE_TIMEOUT_MS = 15_000
@@ -135,6 +135,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   ): { status: number; error: string; headers: Record<string, string> } {
     if (err instanceof HttpError) return { status: err.status, error: err.message, headers: err.headers }
     if (err instanceof UnknownIdError) return { status: 404, error: err.message, headers: {} }
+    if (err instanceof NotReadyError) return { status: 503, error: err.message, headers: { 'retry-after': '5' } }
     if (err instanceof ChangeTimeoutError) return { status: 504, error: err.message, headers: {} }
     const errorId = randomUUID().slice(0, 8)
     log.error({ err, errorId, method, path }, 'admin request failed')

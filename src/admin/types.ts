@@ -148,6 +148,15 @@ export class UnknownIdError extends Error {
   }
 }
 
+/** Thrown by AdminPort methods the node cannot answer yet (spool recovery); the server turns it into 503. */
+export class NotReadyError extends Error {
+  readonly code = 'ENOTREADY'
+  constructor(message: string) {
+    super(message)
+    this.name = 'NotReadyError'
+  }
+}
+
 export interface AdminPort {
   nodeName: string
   backends(): BackendView[]

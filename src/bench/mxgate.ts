@@ -59,6 +59,8 @@ export async function startMxgate(p: MxgateParams): Promise<MxgateRelay> {
     MXGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
     MXGATE_SPOOL_DIR: spoolDir,
     MXGATE_WORKERS: String(p.workers),
+    // No load balancer to warn: stop at once.
+    MXGATE_SHUTDOWN_GRACE: '0',
   }
   const args = [bin, 'start']
   if (p.ini !== undefined) {

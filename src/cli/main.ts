@@ -6,6 +6,7 @@ import { parseRedisUrl, RedisUrlError } from '../cluster'
 import { ConfigError, loadConfig } from '../config/load'
 import { redactConfig } from '../config/redact'
 import type { MxgateConfig } from '../config/schema'
+import { configureLogging } from '../log'
 import { runFakeBackendCommand } from './fake-backend-cmd'
 import { OPS_USAGE, runOpsCommand } from './ops'
 
@@ -49,6 +50,8 @@ export async function main(argv: string[]): Promise<number | null> {
     switch (cmd) {
       case 'start': {
         const cfg = loadChecked(rest)
+        // Before Haraka and the parts take their loggers: they keep the one they get.
+        configureLogging(cfg.log)
         // Loaded on demand: the ops commands should not pay for Haraka, the engine or the demo.
         const { startRelay } = require('../haraka/launch') as typeof import('../haraka/launch')
         await startRelay(ROOT, cfg)

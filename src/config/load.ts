@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { checkDetector, DETECTOR_KEYS } from './detector-keys'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
+import { OPS_ENV, OPS_KEYS } from './ops-keys'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
 import { readCaFile, readKeyPair, TLS_VERSIONS, TlsFileError, type TlsVersion } from './tls'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
@@ -382,7 +383,7 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
-Object.assign(SETTINGS, DETECTOR_KEYS)
+Object.assign(SETTINGS, DETECTOR_KEYS, OPS_KEYS)
 
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
@@ -403,6 +404,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_REDIS_URL: 'redis.url',
   MXGATE_TLS_CERT: 'tls.cert',
   MXGATE_TLS_KEY: 'tls.key',
+  ...OPS_ENV,
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)

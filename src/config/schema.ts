@@ -1,4 +1,5 @@
 // The typed shape of mxgate's settings and their built-in defaults. load.ts fills it from files and environment.
+import type { LogSettings } from '../log'
 import type { TlsVersion } from './tls'
 import type { HostPort } from './units'
 
@@ -45,6 +46,21 @@ export interface MxgateConfig {
     dataRateGraceMs: number
     /** Message bytes held in memory across all connections; beyond it the message gets 451 4.3.1. */
     maxMessageMemory: number
+    /**
+     * On SIGTERM/SIGINT: /readyz fails at once, and the listener keeps taking connections this long so the load
+     * balancer stops sending first; then it closes.
+     */
+    shutdownGraceMs: number
+    /**
+     * After the listener closes: how long transactions in DATA and deliveries in flight may take before the process
+     * exits anyway (a sender cut off then never had its 250, so it keeps the message).
+     */
+    shutdownTimeoutMs: number
+    /**
+     * Load balancers ("address/prefix") whose connections must start with a PROXY protocol header carrying the real
+     * client's address; from anyone else a PROXY header is refused. Empty = none.
+     */
+    proxyHosts: string[]
   }
   /** Inbound STARTTLS. */
   tls: {
@@ -181,6 +197,8 @@ export interface MxgateConfig {
     url: string | null
     prefix: string
   }
+  /** One log stream: mxgate's lines and Haraka's, one JSON format, one level (see src/haraka/haraka-log.ts). */
+  log: LogSettings
 }
 
 export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
@@ -200,6 +218,10 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     minDataRate: 500,
     dataRateGraceMs: 30_000,
     maxMessageMemory: 512 * 1024 ** 2,
+    shutdownGraceMs: 5_000,
+    // Above the relay deadline (30 s): a message relayed when the listener closes gets its reply, or is spooled.
+    shutdownTimeoutMs: 40_000,
+    proxyHosts: [],
   },
   // TLSv1.2: the oldest Node's OpenSSL allows by default, and what RFC 8996 asks for; Postfix still accepts TLSv1.
   tls: { cert: null, key: null, minVersion: 'TLSv1.2' },
@@ -276,4 +298,5 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     heldDsnLifetimeMs: 3 * 86_400_000,
   },
   redis: { url: null, prefix: 'mxgate:' },
+  log: { level: 'info', redactAddresses: false },
 }

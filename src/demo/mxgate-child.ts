@@ -115,6 +115,8 @@ export class MxgateChild extends EventEmitter<Events> {
       MXGATE_DOMAINS: opts.domain,
       MXGATE_SPOOL_DIR: opts.spoolDir,
       MXGATE_LOG_LEVEL: 'info',
+      // No load balancer to warn: the demo's node stops at once.
+      MXGATE_SHUTDOWN_GRACE: '0',
       ...(opts.tls ? { MXGATE_TLS_CERT: opts.tls.certFile, MXGATE_TLS_KEY: opts.tls.keyFile } : {}),
     })
     const proc = spawn(process.execPath, [BIN, 'start', '--config', opts.configDir], {

@@ -32,3 +32,18 @@ export async function closeActiveEngine(): Promise<void> {
   engine = null
   if (e) await e.close()
 }
+
+let listening = false
+const listeningWaiters: Array<() => void> = []
+
+/** Called by the plugin once Haraka's SMTP listener is bound (its init_master/init_child hook). */
+export function markListening(): void {
+  listening = true
+  for (const fn of listeningWaiters.splice(0)) fn()
+}
+
+/** Runs `fn` once the SMTP listener is bound (at once when it already is). */
+export function whenListening(fn: () => void): void {
+  if (listening) fn()
+  else listeningWaiters.push(fn)
+}

@@ -2,6 +2,7 @@
 // messages per connection, DATA time and rate, memory for messages in flight, and bad bytes in DATA. The decisions
 // are in src/inbound/ (pure); this file counts on Haraka's connections and transactions and answers through them.
 // It patches Haraka 3.3.4's Connection (accumulate_data, reset_transaction_respond): re-check when upgrading.
+import constants from 'haraka-constants'
 import type { MxgateConfig } from '../config/schema'
 import { type DataFault, dataLineFault } from '../inbound/data-policy'
 import { ConnectionGate, dataOverdue, type InboundLimits, MemoryBudget } from '../inbound/limits'
@@ -19,6 +20,8 @@ interface GuardedTransaction {
   /** The budget was full: the rest of this message was not kept and it will be refused. */
   mxgateOverMemory?: boolean
   mxgateDataTimer?: NodeJS.Timeout
+  /** DATA began and the transaction has not ended: a shutdown waits for it. */
+  mxgateInData?: boolean
 }
 
 /** What the guard reads and writes on a Haraka connection. */
@@ -27,10 +30,14 @@ export interface GuardedConn {
   remote: { ip: string }
   current_data: Buffer | null
   tran_count: number
+  /** Haraka's connection state (constants.connection.state). */
+  state: number
   respond(code: number, msg: string, cb?: () => void): unknown
   disconnect(): void
   /** The address whose connection slot this connection holds. */
   mxgateSlot?: string | undefined
+  /** Told to leave because the node is shutting down (421 sent, disconnect under way). */
+  mxgateLeaving?: boolean
 }
 
 interface ConnectionPrototype {
@@ -47,6 +54,13 @@ let limits: InboundLimits
 let gate: ConnectionGate
 let budget: MemoryBudget
 let maxMessageBytes = 0
+/** Every connection holding a slot: a shutdown sends the idle ones away. */
+const open = new Set<GuardedConn>()
+let draining = false
+/** Messages whose final dot arrived (for mxgate_smtp_messages_received_total). */
+let received = 0
+
+const SHUTTING_DOWN = '4.3.2 Service shutting down; try again later'
 
 /** Reads the limits and patches Haraka's Connection once per process (each cluster worker has its own counts). */
 export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): void {
@@ -80,6 +94,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
       if (fault !== null) txn.mxgateDataFault = fault
     }
     const end = line.length === 3 && line[0] === 0x2e && line[1] === 0x0d && line[2] === 0x0a
+    if (end) received++
     // Haraka keeps no line past its size limit, so such lines cost no memory either.
     if (!end && txn.data_bytes + line.length <= maxMessageBytes) {
       if (txn.mxgateOverMemory === true || !budget.reserve(line.length)) {
@@ -97,6 +112,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
   proto.reset_transaction_respond = function (this: GuardedConn, ...args: unknown[]) {
     const txn = this.transaction
     if (txn !== null) {
+      txn.mxgateInData = false
       if (txn.mxgateDataTimer !== undefined) clearInterval(txn.mxgateDataTimer)
       if (txn.mxgateHeld !== undefined) budget.release(txn.mxgateHeld)
       txn.mxgateHeld = undefined
@@ -108,6 +124,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
 /** Checks the DATA phase once a second: past the deadline or below the rate floor, the sender is cut off. */
 function startDataClock(conn: GuardedConn, txn: GuardedTransaction): void {
   const startedAt = Date.now()
+  txn.mxgateInData = true
   txn.mxgateDataTimer = setInterval(() => {
     const received = txn.data_bytes + (conn.current_data?.length ?? 0)
     const overdue = dataOverdue(startedAt, received, Date.now(), limits)
@@ -128,6 +145,7 @@ export function admitConnection(conn: GuardedConn): Refusal | null {
   const full = gate.open(conn.remote.ip)
   if (full === null) {
     conn.mxgateSlot = conn.remote.ip
+    open.add(conn)
     return null
   }
   log.info({ ip: conn.remote.ip, full, open: gate.counts }, 'connection refused: too many')
@@ -137,6 +155,7 @@ export function admitConnection(conn: GuardedConn): Refusal | null {
 }
 
 export function releaseConnection(conn: GuardedConn): void {
+  open.delete(conn)
   if (conn.mxgateSlot === undefined) return
   gate.close(conn.mxgateSlot)
   conn.mxgateSlot = undefined
@@ -144,6 +163,7 @@ export function releaseConnection(conn: GuardedConn): void {
 
 /** At MAIL: over the messages-per-connection limit, the sender reconnects. */
 export function admitTransaction(conn: GuardedConn): Refusal | null {
+  if (draining) return { code: 421, text: SHUTTING_DOWN }
   if (conn.tran_count <= limits.maxMessagesPerConnection) return null
   return {
     code: 421,
@@ -163,7 +183,28 @@ export function dataFault(conn: GuardedConn): DataFault | undefined {
 }
 
 /** Counts for metrics and tests. */
-export function inboundCounts(): { connections: number; clients: number; messageMemory: number } {
+export function inboundCounts(): { connections: number; clients: number; messageMemory: number; received: number } {
   const c = gate.counts
-  return { connections: c.total, clients: c.ips, messageMemory: budget.inUse }
+  return { connections: c.total, clients: c.ips, messageMemory: budget.inUse, received }
+}
+
+/**
+ * The listener has closed: no new transaction starts, and every connection waiting for a command (none of its
+ * message in DATA or awaiting its reply) hears 421 and is closed, as RFC 5321 §3.8 allows. Called again and again
+ * during a shutdown, it sends each connection away as soon as it is idle. Returns what is still open, and how many
+ * of those hold a message between DATA and its reply.
+ */
+export function sendIdleConnectionsAway(): { connections: number; inData: number } {
+  draining = true
+  let inData = 0
+  for (const conn of open) {
+    if (conn.transaction?.mxgateInData === true) {
+      inData++
+      continue
+    }
+    if (conn.state !== constants.connection.state.CMD || conn.mxgateLeaving === true) continue
+    conn.mxgateLeaving = true
+    conn.respond(421, SHUTTING_DOWN, () => conn.disconnect())
+  }
+  return { connections: open.size, inData }
 }

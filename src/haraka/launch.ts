@@ -10,8 +10,12 @@ import type { MxgateConfig } from '../config/schema'
 import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
-import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
-import { inboundCounts, installInboundGuard } from './inbound-guard'
+import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig, whenListening } from './active'
+import { routeHarakaLog } from './haraka-log'
+import { inboundCounts, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
+import { installProxyProtocol } from './proxy'
+import { countRefusals } from './refusal-count'
+import { drainNode } from './shutdown'
 import { installStarttls } from './starttls'
 import { tuneHaraka } from './tuning'
 
@@ -20,7 +24,8 @@ interface HarakaServer {
   stopListeners(): void
 }
 
-const SHUTDOWN_GRACE_MS = 30_000
+/** Beyond grace + timeout, what closing the engine (the spool's last saves, Redis) may take before a hard exit. */
+const CLOSE_MARGIN_MS = 10_000
 
 export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
   const log = partLogger('main')
@@ -29,11 +34,14 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
+  routeHarakaLog(cfg.log.level, partLogger('haraka'), partLogger('console'))
   tuneHaraka(cfg)
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
   installInboundGuard(cfg, Number(connectionIni.max?.bytes ?? 0) || Number.MAX_SAFE_INTEGER)
   installStarttls(cfg, partLogger('tls'))
+  installProxyProtocol(cfg, root, partLogger('smtp'))
+  countRefusals((reason) => existingEngine()?.metrics.smtpRejected(reason))
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)
@@ -41,25 +49,56 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const server = require('Haraka/server') as HarakaServer
   const isMaster = cfg.smtp.workers > 0 && cluster.isPrimary
+  const timing = { graceMs: cfg.smtp.shutdownGraceMs, timeoutMs: cfg.smtp.shutdownTimeoutMs }
+  const boundMs = timing.graceMs + timing.timeoutMs + CLOSE_MARGIN_MS
 
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) {
-      process.exit(1)
-    }
-    stopping = true
-    log.info({ signal }, 'shutting down: no new connections, finishing messages in flight')
-    if (isMaster) {
-      stopWorkers()
-        .catch((err: unknown) => log.error({ err }, 'stopping workers failed'))
-        .finally(() => process.exit(0))
+      // A terminal's Ctrl-C reaches every worker as well as the master, which then sends SIGTERM too: only a second
+      // SIGINT to the master (or the single process) means "now".
+      if (signal === 'SIGINT' && !cluster.isWorker) {
+        log.warn({ signal }, 'second SIGINT: exiting without waiting')
+        process.exit(1)
+      }
       return
     }
-    server.stopListeners()
-    if (admin) admin.shuttingDown = true
-    drain()
-      .then(() => adminServer?.close())
-      .then(() => closeActiveEngine())
+    stopping = true
+    // Whatever hangs, the process is gone within the bound.
+    setTimeout(
+      () => {
+        log.error({ boundMs }, 'shutdown did not finish within its bound; exiting')
+        process.exit(1)
+      },
+      boundMs + (isMaster ? CLOSE_MARGIN_MS : 0),
+    ).unref()
+    if (isMaster) {
+      log.info({ signal }, 'shutting down: the workers drain')
+      stopWorkers(boundMs)
+        .then((clean) => process.exit(clean ? 0 : 1))
+        .catch((err: unknown) => {
+          log.error({ err }, 'stopping workers failed')
+          process.exit(1)
+        })
+      return
+    }
+    log.info({ signal }, 'shutdown requested')
+    drainNode(
+      {
+        markNotReady: () => {
+          if (admin) admin.shuttingDown = true
+        },
+        stopListening: () => server.stopListeners(),
+        sendIdleAway: sendIdleConnectionsAway,
+        inFlight: () => existingEngine()?.inFlight ?? 0,
+        close: async () => {
+          await adminServer?.close()
+          await closeActiveEngine()
+        },
+      },
+      timing,
+      log,
+    )
       .then(() => process.exit(0))
       .catch((err: unknown) => {
         log.error({ err }, 'shutdown failed')
@@ -83,15 +122,22 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   }
   // Workers without Redis keep the node's backend state in the master, which relays changes between them.
   if (isMaster && cfg.redis.url === null) startIpcHub(partLogger('cluster'))
-  // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
   if (!isMaster) {
     const engine = activeEngine()
+    admin = new NodeAdmin(engine)
+    const ready = admin
+    whenListening(() => {
+      ready.smtpListening = true
+    })
+    // The admin API comes first, so probes get answers while the spool is recovered: /healthz 200 (a liveness probe
+    // must not kill a node that is recovering), /readyz 503 "recovering". With workers, every worker serves the
+    // admin port through the cluster's shared handle.
+    adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
+    // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
     await engine.start()
     engine.metrics.watchInbound(inboundCounts)
-    admin = new NodeAdmin(engine)
-    // With workers, every worker serves the admin port through the cluster's shared handle.
-    adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
   }
+  if (stopping) return
   server.createServer({
     listen: formatHostPort(cfg.smtp.listen),
     nodes: cfg.smtp.workers,
@@ -119,30 +165,24 @@ function adminTokens(cfg: MxgateConfig, log: ReturnType<typeof partLogger>) {
   return parseTokens(token)
 }
 
-/** Waits until no message is in flight, up to the grace period. */
-async function drain(): Promise<void> {
-  const until = Date.now() + SHUTDOWN_GRACE_MS
-  while (Date.now() < until && (existingEngine()?.inFlight ?? 0) > 0) {
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
-
-async function stopWorkers(): Promise<void> {
+/** SIGTERM to every worker (each drains as above); SIGKILL past the bound. True when all exited 0. */
+async function stopWorkers(boundMs: number): Promise<boolean> {
   const workers = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined)
-  await Promise.all(
+  const codes = await Promise.all(
     workers.map(
       (w) =>
-        new Promise<void>((resolve) => {
+        new Promise<number | null>((resolve) => {
           const t = setTimeout(() => {
             w.kill('SIGKILL')
-            resolve()
-          }, SHUTDOWN_GRACE_MS + 5_000)
-          w.once('exit', () => {
+            resolve(null)
+          }, boundMs)
+          w.once('exit', (code: number | null) => {
             clearTimeout(t)
-            resolve()
+            resolve(code)
           })
           w.process.kill('SIGTERM')
         }),
     ),
   )
+  return codes.every((c) => c === 0)
 }

@@ -3,9 +3,10 @@ import constants from 'haraka-constants'
 import { dataFaultReply } from '../inbound/data-policy'
 import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
+import type { RefusalReason } from '../inbound/refusal-reason'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
-import { activeConfig, activeEngine, closeActiveEngine } from './active'
+import { activeConfig, activeEngine, closeActiveEngine, markListening } from './active'
 import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
 import {
   admitConnection,
@@ -15,6 +16,7 @@ import {
   overMemory,
   releaseConnection,
 } from './inbound-guard'
+import type { TaggedConnection } from './refusal-count'
 import { acceptReply } from './replies'
 import { advertiseStarttls, handleStarttls, starttlsDisconnected } from './starttls'
 
@@ -24,6 +26,17 @@ export function register(this: HarakaPlugin): void {
   const cfg = activeConfig()
   // Haraka answers "450 plugin timeout" after this long; our own deadline must always fire first.
   this.timeout = Math.ceil(cfg.relay.deadlineMs / 1000) + 30
+}
+
+/** Haraka runs these once its SMTP listener is bound (in one process, or in each worker): readiness waits for it. */
+export function hook_init_master(next: Next): void {
+  markListening()
+  next()
+}
+
+export function hook_init_child(next: Next): void {
+  markListening()
+  next()
 }
 
 /** Our name in the banner, EHLO reply and Received header (Haraka would use the OS hostname and "Haraka"). */
@@ -180,7 +193,8 @@ export function hook_data_post(next: Next, connection: HarakaConnection): void {
  * Haraka answers every DENY from hook_queue with 550 and every DENYSOFT with 450. The sender must hear the code
  * mxgate chose (a backend's 554, our 451), so the next reply on this connection gets that code.
  */
-function respondWithCode(connection: HarakaConnection, code: number): void {
+function respondWithCode(connection: HarakaConnection, code: number, reason?: RefusalReason): void {
+  if (reason !== undefined) (connection as TaggedConnection).mxgateRefusal = reason
   const original = connection.respond
   connection.respond = function (this: HarakaConnection, _code, msg, cb) {
     connection.respond = original
@@ -254,13 +268,14 @@ export function hook_queue(next: Next, connection: HarakaConnection): void {
         else log.warn(fields, result.outcome === 'rejected' ? 'rejected by backend' : 'deferred')
         if (reply.code < 300) next(constants.ok, reply.text)
         else {
-          respondWithCode(connection, reply.code)
+          // The backend's own refusal passed on, or mxgate's 451 when neither a backend nor the spool took it.
+          respondWithCode(connection, reply.code, accepted.outcome === 'spool-failed' ? 'spool' : 'backend')
           next(reply.code < 500 ? constants.denysoft : constants.deny, reply.text)
         }
       })
       .catch((err: unknown) => {
         log.error({ id: txn.uuid, err }, 'relay failed unexpectedly')
-        respondWithCode(connection, 451)
+        respondWithCode(connection, 451, 'internal')
         next(constants.denysoft, '4.3.0 Internal error; try again later')
       })
   }

@@ -74,8 +74,6 @@ interface HarakaConfig {
 
 interface HarakaNetUtils {
   get_primary_host_name(): string
-  is_haproxy_allowed(ip: string): boolean
-  config: { get(name: string): { haproxy?: { hosts?: string[] } } | undefined }
 }
 
 /**
@@ -111,15 +109,12 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   }
 
   // Every new connection asked haraka-config for the `me` file (absent: an existsSync per call, since a missing
-  // file is never cached) and parsed connection.ini's [haproxy] host list again. mxgate's name is its configured
-  // hostname (hook_connect_init sets it for the banner and Received header), and an empty PROXY host list, read
-  // once here, stays empty: adding hosts to connection.ini then needs a restart, like every mxgate setting.
+  // file is never cached). mxgate's name is its configured hostname (hook_connect_init sets it for the banner and
+  // Received header). Which hosts may send a PROXY header is proxy.ts's business.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const netUtils = require('haraka-net-utils') as HarakaNetUtils
   const hostname = cfg.smtp.hostname
   netUtils.get_primary_host_name = () => hostname
-  const proxyHosts = netUtils.config.get('connection.ini')?.haproxy?.hosts ?? []
-  if (proxyHosts.every((h) => h.trim() === '')) netUtils.is_haproxy_allowed = () => false
 
   // haraka-results builds a ResultStore per connection and per transaction, and each one asks haraka-config for
   // results.ini: a path resolve, a cache key from JSON.stringify and a deep clone every time. The file is ours and

@@ -1,6 +1,6 @@
 // One message's journey: pick a backend, deliver, classify, fail over, ask a second opinion, give up in time.
 // Knows nothing of Haraka; the same code serves live mail and the spool's retries.
-import type { DeliveryAttempt, RecipientReply, SmtpReply } from '../backend/outcome'
+import type { DeliveryAttempt, RecipientReply, SmtpReply, Stage } from '../backend/outcome'
 import type { MxgateConfig } from '../config/schema'
 import type { Logger } from '../log'
 import type { Envelope, InboundMessage } from '../message'
@@ -45,6 +45,8 @@ export interface HealthPort {
 export interface AttemptRecord {
   backendId: string
   verdict: Verdict['kind']
+  /** Where the attempt ended: the failing stage, rcpt when every recipient was refused there, dot when delivered. */
+  stage: Stage
   /** The failing stage and reply/error, or the final reply when delivered. */
   detail: string
   elapsedMs: number
@@ -223,6 +225,7 @@ export class Relay {
     const record: AttemptRecord = {
       backendId: id,
       verdict: verdict.kind,
+      stage: attempt.failure?.stage ?? (attempt.ok ? 'dot' : 'rcpt'),
       detail: describe(attempt, verdict),
       elapsedMs: attempt.elapsedMs,
     }

@@ -37,6 +37,13 @@ export interface SpoolCounters {
   dsnDropped: number
   /** Claims lost to another process (the message was being delivered elsewhere). */
   claimsLost: number
+  /**
+   * Duplicates this runner knows it caused: a claim taken over while this runner delivered (its lease ran out; the
+   * new holder may deliver the same recipients), and messages whose delivery progress was still only in memory at
+   * stop (the next start delivers them again to recipients that already have them).
+   */
+  takenOver: number
+  unsavedAtStop: number
   /** Rounds finished: each looked at every message due then. A runner that stopped counting is stuck. */
   rounds: number
   /** Messages picked up (claimed or tried to) for delivery, expiry or a DSN; `running` of them not finished yet. */
@@ -78,6 +85,8 @@ export class SpoolRunner {
     expired: 0,
     dsnDropped: 0,
     claimsLost: 0,
+    takenOver: 0,
+    unsavedAtStop: 0,
     rounds: 0,
     pickups: 0,
   }
@@ -256,7 +265,7 @@ export class SpoolRunner {
     const { spool } = this.deps
     if (spool.isUnsaved(id) && this.stopped) await this.lastSave(id)
     if (!spool.isUnsaved(id) || this.stopped) {
-      await spool.release(claim)
+      if (!(await spool.release(claim))) this.counts.takenOver++
       return
     }
     const delay = nextAttemptDelay(tries + 1, { firstMs: SAVE_RETRY_FIRST_MS, maxMs: SAVE_RETRY_MAX_MS, jitter: 0.5 })
@@ -280,7 +289,10 @@ export class SpoolRunner {
         if (!(err instanceof SpoolNotFoundError)) this.deps.log.error({ id, err }, 'saving spool progress failed')
         return true
       })
-      .then((saved) => (saved ? this.deps.spool.release(kept.claim) : this.finish(id, kept.claim, kept.tries)))
+      .then(async (saved) => {
+        if (!saved) return this.finish(id, kept.claim, kept.tries)
+        if (!(await this.deps.spool.release(kept.claim))) this.counts.takenOver++
+      })
       .finally(() => this.picker.end(id))
     this.track(p)
   }
@@ -508,13 +520,14 @@ export class SpoolRunner {
       if (kept.timer) clearTimeout(kept.timer)
       this.unsaved.delete(id)
       await this.lastSave(id)
-      await this.deps.spool.release(kept.claim).catch(() => undefined)
+      if (!(await this.deps.spool.release(kept.claim).catch(() => true))) this.counts.takenOver++
     }
   }
 
   private async lastSave(id: string): Promise<void> {
     const saved = await this.deps.spool.saveUnsaved(id).catch(() => false)
     if (!saved) {
+      this.counts.unsavedAtStop++
       this.deps.log.warn(
         { id },
         'stopping with delivery progress not on disk: recipients already delivered may get this message again',

@@ -78,20 +78,24 @@ export class ClaimFiles {
     }
   }
 
-  /** Give the claim back. A claim that was already stolen (lease ran out) is left to its new holder. */
-  async release(claim: Claim): Promise<void> {
+  /**
+   * Give the claim back. A claim that was already stolen (lease ran out) is left to its new holder; then false: the
+   * new holder may have delivered what this holder delivered too.
+   */
+  async release(claim: Claim): Promise<boolean> {
     const next = this.nextPath(claim.id, claim.token)
     if (!(await this.createNext(next))) {
       this.log.warn({ id: claim.id, owner: claim.owner }, 'claim is being taken over by another process; not released')
-      return
+      return false
     }
     try {
       const seen = await this.read(claim.id)
       if (seen === 'absent' || seen.gen !== claim.gen) {
         this.log.warn({ id: claim.id, owner: claim.owner }, 'claim was taken over after its lease ran out')
-        return
+        return false
       }
       await fsp.unlink(this.path(claim.id)).catch(ignoreEnoent)
+      return true
     } finally {
       await fsp.unlink(next).catch(() => undefined)
     }

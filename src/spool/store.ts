@@ -444,7 +444,8 @@ export class SpoolStore {
     return c
   }
 
-  release(claim: Claim): Promise<void> {
+  /** False when the claim had been taken over by another process (see ClaimFiles.release). */
+  release(claim: Claim): Promise<boolean> {
     return this.claims.release(claim)
   }
 

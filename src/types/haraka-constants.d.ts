@@ -10,6 +10,7 @@ declare module 'haraka-constants' {
     disconnect: number
     ok: number
     next_hook: number
+    connection: { state: { CMD: number; DATA: number } }
   }
   export = constants
 }

@@ -8,6 +8,7 @@ import type { Test } from 'tap'
 import { FakeBackend, type FakeBackendOptions, type ReceivedMessage } from '../../src/testing/fake-backend'
 import { type SendResult, sendMessage } from '../../src/testing/smtp-sender'
 import { type MxgateProcess, startMxgate } from './mxgate-process'
+import { parseMetrics } from './prom'
 
 export async function backend(t: Test, opts: FakeBackendOptions = {}): Promise<FakeBackend> {
   const b = new FakeBackend(opts)
@@ -144,19 +145,15 @@ export interface RunnerCounts {
 /** The spool runner's counters from the node's /metrics. */
 export async function runnerCounts(node: Node): Promise<RunnerCounts> {
   const r = await api<string>(node, 'GET', '/metrics')
-  const text = String(r.body)
-  const read = (series: string): number => {
-    const line = text.split('\n').find((l) => l.startsWith(`${series} `))
-    if (line === undefined) throw new Error(`no ${series} in /metrics (status ${r.status})`)
-    return Number(line.slice(series.length + 1))
-  }
+  if (r.status !== 200) throw new Error(`GET /metrics answered ${r.status}`)
+  const m = parseMetrics(String(r.body))
   return {
-    rounds: read('mxgate_spool_runner_rounds'),
-    pickups: read('mxgate_spool_runner_pickups'),
-    inFlight: read('mxgate_spool_runner_in_flight'),
-    delivered: read('mxgate_spool_settled_total{how="delivered"}'),
-    bounced: read('mxgate_spool_settled_total{how="bounced"}'),
-    expired: read('mxgate_spool_settled_total{how="expired"}'),
+    rounds: m.value('mxgate_spool_runner_rounds'),
+    pickups: m.value('mxgate_spool_runner_pickups'),
+    inFlight: m.value('mxgate_spool_runner_in_flight'),
+    delivered: m.value('mxgate_spool_settled_total', { how: 'delivered' }),
+    bounced: m.value('mxgate_spool_settled_total', { how: 'bounced' }),
+    expired: m.value('mxgate_spool_settled_total', { how: 'expired' }),
   }
 }
 
