@@ -7,6 +7,7 @@ import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
 import { readCaFile, readKeyPair, TLS_VERSIONS, TlsFileError, type TlsVersion } from './tls'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
+import { checkVerify, VERIFY_KEYS } from './verify-keys'
 
 export class ConfigError extends Error {
   readonly code = 'ECONFIG'
@@ -382,7 +383,7 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
-Object.assign(SETTINGS, DETECTOR_KEYS)
+Object.assign(SETTINGS, DETECTOR_KEYS, VERIFY_KEYS)
 
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
@@ -403,6 +404,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_REDIS_URL: 'redis.url',
   MXGATE_TLS_CERT: 'tls.cert',
   MXGATE_TLS_KEY: 'tls.key',
+  MXGATE_VERIFY: 'verify.enabled',
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)
@@ -663,6 +665,8 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   }
   const detector = checkDetector(cfg)
   if (detector !== null) throw new ConfigError(src(detector.key), detector.key, detector.problem)
+  const verify = checkVerify(cfg)
+  if (verify !== null) throw new ConfigError(src(verify.key), verify.key, verify.problem)
   if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
     throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }

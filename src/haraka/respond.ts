@@ -1,0 +1,12 @@
+// Haraka answers every DENY with 550 and every DENYSOFT with 450, whatever mxgate chose. This sets the code of the
+// next reply on a connection instead.
+import type { HarakaConnection } from './haraka-types'
+
+/** The next reply on this connection gets `code` (a backend's 554, our 451, 421 for a cut-off). */
+export function respondWithCode(connection: HarakaConnection, code: number): void {
+  const original = connection.respond
+  connection.respond = function (this: HarakaConnection, _code, msg, cb) {
+    connection.respond = original
+    return original.call(this, code, msg, cb)
+  }
+}
