@@ -9,8 +9,9 @@ import { cacheKey, type SharedVerdicts, type StoredVerdict, VerdictCache } from 
 import { HarvestGuard } from '../src/verify/harvest'
 import { pipelinedRecipients } from '../src/verify/pipelined'
 import { RecipientRoutes } from '../src/verify/policy'
+import { RecipientCheck } from '../src/verify/recipient-check'
 import { parseStored } from '../src/verify/redis-verdicts'
-import { unknownAddress } from '../src/verify/verifier'
+import { type Answer, unknownAddress, type Verifier } from '../src/verify/verifier'
 
 const NO_USER = { code: 550, enhanced: '5.1.1', lines: ['User unknown'] }
 
@@ -159,4 +160,58 @@ t.test('[verify] settings: defaults, parsing, and errors naming the key and the 
   )
   t.match(loadError(t, `${MINIMAL}[verify]\npositive_ttl = forever\n`), /is not a duration; write e\.g\./)
   t.match(loadError(t, `${MINIMAL}[verify]\ncache = 5\n`), /unknown key; \[verify\] knows: enabled, sender/)
+})
+
+t.test('the RCPT decision: answers mapped, pipelined checks bounded, harvesters cut off', async (t) => {
+  const asked: string[] = []
+  const answers: Record<string, Answer> = {
+    'known@example.com': { result: 'known', source: 'memory' },
+    'ghost@example.com': { result: 'unknown', source: 'backend', reply: NO_USER },
+    'slow@example.com': { result: 'unavailable', why: 'no backend is available' },
+    'full@example.com': { result: 'undecided', why: 'mx1 refused full@example.com: 552 5.2.2 Mailbox full' },
+  }
+  const verifier = {
+    check: async (a: string) => {
+      asked.push(a)
+      return answers[a] ?? { result: 'known', source: 'backend' }
+    },
+  } as unknown as Verifier
+  const routes = new RecipientRoutes({ skipDomains: [], staticRecipients: [] })
+  const make = (onTimeout: 'accept' | 'defer', limit = 2) =>
+    new RecipientCheck(routes, verifier, new HarvestGuard({ limit, windowMs: 60_000 }), {
+      onTimeout,
+      harvestWindowMs: 60_000,
+    })
+  const rcpt = (address: string) => {
+    const [user = '', host = ''] = address.split('@')
+    return { user, host, address }
+  }
+  const c = make('accept')
+  t.match(await c.decide('1.1.1.1', rcpt('known@example.com')), { action: 'accept', result: 'known', source: 'memory' })
+  t.match(await c.decide('1.1.1.1', rcpt('full@example.com')), { action: 'accept', result: 'undecided' })
+  t.match(await c.decide('1.1.1.1', rcpt('slow@example.com')), { action: 'accept', result: 'unavailable' })
+  t.match(await make('defer').decide('1.1.1.1', rcpt('slow@example.com')), {
+    action: 'defer',
+    reply: { code: 450, enhanced: '4.4.3' },
+  })
+  t.match(await c.decide('1.1.1.1', rcpt('ghost@example.com')), { action: 'refuse', reply: NO_USER })
+  t.match(await c.decide('1.1.1.1', rcpt('ghost@example.com')), { action: 'refuse' })
+  t.match(await c.decide('1.1.1.1', rcpt('ghost@example.com')), {
+    action: 'cutoff',
+    reply: { code: 421, enhanced: '4.7.0' },
+  })
+  asked.length = 0
+  t.match(await c.decide('1.1.1.1', rcpt('known@example.com')), { action: 'cutoff' }, 'cut off before any lookup')
+  t.same(asked, [])
+
+  const many = Array.from({ length: 30 }, (_, i) => `u${i}@example.com`)
+  const ours = (d: string) => d === 'example.com'
+  make('accept').prefetch('2.2.2.2', [...many, 'x@other.test', 'a%b@example.com'], ours)
+  t.equal(asked.length, 20, 'at most 20 pipelined checks ahead')
+  asked.length = 0
+  make('accept').prefetch('2.2.2.2', ['x@other.test', 'a%b@example.com', 'ok@example.com'], ours)
+  t.same(asked, ['ok@example.com'], 'foreign domains and routing forms are never checked')
+  asked.length = 0
+  c.prefetch('1.1.1.1', many, ours)
+  t.same(asked, [], 'nothing ahead for a client already cut off')
 })

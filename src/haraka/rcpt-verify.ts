@@ -21,7 +21,7 @@ export function verifyRecipient(
   domains: readonly string[],
 ): void {
   const ip = connection.remote.ip
-  check.prefetch(pipelinedRecipients(connection.current_data), (d) => domains.includes(d))
+  check.prefetch(ip, pipelinedRecipients(connection.current_data), (d) => domains.includes(d))
   const address = rcpt.address
   check
     .decide(ip, { user: rcpt.user ?? '', host: rcpt.host ?? '', address })

@@ -45,9 +45,14 @@ export class RecipientCheck {
     private readonly settings: CheckSettings,
   ) {}
 
-  /** Starts checks of recipients the client pipelined behind this one, so they run side by side. */
-  prefetch(addresses: readonly string[], ours: (domain: string) => boolean): void {
-    for (const address of addresses) {
+  /**
+   * Starts checks of recipients the client pipelined behind this one, so they run side by side: at most
+   * MAX_AHEAD at a time per RCPT (a client that pipelines a thousand guesses gets no more backend dialogues than the
+   * harvest limit lets through, give or take this window), none for a client already cut off.
+   */
+  prefetch(clientIp: string, addresses: readonly string[], ours: (domain: string) => boolean): void {
+    if (this.harvest.blocked(clientIp)) return
+    for (const address of addresses.slice(0, MAX_AHEAD)) {
       const at = address.lastIndexOf('@')
       const user = address.slice(0, at)
       const host = address.slice(at + 1)
@@ -101,6 +106,9 @@ export class RecipientCheck {
     return { action: 'cutoff', result: 'cutoff', source: 'harvest', reply, why: 'directory harvest' }
   }
 }
+
+/** Pipelined recipients checked ahead of their RCPT's turn. */
+const MAX_AHEAD = 20
 
 const UNKNOWN: SmtpReply = { code: 550, enhanced: '5.1.1', lines: ['Recipient address rejected: no such user here'] }
 const UNVERIFIED: SmtpReply = {
