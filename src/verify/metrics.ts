@@ -51,8 +51,17 @@ export class VerifyMetrics {
     })
   }
 
+  /** Label children resolved once: counting a decision on the RCPT path costs an increment. */
+  private readonly children = new Map<string, Counter.Internal>()
+
   decided(d: Decision): void {
-    this.decisions.labels(d.result, d.source).inc()
+    const key = `${d.result}\u0000${d.source}`
+    let child = this.children.get(key)
+    if (child === undefined) {
+      child = this.decisions.labels(d.result, d.source)
+      this.children.set(key, child)
+    }
+    child.inc()
     if (d.action === 'cutoff') this.cutoffs.inc()
   }
 
