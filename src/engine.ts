@@ -21,6 +21,13 @@ import { Relay } from './relay/relay'
 import { SpoolRunner } from './relay/spool-runner'
 import { SpoolStore } from './spool/store'
 import { registerStateMetrics } from './state-metrics'
+import { VerdictCache } from './verify/cache'
+import { HarvestGuard } from './verify/harvest'
+import { VerifyMetrics } from './verify/metrics'
+import { RecipientRoutes } from './verify/policy'
+import { RecipientCheck } from './verify/recipient-check'
+import { RedisVerdicts } from './verify/redis-verdicts'
+import { Verifier } from './verify/verifier'
 
 export function clientOptions(cfg: MxgateConfig): ClientOptions {
   return {
@@ -66,6 +73,11 @@ export class Engine {
   /** For the status page: outcome counts over the last half hour, and the last state changes. */
   readonly history: OutcomeHistory
   readonly stateLog = new StateLog()
+  /** Recipient verification at RCPT; null when verify.enabled is off. */
+  readonly recipients: RecipientCheck | null = null
+  readonly verifier: Verifier | null = null
+  readonly verifyMetrics: VerifyMetrics | null = null
+  private readonly sharedVerdicts: RedisVerdicts | null = null
   /** True once the spool finished recovery (readiness and gauges wait for it). */
   spoolOpen = false
 
@@ -139,6 +151,34 @@ export class Engine {
       // Haraka workers share one spool directory.
       shared: config.smtp.workers > 0,
     })
+    const v = config.verify
+    if (v.enabled) {
+      this.sharedVerdicts =
+        config.redis.url === null
+          ? null
+          : new RedisVerdicts(config.redis.url, config.redis.prefix, partLogger('verify'))
+      const cache = new VerdictCache(
+        { size: v.cacheSize, positiveTtlMs: v.positiveTtlMs, negativeTtlMs: v.negativeTtlMs },
+        this.sharedVerdicts,
+      )
+      const metrics = new VerifyMetrics(this.metrics.registry, () => cache.entries)
+      this.verifyMetrics = metrics
+      this.verifier = new Verifier({
+        clients: this.clients,
+        pool: this.pool,
+        health: this.health,
+        cache,
+        settings: { sender: v.sender, timeoutMs: v.timeoutMs, maxAttempts: config.relay.maxAttempts },
+        log: partLogger('verify'),
+        observe: { cache: (tier) => metrics.cache(tier), dialogue: (r, s) => metrics.dialogue(r, s) },
+      })
+      this.recipients = new RecipientCheck(
+        new RecipientRoutes({ skipDomains: v.skipDomains, staticRecipients: v.staticRecipients }),
+        this.verifier,
+        new HarvestGuard({ limit: v.harvestLimit, windowMs: v.harvestWindowMs }),
+        { onTimeout: v.onTimeout, harvestWindowMs: v.harvestWindowMs },
+      )
+    }
     registerStateMetrics(this)
     registerDetectorMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
@@ -200,6 +240,7 @@ export class Engine {
   /** Connects the shared state store (never fails because Redis is down: the node then runs on local state). */
   async start(): Promise<void> {
     await this.store.start()
+    this.sharedVerdicts?.start()
     await this.spool.open()
     this.spoolOpen = true
     this.runner.start()
@@ -217,6 +258,7 @@ export class Engine {
     if (this.spoolOpen) await this.spool.close()
     this.health.close()
     await this.store.stop()
+    this.sharedVerdicts?.stop()
     await this.bounces.close()
     await Promise.all([...this.clients.values()].map((c) => c.close()))
   }

@@ -35,6 +35,19 @@ t.test('delivers exactly count messages, one connection each, with pipelining', 
   t.ok(r.msgsPerSec > 0)
 })
 
+t.test('uniqueRecipients: every message to a recipient never used before, in this run or another', async (t) => {
+  const b = await backend(t, { pipelining: true })
+  await runLoad({ ...base, port: b.port, count: 10, uniqueRecipients: true })
+  await runLoad({ ...base, port: b.port, count: 10, uniqueRecipients: true, concurrency: 1, messageBytes: 300 })
+  const to = b.received.flatMap((m) => m.to)
+  t.equal(to.length, 20)
+  t.equal(new Set(to).size, 20, 'no recipient twice')
+  t.ok(
+    to.every((r) => /^cold-[0-9a-f]{8}-\d+@bench\.example$/.test(r)),
+    'in the bench domain',
+  )
+})
+
 t.test('works command by command with a server that does not advertise PIPELINING', async (t) => {
   const b = await backend(t, { pipelining: false })
   const r = await runLoad({ ...base, port: b.port, count: 10, messageBytes: 100 * 1024 })

@@ -49,9 +49,17 @@ interface Waiting {
 export interface DeliveryLease {
   /** Never rejects: every outcome is in the DeliveryAttempt. */
   deliver(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt>
+  /**
+   * Instead of deliver: ask whether the backend takes these recipients (MAIL, RCPT, then RSET; no DATA). The attempt
+   * is `ok` when it accepted at least one; never rejects.
+   */
+  verify(envelope: Envelope, deadlineAt: number): Promise<DeliveryAttempt>
   /** Give the session back unused (e.g. the breaker would not let the delivery run). No-op after deliver. */
   cancel(): void
 }
+
+/** One transaction on a session: a delivery or a recipient check. */
+type Transaction = (session: Session) => Promise<TransactionResult>
 
 /** Sees how waits for a busy pool end: a session came in time, or the wait ran out ('saturated'). */
 export type SessionWaitObserver = (backendId: string, result: 'granted' | 'saturated', waitedMs: number) => void
@@ -132,20 +140,22 @@ export class BackendClient {
 
   private lease(held: Session | null, started: number): DeliveryLease {
     let used = false
+    const run = async (deadlineAt: number, transaction: Transaction): Promise<DeliveryAttempt> => {
+      if (used) throw new Error(`a lease on ${this.endpoint.id} is used once`)
+      used = true
+      try {
+        return await this.attempt(held, transaction, deadlineAt, started)
+      } catch (err) {
+        // A bug, not a backend outcome; still an outcome, so the relay can fail over instead of hanging.
+        const failure = this.failure('connect', 'protocol', `internal error: ${(err as Error).message}`, started)
+        return this.failed(failure, started)
+      } finally {
+        this.active--
+      }
+    }
     return {
-      deliver: async (envelope, body, deadlineAt) => {
-        if (used) throw new Error(`a lease on ${this.endpoint.id} delivers once`)
-        used = true
-        try {
-          return await this.attempt(held, envelope, body, deadlineAt, started)
-        } catch (err) {
-          // A bug, not a backend outcome; still an outcome, so the relay can fail over instead of hanging.
-          const failure = this.failure('connect', 'protocol', `internal error: ${(err as Error).message}`, started)
-          return this.failed(failure, started)
-        } finally {
-          this.active--
-        }
-      },
+      deliver: (envelope, body, deadlineAt) => run(deadlineAt, (s) => s.send(envelope, body, deadlineAt)),
+      verify: (envelope, deadlineAt) => run(deadlineAt, (s) => s.verify(envelope, deadlineAt)),
       cancel: () => {
         if (used) return
         used = true
@@ -184,7 +194,7 @@ export class BackendClient {
     return this.closing
   }
 
-  private async attempt(held: Session | null, envelope: Envelope, body: Buffer, deadlineAt: number, started: number) {
+  private async attempt(held: Session | null, transaction: Transaction, deadlineAt: number, started: number) {
     let session = held
     for (let fresh = 0; ; fresh++) {
       if (session === null) {
@@ -196,7 +206,7 @@ export class BackendClient {
         session = opened
       }
       const reused = session.messages > 0
-      const result = await session.send(envelope, body, deadlineAt)
+      const result = await transaction(session)
       if (result.stale && fresh === 0 && !this.closing) {
         if (this.log.isLevelEnabled('debug')) this.log.debug('pooled session was closed by the backend; retrying fresh')
         session.destroy()
@@ -211,7 +221,9 @@ export class BackendClient {
   private outcome(result: TransactionResult, reused: boolean, started: number): DeliveryAttempt {
     const { accepted, refused, dotReply, failure } = result
     if (failure) this.warn(failure)
-    const ok = failure === null && dotReply !== null && isPositive(dotReply)
+    // A delivery is ok on a positive reply to the final dot; a recipient check (no DATA) when a recipient was taken
+    // (a delivery without a dot reply and without a failure took no recipient).
+    const ok = failure === null && (dotReply !== null ? isPositive(dotReply) : accepted.length > 0)
     const elapsedMs = Date.now() - started
     return { backendId: this.endpoint.id, ok, accepted, refused, dotReply, failure, elapsedMs, reusedSession: reused }
   }

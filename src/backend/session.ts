@@ -94,6 +94,7 @@ const NO_EXTENSIONS: Extensions = {
   starttls: false,
 }
 const DOT = Buffer.from('.\r\n')
+const NO_BODY = Buffer.alloc(0)
 const CRLF_DOT = Buffer.from('\r\n.\r\n')
 const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
 const UNSAFE_ADDRESS = /[\r\n\0]/
@@ -171,28 +172,8 @@ export class Session {
   async send(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<TransactionResult> {
     const result: TransactionResult = { accepted: [], refused: [], dotReply: null, failure: null, stale: false }
     const reused = this.messages > 0
-    const mail = this.mailCommand(envelope, body)
-    if ('stage' in mail) {
-      result.failure = mail
-      return result
-    }
-    const resetting = this.resetting
-    if (resetting !== null) {
-      // Leased while its RSET is in flight: wait for the reply, but no longer than the delivery may take.
-      const waitStarted = Date.now()
-      if (!(await this.settlesBy(resetting, deadlineAt))) {
-        const msg = 'no reply to the RSET before this transaction within the delivery deadline'
-        result.failure = this.failure('rset', 'timeout', msg, waitStarted)
-        return result
-      }
-      if (!(await resetting)) {
-        // The RSET failed: nothing of this transaction was sent, so the caller retries on a fresh session, as for
-        // a pooled session the backend had closed.
-        result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
-        result.stale = true
-        return result
-      }
-    }
+    const mail = await this.begin(envelope, body, deadlineAt, result)
+    if (mail === null) return result
     this.messages++
     this.txReplies = 0
     this.expecting = true
@@ -214,6 +195,86 @@ export class Session {
     const first421 = this.txReplies === 1 && this.lastReply?.code === 421
     result.stale = reused && ((this.txReplies === 0 && result.failure?.kind === 'reset') || first421)
     return result
+  }
+
+  /**
+   * A recipient check, as Postfix's address probe: MAIL and RCPT without DATA. The transaction is left open
+   * (needsRset), so the owner's release says RSET off the caller's path. Never throws, like send().
+   */
+  async verify(envelope: Envelope, deadlineAt: number): Promise<TransactionResult> {
+    const result: TransactionResult = { accepted: [], refused: [], dotReply: null, failure: null, stale: false }
+    const reused = this.messages > 0
+    const mail = await this.begin(envelope, NO_BODY, deadlineAt, result)
+    if (mail === null) return result
+    this.messages++
+    this.txReplies = 0
+    this.expecting = true
+    try {
+      if (this.extensions.pipelining) {
+        let group = mail.command
+        for (const rcpt of mail.to) group += `RCPT TO:<${rcpt}>\r\n`
+        this.write(group, 'mail')
+        const mailReply = await this.expectLive('mail', deadlineAt)
+        for (const rcpt of envelope.to) this.recipient(rcpt, await this.expectLive('rcpt', deadlineAt), result)
+        if (!isPositive(mailReply)) {
+          result.accepted.length = 0
+          result.refused.length = 0
+          result.failure = this.replyFailure('mail', mailReply)
+        }
+      } else {
+        this.write(mail.command, 'mail')
+        const mailReply = await this.expectLive('mail', deadlineAt)
+        if (!isPositive(mailReply)) result.failure = this.replyFailure('mail', mailReply)
+        else
+          for (const [i, rcpt] of envelope.to.entries()) {
+            this.write(`RCPT TO:<${mail.to[i]}>\r\n`, 'rcpt')
+            this.recipient(rcpt, await this.expectLive('rcpt', deadlineAt), result)
+          }
+      }
+    } catch (err) {
+      if (!(err instanceof StageError)) throw err
+      result.failure = err.failure
+    }
+    this.needsRset = true
+    this.expecting = false
+    const first421 = this.txReplies === 1 && this.lastReply?.code === 421
+    result.stale = reused && ((this.txReplies === 0 && result.failure?.kind === 'reset') || first421)
+    return result
+  }
+
+  /**
+   * Before a transaction: the MAIL command, after the reply to a pending RSET. Null, with the reason in `result`,
+   * when nothing of the transaction may be sent.
+   */
+  private async begin(
+    envelope: Envelope,
+    body: Buffer,
+    deadlineAt: number,
+    result: TransactionResult,
+  ): Promise<MailCommand | null> {
+    const mail = this.mailCommand(envelope, body)
+    if ('stage' in mail) {
+      result.failure = mail
+      return null
+    }
+    const resetting = this.resetting
+    if (resetting !== null) {
+      // Leased while its RSET is in flight: wait for the reply, but no longer than the delivery may take.
+      const waitStarted = Date.now()
+      if (!(await this.settlesBy(resetting, deadlineAt))) {
+        const msg = 'no reply to the RSET before this transaction within the delivery deadline'
+        result.failure = this.failure('rset', 'timeout', msg, waitStarted)
+        return null
+      }
+      if (!(await resetting)) {
+        // The RSET failed: nothing of this transaction was sent, so the caller retries on a fresh session, as for
+        // a pooled session the backend had closed.
+        result.failure = this.failure('rset', this.dead?.kind ?? 'reply', 'RSET before this transaction failed', 0)
+        result.stale = true
+        return null
+      }
+    }
+    return mail
   }
 
   /**

@@ -1,10 +1,11 @@
 // The load generator: N concurrent SMTP sessions, one new TCP connection per message, per-message latency.
 // Cheap per message on purpose (prebuilt buffers, pipelined MAIL/RCPT/DATA, one write per burst, NODELAY) so that
 // on a 2-core machine it takes as little CPU as it can from the server under test.
+import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { parseLoadArgs, sizeLabel } from './args'
-import { buildCommands, buildMessageWire, type CommandBuffers } from './message'
+import { BENCH_TO, buildCommands, buildMessageWire, type CommandBuffers } from './message'
 import { percentile } from './stats'
 
 export interface LoadParams {
@@ -18,6 +19,11 @@ export interface LoadParams {
   messageBytes: number
   /** One session's bound from connect to close; past it the session counts as an error. Default 30 s. */
   sessionTimeoutMs?: number
+  /**
+   * A recipient never used before for every message (`cold-<run>-<n>@bench.example`), so a relay that verifies
+   * recipients can never answer from its cache. Default: the same recipient for every message.
+   */
+  uniqueRecipients?: boolean
 }
 
 export interface LoadResult {
@@ -59,6 +65,7 @@ export function runLoad(params: LoadParams): Promise<LoadResult> {
   const { host, port, concurrency, count, timeLimitMs, messageBytes } = params
   const sessionTimeoutMs = params.sessionTimeoutMs ?? 30_000
   const cmd = buildCommands()
+  const run = params.uniqueRecipients === true ? randomBytes(4).toString('hex') : null
   const wire = buildMessageWire(messageBytes)
   const latencies = new Float64Array(count)
   const samples: string[] = []
@@ -98,7 +105,7 @@ export function runLoad(params: LoadParams): Promise<LoadResult> {
         session(
           host,
           port,
-          cmd,
+          run === null ? cmd : buildCommands(`cold-${run}-${started}@${BENCH_TO.split('@')[1]}`),
           wire,
           sessionTimeoutMs,
           (outcome, latencyMs, detail) => {

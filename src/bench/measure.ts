@@ -32,6 +32,8 @@ export interface LoadShape {
   count: number
   timeLimitMs: number
   messageBytes: number
+  /** A new recipient per message (see LoadParams.uniqueRecipients). */
+  uniqueRecipients?: boolean
 }
 
 function cpuOf(roots: number[]): number {

@@ -46,9 +46,10 @@ export interface CommandBuffers {
   quit: Buffer
 }
 
-export function buildCommands(): CommandBuffers {
+/** `to`: the recipient (default BENCH_TO, the same for every message). */
+export function buildCommands(to = BENCH_TO): CommandBuffers {
   const mail = `MAIL FROM:<${BENCH_FROM}>\r\n`
-  const rcpt = `RCPT TO:<${BENCH_TO}>\r\n`
+  const rcpt = `RCPT TO:<${to}>\r\n`
   const data = 'DATA\r\n'
   return {
     ehlo: Buffer.from(`EHLO ${BENCH_EHLO}\r\n`),

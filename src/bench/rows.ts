@@ -131,19 +131,42 @@ export async function harakaRows(ctx: RowContext): Promise<RowReport[]> {
   }
 }
 
+/**
+ * How the mxgate rows treat recipient verification (on by default): `warm`, every message to one recipient, so
+ * after the first the check is a cache hit; `cold`, a new recipient per message, so every RCPT costs a check on the
+ * backend (MAIL, RCPT, RSET) before the delivery; `off`, verification disabled, for the difference.
+ */
+export type VerifyMode = 'warm' | 'cold' | 'off'
+
+const VERIFY_OFF_INI = '; written by the bench for the mxgate-noverify row\n[verify]\nenabled = false\n'
+
 /** mxgate's inline path: every message forwarded to the sink before the sender gets 250. */
-export async function mxgateRows(ctx: RowContext, workers: number): Promise<RowReport[]> {
-  const id = workers === 0 ? 'mxgate' : 'mxgate-workers'
-  const label = workers === 0 ? 'mxgate inline, 1 process' : `mxgate inline, ${workers} workers`
+export async function mxgateRows(ctx: RowContext, workers: number, verify: VerifyMode = 'warm'): Promise<RowReport[]> {
+  const id =
+    workers > 0 ? 'mxgate-workers' : verify === 'cold' ? 'mxgate-cold' : verify === 'off' ? 'mxgate-noverify' : 'mxgate'
+  const procs = workers === 0 ? '1 process' : `${workers} workers`
+  const how = { warm: 'verification on, cache warm', cold: 'verification on, cache cold', off: 'verification off' }
+  const label = `mxgate inline, ${procs} (${how[verify]})`
   let relay: Awaited<ReturnType<typeof startMxgate>>
   try {
-    relay = await startMxgate({ backendPort: ctx.sink.port, workers, domain: BENCH_DOMAIN })
+    relay = await startMxgate({
+      backendPort: ctx.sink.port,
+      workers,
+      domain: BENCH_DOMAIN,
+      ...(verify === 'off' ? { ini: VERIFY_OFF_INI } : {}),
+    })
   } catch (err) {
     return unavailable(id, label, ctx.opts, err, ctx.log)
   }
   try {
     return await repeat(ctx, id, label, (sh) =>
-      measureThroughSink(relay.port, ctx.sink, [relay.pid], sh, settleCap(ctx.opts)),
+      measureThroughSink(
+        relay.port,
+        ctx.sink,
+        [relay.pid],
+        verify === 'cold' ? { ...sh, uniqueRecipients: true } : sh,
+        settleCap(ctx.opts),
+      ),
     )
   } finally {
     await relay.stop()

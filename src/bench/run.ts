@@ -65,6 +65,8 @@ async function measureAll(opts: BenchOptions, log: (line: string) => void): Prom
     postfix: () => postfixRows(ctx),
     haraka: () => harakaRows(ctx),
     mxgate: () => mxgateRows(ctx, 0),
+    'mxgate-cold': () => mxgateRows(ctx, 0, 'cold'),
+    'mxgate-noverify': () => mxgateRows(ctx, 0, 'off'),
     'mxgate-workers': () => mxgateRows(ctx, cores),
     spool: () => spoolRows(ctx),
   }

@@ -8,6 +8,7 @@ import { OPS_ENV, OPS_KEYS } from './ops-keys'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
 import { readCaFile, readKeyPair, TLS_VERSIONS, TlsFileError, type TlsVersion } from './tls'
 import { isLoopback, parseDuration, parseHostPort, parseSize } from './units'
+import { checkVerify, VERIFY_KEYS } from './verify-keys'
 
 export class ConfigError extends Error {
   readonly code = 'ECONFIG'
@@ -383,7 +384,7 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
-Object.assign(SETTINGS, DETECTOR_KEYS, OPS_KEYS)
+Object.assign(SETTINGS, DETECTOR_KEYS, OPS_KEYS, VERIFY_KEYS)
 
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
@@ -405,6 +406,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_TLS_CERT: 'tls.cert',
   MXGATE_TLS_KEY: 'tls.key',
   ...OPS_ENV,
+  MXGATE_VERIFY: 'verify.enabled',
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)
@@ -665,6 +667,8 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   }
   const detector = checkDetector(cfg)
   if (detector !== null) throw new ConfigError(src(detector.key), detector.key, detector.problem)
+  const verify = checkVerify(cfg)
+  if (verify !== null) throw new ConfigError(src(verify.key), verify.key, verify.problem)
   if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
     throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }

@@ -199,6 +199,28 @@ export interface MxgateConfig {
   }
   /** One log stream: mxgate's lines and Haraka's, one JSON format, one level (see src/haraka/haraka-log.ts). */
   log: LogSettings
+  /** Recipient verification at RCPT (src/verify/; README "Recipient verification"). */
+  verify: {
+    enabled: boolean
+    /** MAIL FROM of the check; filled at load with double-bounce@<first domain> when not set. */
+    sender: string
+    /** How long a backend's "exists" and its confirmed "no such user" are believed. */
+    positiveTtlMs: number
+    negativeTtlMs: number
+    /** Verdicts kept in this process's memory (least recently used dropped first). */
+    cacheSize: number
+    /** The whole check, every backend asked included; then `onTimeout`. */
+    timeoutMs: number
+    /** No backend answered in time: take the recipient (delivery decides later) or answer 450 4.4.3. */
+    onTimeout: 'accept' | 'defer'
+    /** Unknown-recipient refusals per client address per window before 421 and disconnect; 0 = no limit. */
+    harvestLimit: number
+    harvestWindowMs: number
+    /** Domains whose recipients are taken unchecked. */
+    skipDomains: string[]
+    /** Addresses (lower case) answered from this list, not the backends: every domain named here. */
+    staticRecipients: string[]
+  }
 }
 
 export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
@@ -299,4 +321,17 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
   },
   redis: { url: null, prefix: 'mxgate:' },
   log: { level: 'info', redactAddresses: false },
+  verify: {
+    enabled: true,
+    sender: '',
+    positiveTtlMs: 86_400_000,
+    negativeTtlMs: 3_600_000,
+    cacheSize: 100_000,
+    timeoutMs: 5_000,
+    onTimeout: 'accept',
+    harvestLimit: 20,
+    harvestWindowMs: 600_000,
+    skipDomains: [],
+    staticRecipients: [],
+  },
 }

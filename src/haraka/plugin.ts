@@ -16,8 +16,9 @@ import {
   overMemory,
   releaseConnection,
 } from './inbound-guard'
-import type { TaggedConnection } from './refusal-count'
+import { verifyRecipient } from './rcpt-verify'
 import { acceptReply } from './replies'
+import { respondWithCode } from './respond'
 import { advertiseStarttls, handleStarttls, starttlsDisconnected } from './starttls'
 
 const log = partLogger('smtp')
@@ -157,7 +158,9 @@ export function hook_rcpt(next: Next, connection: HarakaConnection, params: unkn
     { domains: cfg.smtp.domains, maxRecipients: cfg.smtp.maxRecipients },
   )
   if (refusal === null) {
-    next(constants.ok)
+    const engine = activeEngine()
+    if (engine.recipients === null) next(constants.ok)
+    else verifyRecipient(next, connection, rcpt, engine.recipients, engine.verifyMetrics, cfg.smtp.domains)
     return
   }
   if (refusal.enhanced === '5.7.1') activeEngine().metrics.rcptDenied()
@@ -187,19 +190,6 @@ export function hook_data_post(next: Next, connection: HarakaConnection): void {
     return
   }
   next()
-}
-
-/**
- * Haraka answers every DENY from hook_queue with 550 and every DENYSOFT with 450. The sender must hear the code
- * mxgate chose (a backend's 554, our 451), so the next reply on this connection gets that code.
- */
-function respondWithCode(connection: HarakaConnection, code: number, reason?: RefusalReason): void {
-  if (reason !== undefined) (connection as TaggedConnection).mxgateRefusal = reason
-  const original = connection.respond
-  connection.respond = function (this: HarakaConnection, _code, msg, cb) {
-    connection.respond = original
-    return original.call(this, code, msg, cb)
-  }
 }
 
 /** What tuning.ts records on Haraka's transaction. */

@@ -37,7 +37,8 @@ function lineText(text: string): string {
   return out
 }
 
-function passBack(reply: SmtpReply, fallbackEnhanced: string): SenderReply {
+/** A backend's refusal as the sender hears it: its code and enhanced code when they fit, its text made safe. */
+export function passBack(reply: SmtpReply, fallbackEnhanced: string): SenderReply {
   const text = lineText(reply.lines[0] ?? '').trim() || 'refused by the mail system'
   // Only 4xx/5xx are passed back; anything else from a backend here would be a bug upstream.
   const code = reply.code >= 400 && reply.code < 600 ? reply.code : Number(fallbackEnhanced[0]) * 100 + 51

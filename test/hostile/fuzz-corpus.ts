@@ -111,8 +111,10 @@ export function cleanDialogue(seed: number, id: number): Dialogue {
     ]
     const token = `s${seed}-d${id}-m${n}`
     if (r() < 0.15) {
-      // A transaction given up before DATA.
-      steps.push({ bytes: ascii(`${envelope.join('')}RSET\r\n`), replies: envelope.length + 1 })
+      // A transaction given up before DATA; in one write only where PIPELINING was offered (after HELO it was not:
+      // a command sent while an RCPT is still being verified is refused as unauthorized pipelining, as Postfix 3.9).
+      if (pipelining) steps.push({ bytes: ascii(`${envelope.join('')}RSET\r\n`), replies: envelope.length + 1 })
+      else for (const c of [...envelope, 'RSET\r\n']) steps.push({ bytes: ascii(c), replies: 1 })
       continue
     }
     if (pipelining) steps.push({ bytes: ascii(`${envelope.join('')}DATA\r\n`), replies: envelope.length + 1 })
