@@ -12,7 +12,8 @@ import { SessionClosedError, SmtpSession } from './helpers/smtp-session'
 
 t.test('a scripted run, counted exactly', async (t) => {
   // One backend, so every attempt's backend and stage is known: "nobody" is refused for good at RCPT (a pool of one
-  // has nobody to confirm with: the refusal passes back), "later" temporarily with a code that is the backend's fault.
+  // has nobody to confirm with: recipient verification passes the refusal back before DATA), "later" temporarily
+  // with a code that is the backend's fault (verification takes it unverified; the delivery then spools it).
   const mx1 = new FakeBackend({
     id: 'mx1',
     faults: [
@@ -28,7 +29,7 @@ t.test('a scripted run, counted exactly', async (t) => {
     sendMessage({ host: '127.0.0.1', port: node.port, from: 'a@remote.test', to: [to], message })
 
   for (let i = 0; i < 3; i++) t.ok((await send('user@example.com')).ok, `message ${i + 1} relayed`)
-  t.equal((await send('nobody@example.com')).code, 550, 'the backend’s refusal is passed back')
+  t.equal((await send('nobody@example.com')).code, 550, 'the backend’s refusal is passed back at RCPT')
   t.ok((await send('later@example.com')).ok, 'a message no backend takes now is spooled (250)')
 
   // What is refused before a message reaches the engine: each on a connection of its own.
@@ -68,12 +69,11 @@ t.test('a scripted run, counted exactly', async (t) => {
   t.equal(eject.status, 200)
 
   const m = parseMetrics(await fetch(`http://127.0.0.1:${node.adminPort}/metrics`).then((r) => r.text()))
-  t.same(m.by('mxgate_messages_total', 'outcome'), { relayed: 3, rejected: 1, spooled: 1 })
+  t.same(m.by('mxgate_messages_total', 'outcome'), { relayed: 3, spooled: 1 }, 'nobody@ never got to DATA')
   t.same(
     m.series('mxgate_backend_attempts_total').map((s) => ({ ...s.labels, n: s.value })),
     [
       { backend: 'mx1', verdict: 'delivered', stage: 'dot', n: 3 },
-      { backend: 'mx1', verdict: 'message', stage: 'rcpt', n: 1 },
       { backend: 'mx1', verdict: 'backend', stage: 'rcpt', n: 1 },
     ],
     'attempts by backend, verdict and the stage they ended at',
@@ -82,13 +82,24 @@ t.test('a scripted run, counted exactly', async (t) => {
   t.equal(hist?.value, 3, 'one duration per delivered attempt')
   t.equal(hist?.buckets?.['+Inf'], 3)
   t.equal(m.type('mxgate_backend_delivery_duration_seconds'), 'histogram')
-  t.equal(m.value('mxgate_smtp_messages_received_total'), 6, 'final dots received: 5 relayed or spooled, 1 loop')
+  t.equal(m.value('mxgate_smtp_messages_received_total'), 5, 'final dots received: 4 relayed or spooled, 1 loop')
   t.same(
     m.by('mxgate_smtp_rejected_total', 'reason'),
-    { backend: 1, size: 1, syntax: 1, relay_denied: 1, loop: 1, bare_lf: 1 },
+    { unknown_recipient: 1, size: 1, syntax: 1, relay_denied: 1, loop: 1, bare_lf: 1 },
     'every refusal by reason, Haraka’s own included',
   )
   t.equal(m.value('mxgate_rcpt_denied_total'), 1)
+  t.same(
+    m.series('mxgate_verify_total').map((s) => ({ ...s.labels, n: s.value })),
+    [
+      // user@ asked once, then from memory for the two other messages and the loop and bare-LF sessions.
+      { result: 'known', source: 'backend', n: 1 },
+      { result: 'known', source: 'memory', n: 4 },
+      { result: 'unknown', source: 'backend', n: 1 },
+      { result: 'unavailable', source: 'backend', n: 1 },
+    ],
+    'recipient checks by result and where the answer came from',
+  )
   t.equal(m.value('mxgate_spool_messages'), 1)
   const age = m.value('mxgate_spool_oldest_message_age_seconds')
   t.ok(age > 0 && age < 120, `the oldest spooled message's age (${age} s)`)

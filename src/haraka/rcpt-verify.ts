@@ -38,7 +38,8 @@ export function verifyRecipient(
         { ip, rcpt: address, result: d.result, source: d.source, reply: `${reply.code} ${reply.text}` },
         d.action === 'cutoff' ? 'harvester cut off' : 'recipient refused at RCPT',
       )
-      respondWithCode(connection, reply.code)
+      const why = d.action === 'cutoff' ? 'harvest' : d.action === 'refuse' ? 'unknown_recipient' : 'unverified'
+      respondWithCode(connection, reply.code, why)
       if (d.action === 'cutoff') next(constants.denysoftdisconnect, reply.text)
       else next(reply.code < 500 ? constants.denysoft : constants.deny, reply.text)
     })
