@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import { BenchError } from './errors'
 
-export const ROW_IDS = ['direct', 'postfix', 'haraka', 'mxgate', 'mxgate-workers', 'spool'] as const
+export const ROW_IDS = ['direct', 'postfix', 'haraka', 'mxgate', 'mxgate-nojournal', 'mxgate-workers', 'spool'] as const
 export type RowId = (typeof ROW_IDS)[number]
 
 export interface LoadOptions {

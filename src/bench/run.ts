@@ -65,6 +65,7 @@ async function measureAll(opts: BenchOptions, log: (line: string) => void): Prom
     postfix: () => postfixRows(ctx),
     haraka: () => harakaRows(ctx),
     mxgate: () => mxgateRows(ctx, 0),
+    'mxgate-nojournal': () => mxgateRows(ctx, 0, false),
     'mxgate-workers': () => mxgateRows(ctx, cores),
     spool: () => spoolRows(ctx),
   }

@@ -387,7 +387,7 @@ export async function runOpsCommand(cmd: string, argv: string[], io: OpsIo = pro
   const env = io.env ?? process.env
   const name =
     (cmd === 'spool' || cmd === 'journal') && argv[0] !== undefined && !argv[0].startsWith('-')
-      ? `spool ${argv[0]}`
+      ? `${cmd} ${argv[0]}`
       : cmd
   try {
     if (!isOpsCommand(cmd)) throw new UsageError(`"${cmd}" is not an ops command; expected ${OPS_COMMANDS.join(', ')}`)
