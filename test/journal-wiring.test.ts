@@ -2,8 +2,10 @@
 // took them, and a spooled message with an avoid list never goes to those backends.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import { JournalOffError } from '../src/admin/types'
 import { toWireForm } from '../src/backend/wire'
 import type { InboundMessage } from '../src/message'
+import { NodeAdmin } from '../src/node-admin'
 import { makeTestMessage } from '../src/testing/smtp-sender'
 import { startRig } from './helpers/engine'
 import { eventually } from './helpers/spool-e2e'
@@ -80,5 +82,23 @@ t.test('the relay never picks a backend the message must avoid; the spool honour
   t.notOk(
     rig.backends[0]!.received.some((m) => m.messageId === 'replayed@test'),
     'never to b1',
+  )
+})
+
+t.test('with the journal off nothing is journaled, and listing or replaying says the journal is off', async (t) => {
+  const rig = await startRig([{}], {
+    tweak: (c) => {
+      c.journal.enabled = false
+    },
+  })
+  t.teardown(() => rig.close())
+  t.equal((await rig.engine.accept(message('off@test'))).outcome, 'relayed')
+  t.equal(rig.engine.journal.counters().written, 0)
+  const admin = new NodeAdmin(rig.engine)
+  await t.rejects(admin.journal.list('b1', 0, Date.now()), new JournalOffError())
+  const actor = { by: 'test', from: '127.0.0.1' }
+  await t.rejects(
+    admin.journal.replay({ backend: 'b1', since: 0, until: Date.now(), dryRun: false, again: false }, actor),
+    { code: 'EJOURNALOFF', message: /journal\.enabled = false/ },
   )
 })

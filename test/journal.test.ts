@@ -183,6 +183,7 @@ t.test('a full disk degrades the journal (logged once, counted) and never throws
   t.ok(c.writeErrors >= 1, `write errors counted (${c.writeErrors})`)
   t.equal(c.dropped, 5, 'the five messages are counted as not journaled')
   t.match(c.degraded, /ENOSPC/)
+  t.ok((await listSegments(dir)).length <= 1, 'failed batches leave no pile of empty segments behind')
   const said = lines.filter((l) => String(l.msg).startsWith('journal degraded'))
   t.equal(said.length, 1, 'logged once for the episode')
 

@@ -214,8 +214,15 @@ export class JournalWriter {
       }
     } catch (err) {
       this.fail(err, batch.length)
-      // The segment may end in a torn record now: start a new one (readers stop at the torn record).
+      // The segment may end in a torn record now: start a new one (readers stop at the torn record). One that holds
+      // no record goes, so a long outage does not leave an empty segment per batch behind.
+      const seg = this.segment
       await this.closeSegment().catch(() => undefined)
+      if (seg !== null && seg.size === 0) {
+        const p = segmentPaths(this.opts.dir, seg.base)
+        await fsp.rm(p.data, { force: true }).catch(() => undefined)
+        await fsp.rm(p.index, { force: true }).catch(() => undefined)
+      }
       if ((err as NodeJS.ErrnoException).code === 'ENOSPC') void this.pruneNow()
     }
   }
