@@ -150,12 +150,14 @@ function isHeader(v: unknown): v is JournalHeader {
 const MESSAGE_ID_RE = /^message-id:[ \t]*(.*(?:\r\n[ \t].*)*)/im
 /** Look for the header only in the header block, and only this far (a header block longer than this is unusual). */
 const HEADER_SCAN = 64 * 1024
+const HEADER_END = Buffer.from('\r\n\r\n')
 
 /** The Message-ID of a wire-form message (without angle brackets' surrounding space), or null. */
 export function messageIdOf(body: Buffer): string | null {
-  const head = body.subarray(0, Math.min(body.length, HEADER_SCAN)).toString('latin1')
-  const end = head.indexOf('\r\n\r\n')
-  const m = MESSAGE_ID_RE.exec(end < 0 ? head : head.slice(0, end))
+  // Find the end of the header block in the bytes first: only the header block becomes a string.
+  const blank = body.indexOf(HEADER_END)
+  const end = blank < 0 || blank > HEADER_SCAN ? Math.min(body.length, HEADER_SCAN) : blank
+  const m = MESSAGE_ID_RE.exec(body.toString('latin1', 0, end))
   if (!m) return null
   const v = (m[1] ?? '').replace(/\r\n[ \t]+/g, ' ').trim()
   return v === '' ? null : v.slice(0, 998)
