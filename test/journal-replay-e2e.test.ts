@@ -267,3 +267,43 @@ t.test('a full journal disk degrades the journal, and mail flows', async (t) => 
     'what came after the disk had room again is journaled',
   )
 })
+
+t.test(
+  'a replay into a full spool disk stops, says so, and a second replay after room is made sends the rest',
+  async (t) => {
+    const disk = await tinyDisk(t, '1m')
+    if (disk.path === null) {
+      t.plan(0, disk.why)
+      return
+    }
+    const bad = await backend(t, { id: 'bad', discard: 1 })
+    const good = await backend(t, { id: 'good' })
+    const spoolDir = path.join(disk.path, 'spool')
+    fs.mkdirSync(spoolDir)
+    const node = await startNode(t, {
+      backends: [bad, good],
+      // The journal on the big disk, the spool on the tiny one; no free-space margin, so the disk itself refuses.
+      config: configDir(t, `[journal]\ndir = ${tempDir(t, 'mxgate-journal-dir-')}\n[spool]\nmin_free_disk = 0\n`),
+      spoolDir,
+    })
+    const sent = await sendBatch(node, 'fullspool', 40)
+    t.equal(sent.length, 40)
+    const lost = bad.discarded.map((m) => m.messageId!)
+    t.ok(lost.length > 0, `the bad backend lost ${lost.length}`)
+    t.ok(
+      await eventually(async () => (await metric(node, 'mxgate_journal_entries_written_total')) === 40, 5000),
+      'all journaled',
+    )
+    const unfill = fillDisk(spoolDir)
+    const stopped = await cli(node, 'replay', '--backend', 'bad', '--since', '10m')
+    t.equal(stopped.code, 1, 'exit 1: the replay did not finish')
+    t.match(stopped.stdout, /replay stopped early: .*replay the window again to send the rest/)
+    unfill()
+    const rest = await cli(node, 'replay', '--backend', 'bad', '--since', '10m')
+    t.equal(rest.code, 0, rest.stderr)
+    t.ok(
+      await eventually(() => [...countAt([good], lost).values()].every((n) => n >= 1), 20_000),
+      'every lost message reaches the good backend',
+    )
+  },
+)
