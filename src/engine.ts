@@ -5,12 +5,15 @@ import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
+import { journalDir } from './config/load'
 import type { MxgateConfig } from './config/schema'
 import { registerDetectorMetrics } from './detector-metrics'
 import { DetectorLoop } from './health/detector-loop'
 import { OutcomeHistory } from './health/outcome-history'
 import { type BackendStatus, HealthRegistry } from './health/registry'
 import { StateLog } from './health/state-log'
+import { Journal } from './journal/journal'
+import { registerJournalMetrics } from './journal/metrics'
 import { type Logger, partLogger } from './log'
 import type { InboundMessage } from './message'
 import { Metrics } from './metrics'
@@ -67,6 +70,8 @@ export class Engine {
   readonly acceptor: Acceptor
   readonly bounces: BounceSender
   readonly runner: SpoolRunner
+  /** What backends took, for replay (README "The replay journal"). */
+  readonly journal: Journal
   readonly log: Logger
   readonly node: string
   readonly metrics = new Metrics()
@@ -136,7 +141,10 @@ export class Engine {
       },
       partLogger('spool'),
     )
-    this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'))
+    this.journal = new Journal({ ...config.journal, dir: journalDir(config), fsync: sp.fsync }, partLogger('journal'))
+    // The one place the journal is wired: inline deliveries (acceptor) and spool deliveries (runner) report to it.
+    const journalPort = config.journal.enabled ? this.journal : null
+    this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'), journalPort)
     // The smarthost is not a backend: its certificate is checked against its own host name, not tls_servername.
     const { servername: _backendsName, ...smarthostTls } = opts.tls
     const bounceOpts = { ...opts, tls: smarthostTls }
@@ -150,6 +158,7 @@ export class Engine {
       owner: this.node,
       // Haraka workers share one spool directory.
       shared: config.smtp.workers > 0,
+      journal: journalPort,
     })
     const v = config.verify
     if (v.enabled) {
@@ -180,6 +189,7 @@ export class Engine {
       )
     }
     registerStateMetrics(this)
+    registerJournalMetrics(this.metrics, () => this.journal.counters())
     registerDetectorMetrics(this)
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
@@ -243,6 +253,8 @@ export class Engine {
     this.sharedVerdicts?.start()
     await this.spool.open()
     this.spoolOpen = true
+    // Never fails: a journal that cannot open is degraded (logged, counted), the mail path does not depend on it.
+    await this.journal.open()
     this.runner.start()
     // Mail spooled before a restart should not wait out its retry interval when a backend can take it now; with
     // none admitted yet, the first admission drains it (above).
@@ -255,6 +267,7 @@ export class Engine {
     this.detector.stop()
     this.history.stop()
     await this.runner.stop()
+    await this.journal.close()
     if (this.spoolOpen) await this.spool.close()
     this.health.close()
     await this.store.stop()

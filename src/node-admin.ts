@@ -6,12 +6,17 @@ import {
   type DetectorView,
   type HistoryView,
   NotReadyError,
+  type JournalListView,
+  JournalOffError,
+  type ReplayRequestView,
+  type ReplayView,
   type SpoolItemView,
   type StatusView,
   UnknownIdError,
 } from './admin/types'
 import { formatHostPort } from './config/units'
 import type { Engine } from './engine'
+import type { FoundEntry } from './journal/reader'
 import type { SpoolEntry } from './spool/format'
 
 function itemView(e: SpoolEntry): SpoolItemView {
@@ -249,6 +254,48 @@ export class NodeAdmin implements AdminPort {
       // The runner claims it first and then reads its newest envelope: what another process delivered meanwhile
       // is not reported as failed.
       await this.engine.runner.bounce(id, `returned by an operator (${actor.by})`)
+    },
+  }
+
+  /**
+   * A backend id is one configured now, or one the journal has entries for in the window (a backend removed from
+   * the config after the incident can still be replayed); anything else is a typo, answered with the known ids.
+   */
+  private async journalEntries(backend: string, since: number, until: number): Promise<FoundEntry[]> {
+    const j = this.engine.journal
+    if (!j.enabled) throw new JournalOffError()
+    const found = await j.list({ backend, since, until })
+    if (found.length === 0 && !this.engine.health.has(backend)) {
+      throw new UnknownIdError('backend', backend, this.engine.health.ids())
+    }
+    return found
+  }
+
+  readonly journal = {
+    list: async (backend: string, since: number, until: number): Promise<JournalListView> => {
+      const found = await this.journalEntries(backend, since, until)
+      return {
+        node: this.nodeName,
+        backend,
+        since,
+        until,
+        entries: found.map((e) => ({
+          id: e.id,
+          at: e.line.at,
+          from: e.line.from,
+          rcpts: e.rcpts,
+          messageId: e.line.messageId,
+          size: e.line.size,
+          replayed: e.replayed,
+        })),
+      }
+    },
+    replay: async (req: ReplayRequestView, _actor: Actor): Promise<ReplayView> => {
+      await this.journalEntries(req.backend, req.since, req.until)
+      const r = await this.engine.journal.replay(req, this.engine.spool)
+      // The replayed messages are due now: deliver them without waiting for the next round.
+      if (!req.dryRun && r.messages > 0) this.engine.runner.drain()
+      return { node: this.nodeName, ...r, again: req.again }
     },
   }
 }

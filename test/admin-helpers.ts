@@ -77,6 +77,9 @@ export class MemoryAdminPort implements AdminPort {
   stall: Promise<void> | null = null
   metrics = new Registry()
   readonly spool: AdminPort['spool']
+  /** Replays record their request in `calls` and answer as if the backend had taken `replayable` messages. */
+  replayable = 0
+  readonly journal: AdminPort['journal']
 
   constructor(backends: BackendView[] = [backendView('mx1'), backendView('mx2'), backendView('mx3')]) {
     for (const b of backends) this.backendsById.set(b.id, b)
@@ -101,6 +104,18 @@ export class MemoryAdminPort implements AdminPort {
         await port.changeGate({ op: 'bounce', id, actor })
         port.message(id)
         port.messages.delete(id)
+      },
+    }
+    this.journal = {
+      list: async (backend, since, until) => {
+        port.backend(backend)
+        return { node: port.nodeName, backend, since, until, entries: [] }
+      },
+      async replay(req, actor) {
+        await port.changeGate({ op: 'replay', id: req.backend, actor })
+        port.backend(req.backend)
+        const messages = port.replayable
+        return { node: port.nodeName, ...req, messages, bytes: messages * 1000, skipped: 0, error: null }
       },
     }
   }

@@ -332,7 +332,11 @@ t.test('a server that is not the admin API, and a failing one, are exit 1', asyn
 
 t.test('usage errors: unknown command, subcommand, option, missing or extra arguments, bad --admin', async (t) => {
   const cases: [string, string[], string][] = [
-    ['frob', [], 'mxgate frob: "frob" is not an ops command; expected status, eject, drain, restore, spool\n'],
+    [
+      'frob',
+      [],
+      'mxgate frob: "frob" is not an ops command; expected status, eject, drain, restore, spool, replay, journal\n',
+    ],
     [
       'spool',
       ['frob'],

@@ -48,6 +48,8 @@ export interface Route {
   change?: string
   /** Reads that show envelope addresses need a token too (no audit line); the text names the read in errors. */
   private?: string
+  /** A change that may take longer than the server's change timeout (a replay of many messages). */
+  timeoutMs?: number
   handle(ctx: RouteContext): Promise<Reply> | Reply
 }
 
@@ -56,7 +58,7 @@ const MAX_EJECT_MS = 366 * 86_400_000
 const DURATION_WITH_UNIT = /^\s*\d+(?:\.\d+)?\s*(ms|s|m|h|d)\s*$/i
 const FOR_FORMS = 'a duration with a unit ("90s", "30m", "2h", "1d") or a number of milliseconds'
 
-function onlyFields(body: Record<string, unknown>, action: string, allowed: string[]): void {
+export function onlyFields(body: Record<string, unknown>, action: string, allowed: string[]): void {
   for (const key of Object.keys(body)) {
     if (!allowed.includes(key)) {
       const accepted = allowed.length > 0 ? `accepted: ${allowed.join(', ')}` : 'it takes no fields'
@@ -98,7 +100,7 @@ export function ejectDurationOf(raw: unknown): number | null {
   return ms
 }
 
-function actorOf(ctx: RouteContext): Actor {
+export function actorOf(ctx: RouteContext): Actor {
   if (ctx.actor === null) throw new Error('change route ran without an actor')
   return ctx.actor
 }

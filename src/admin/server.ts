@@ -5,14 +5,15 @@ import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../log'
 import { authorizeChange, displayAddress, type TokenSet } from './auth'
+import { JOURNAL_ROUTES } from './journal-routes'
 import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
 import { STATUS_ROUTES } from './status-routes'
-import { type Actor, type AdminPort, NotReadyError, UnknownIdError } from './types'
+import { type Actor, type AdminPort, JournalOffError, NotReadyError, UnknownIdError } from './types'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const DEFAULT_CHANGE_TIMEOUT_MS = 15_000
-const ALL_ROUTES: readonly Route[] = [...ROUTES, ...STATUS_ROUTES]
+const ALL_ROUTES: readonly Route[] = [...ROUTES, ...STATUS_ROUTES, ...JOURNAL_ROUTES]
 
 export interface AdminServerOptions {
   listen: { host: string; port: number }
@@ -136,6 +137,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     if (err instanceof HttpError) return { status: err.status, error: err.message, headers: err.headers }
     if (err instanceof UnknownIdError) return { status: 404, error: err.message, headers: {} }
     if (err instanceof NotReadyError) return { status: 503, error: err.message, headers: { 'retry-after': '5' } }
+    if (err instanceof JournalOffError) return { status: 409, error: err.message, headers: {} }
     if (err instanceof ChangeTimeoutError) return { status: 504, error: err.message, headers: {} }
     const errorId = randomUUID().slice(0, 8)
     log.error({ err, errorId, method, path }, 'admin request failed')
@@ -156,7 +158,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   ): Promise<Reply> {
     const body = route.method === 'POST' ? await readJsonObject(req) : {}
     const work = Promise.resolve(route.handle({ port, params, query, body, actor, audit: note }))
-    return route.change ? withTimeout(work, changeTimeoutMs, note.what) : work
+    return route.change ? withTimeout(work, route.timeoutMs ?? changeTimeoutMs, note.what) : work
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

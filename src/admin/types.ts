@@ -157,6 +157,55 @@ export class NotReadyError extends Error {
   }
 }
 
+/** One journal entry as `journal ls` shows it: a message the backend took, and the recipients it took. */
+export interface JournalEntryView {
+  id: string
+  /** Epoch ms the backend took it. */
+  at: number
+  from: string
+  rcpts: string[]
+  messageId: string | null
+  size: number
+  /** Already put back into the spool by an earlier replay for this backend. */
+  replayed: boolean
+}
+
+export interface JournalListView {
+  node: string
+  backend: string
+  since: number
+  until: number
+  entries: JournalEntryView[]
+}
+
+export interface ReplayRequestView {
+  backend: string
+  since: number
+  until: number
+  dryRun: boolean
+  again: boolean
+}
+
+export interface ReplayView extends ReplayRequestView {
+  node: string
+  /** Messages put back into the spool (would be, in a dry run) and their body bytes. */
+  messages: number
+  bytes: number
+  /** Entries an earlier replay already sent (left out unless `again`). */
+  skipped: number
+  /** Why the replay stopped early, or null. */
+  error: string | null
+}
+
+/** The journal is off on this node (journal.enabled = false): nothing to list or replay. */
+export class JournalOffError extends Error {
+  readonly code = 'EJOURNALOFF'
+  constructor() {
+    super('the journal is off on this node (journal.enabled = false): there is nothing to list or replay')
+    this.name = 'JournalOffError'
+  }
+}
+
 export interface AdminPort {
   nodeName: string
   backends(): BackendView[]
@@ -190,5 +239,11 @@ export interface AdminPort {
     release(id: string, actor: Actor): Promise<SpoolItemView>
     /** Give up on a message now: DSN to its sender (never to <>), remove it. */
     bounce(id: string, actor: Actor): Promise<void>
+  }
+  journal: {
+    /** What `backend` took in [since, until). Throws UnknownIdError, JournalOffError. */
+    list(backend: string, since: number, until: number): Promise<JournalListView>
+    /** Puts it back into the spool for the other backends. Throws UnknownIdError, JournalOffError. */
+    replay(req: ReplayRequestView, actor: Actor): Promise<ReplayView>
   }
 }

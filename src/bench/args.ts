@@ -9,6 +9,7 @@ export const ROW_IDS = [
   'mxgate',
   'mxgate-cold',
   'mxgate-noverify',
+  'mxgate-nojournal',
   'mxgate-workers',
   'spool',
 ] as const

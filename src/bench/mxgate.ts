@@ -28,6 +28,14 @@ export interface MxgateParams {
  * Stock (30 s, 1 min) the drain would begin after the bench's cap; the drain itself (drain_rate, concurrency) and
  * everything else stay stock. The same idea as the demo's shorter timings.
  */
+/** The "journal off" row: the same stock mxgate without the replay journal, to show what the journal costs. */
+export const NO_JOURNAL_INI = [
+  '; written by the bench for the journal-off row',
+  '[journal]',
+  'enabled = false',
+  '',
+].join('\n')
+
 export const SPOOL_ROW_INI = [
   '; written by the bench for the spool rows; layered over config/mxgate.ini',
   '[breaker]',
@@ -91,7 +99,10 @@ export async function startMxgate(p: MxgateParams): Promise<MxgateRelay> {
   return { port, pid: child.pid, spoolDir, stop }
 }
 
-/** Regular files under dir (the spool's messages; temp files are counted too until they are renamed). */
+/**
+ * Regular files under dir (the spool's messages; temp files are counted too until they are renamed), not those of
+ * the replay journal, which lives under the spool dir by default and keeps what was delivered.
+ */
 export function countFiles(dir: string): number {
   let n = 0
   let entries: import('node:fs').Dirent[]
@@ -101,7 +112,7 @@ export function countFiles(dir: string): number {
     return 0
   }
   for (const e of entries) {
-    if (e.isDirectory()) n += countFiles(path.join(dir, e.name))
+    if (e.isDirectory()) n += e.name === 'journal' ? 0 : countFiles(path.join(dir, e.name))
     else if (e.isFile()) n++
   }
   return n

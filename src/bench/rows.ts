@@ -4,7 +4,7 @@ import { type BenchOptions, sizeLabel } from './args'
 import { isBenchError } from './errors'
 import { startHarakaRelay } from './haraka'
 import { type LoadShape, measureAccept, measureDrain, measureThroughSink, type RunSample } from './measure'
-import { countFiles, SPOOL_ROW_INI, startMxgate } from './mxgate'
+import { countFiles, NO_JOURNAL_INI, SPOOL_ROW_INI, startMxgate } from './mxgate'
 import { freePort } from './net'
 import { startPostfixRelay } from './postfix'
 import { addRatios, type RowReport, summarize } from './report'
@@ -132,28 +132,34 @@ export async function harakaRows(ctx: RowContext): Promise<RowReport[]> {
 }
 
 /**
- * How the mxgate rows treat recipient verification (on by default): `warm`, every message to one recipient, so
- * after the first the check is a cache hit; `cold`, a new recipient per message, so every RCPT costs a check on the
- * backend (MAIL, RCPT, RSET) before the delivery; `off`, verification disabled, for the difference.
+ * The mxgate rows, all on stock settings except the one thing a variant changes: `warm` (the headline row) sends
+ * every message to one recipient, so after the first the recipient check is a cache hit, and journals every message
+ * (the replay journal is on by default: batched, fsynced); `cold` gives each message a new recipient, so every RCPT
+ * costs a check on the backend (MAIL, RCPT, RSET) before the delivery; `noverify` turns recipient verification off
+ * and `nojournal` the journal, for the difference each makes.
  */
-export type VerifyMode = 'warm' | 'cold' | 'off'
+export type MxgateVariant = 'warm' | 'cold' | 'noverify' | 'nojournal'
 
 const VERIFY_OFF_INI = '; written by the bench for the mxgate-noverify row\n[verify]\nenabled = false\n'
 
 /** mxgate's inline path: every message forwarded to the sink before the sender gets 250. */
-export async function mxgateRows(ctx: RowContext, workers: number, verify: VerifyMode = 'warm'): Promise<RowReport[]> {
-  const id =
-    workers > 0 ? 'mxgate-workers' : verify === 'cold' ? 'mxgate-cold' : verify === 'off' ? 'mxgate-noverify' : 'mxgate'
+export async function mxgateRows(ctx: RowContext, workers: number, variant: MxgateVariant = 'warm'): Promise<RowReport[]> {
+  const id = workers > 0 ? 'mxgate-workers' : variant === 'warm' ? 'mxgate' : `mxgate-${variant}`
   const procs = workers === 0 ? '1 process' : `${workers} workers`
-  const how = { warm: 'verification on, cache warm', cold: 'verification on, cache cold', off: 'verification off' }
-  const label = `mxgate inline, ${procs} (${how[verify]})`
+  const how = {
+    warm: 'verification on, cache warm; journal on',
+    cold: 'verification on, cache cold; journal on',
+    noverify: 'verification off; journal on',
+    nojournal: 'verification on, cache warm; journal off',
+  }
+  const label = `mxgate inline, ${procs} (${how[variant]})`
   let relay: Awaited<ReturnType<typeof startMxgate>>
   try {
     relay = await startMxgate({
       backendPort: ctx.sink.port,
       workers,
       domain: BENCH_DOMAIN,
-      ...(verify === 'off' ? { ini: VERIFY_OFF_INI } : {}),
+      ...(variant === 'noverify' ? { ini: VERIFY_OFF_INI } : variant === 'nojournal' ? { ini: NO_JOURNAL_INI } : {}),
     })
   } catch (err) {
     return unavailable(id, label, ctx.opts, err, ctx.log)
@@ -164,7 +170,7 @@ export async function mxgateRows(ctx: RowContext, workers: number, verify: Verif
         relay.port,
         ctx.sink,
         [relay.pid],
-        verify === 'cold' ? { ...sh, uniqueRecipients: true } : sh,
+        variant === 'cold' ? { ...sh, uniqueRecipients: true } : sh,
         settleCap(ctx.opts),
       ),
     )

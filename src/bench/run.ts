@@ -66,7 +66,8 @@ async function measureAll(opts: BenchOptions, log: (line: string) => void): Prom
     haraka: () => harakaRows(ctx),
     mxgate: () => mxgateRows(ctx, 0),
     'mxgate-cold': () => mxgateRows(ctx, 0, 'cold'),
-    'mxgate-noverify': () => mxgateRows(ctx, 0, 'off'),
+    'mxgate-noverify': () => mxgateRows(ctx, 0, 'noverify'),
+    'mxgate-nojournal': () => mxgateRows(ctx, 0, 'nojournal'),
     'mxgate-workers': () => mxgateRows(ctx, cores),
     spool: () => spoolRows(ctx),
   }

@@ -86,7 +86,9 @@ export class AdminClient {
   /** One request; resolves for any HTTP status, throws AdminUnreachableError / AdminProtocolError otherwise. */
   request(method: 'GET' | 'POST', path: string, body?: object): Promise<AdminResponse> {
     const url = new URL(this.base.href)
-    url.pathname = `${url.pathname.replace(/\/$/, '')}${path}`
+    const q = path.indexOf('?')
+    url.pathname = `${url.pathname.replace(/\/$/, '')}${q < 0 ? path : path.slice(0, q)}`
+    if (q >= 0) url.search = path.slice(q)
     const payload = body === undefined ? undefined : JSON.stringify(body)
     const headers: Record<string, string> = { accept: 'application/json' }
     if (payload !== undefined) {

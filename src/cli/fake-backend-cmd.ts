@@ -23,6 +23,7 @@ export const FAKE_BACKEND_USAGE = `usage: mxgate fake-backend [options]
   --drop-stage S        close the connection without a reply at stage S (dot: after the whole message arrived)
   --refuse              refuse connections (ECONNREFUSED)
   --accept-delay MS     wait MS milliseconds before accepting each message
+  --discard P           accept with 250 and then silently discard this share of messages, 0..1
   --seed N              seed for --fail-rate, so runs repeat
   --fault JSON          a full fault rule, repeatable, e.g. '{"stage":"rcpt","action":"reply","reply":"550 5.1.1 No",
                         "rcpt":"bob"}'
@@ -55,6 +56,7 @@ const VALUE_OPTIONS = [
   '--stall-stage',
   '--drop-stage',
   '--accept-delay',
+  '--discard',
   '--seed',
   '--fault',
 ]
@@ -142,6 +144,8 @@ export function parseFakeBackendArgs(argv: readonly string[]): FakeBackendOption
   if (hostname !== undefined) opts.hostname = hostname
   const delay = one('--accept-delay')
   if (delay !== undefined) opts.acceptDelayMs = number('--accept-delay', delay, 0, 3_600_000, true)
+  const discard = one('--discard')
+  if (discard !== undefined) opts.discard = number('--discard', discard, 0, 1, false)
   const seed = one('--seed')
   if (seed !== undefined) opts.seed = number('--seed', seed, 0, 2 ** 32 - 1, true)
   if (flags.has('--no-pipelining')) opts.pipelining = false

@@ -71,6 +71,8 @@ export async function main(argv: string[]): Promise<number | null> {
       case 'drain':
       case 'restore':
       case 'spool':
+      case 'replay':
+      case 'journal':
         return await runOpsCommand(cmd, rest)
       case 'fake-backend':
         return await runFakeBackendCommand(rest)

@@ -1,4 +1,4 @@
-// `mxgate status | eject | drain | restore | spool …`: operator commands. They talk to a node's admin API only.
+// `mxgate status | eject | drain | restore | spool … | replay | journal ls`: operator commands. They talk to a node's admin API only.
 // Exit codes: 0 done; 1 refused (401/403/409/5xx) or node unreachable; 2 usage error, invalid request (400/413/415),
 // unknown backend/message, or a --token-file that cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -13,12 +13,13 @@ import {
   DEFAULT_ADMIN_URL,
 } from './admin-client'
 import { backendDetail } from './backend-detail'
+import { JournalArgError, journalCommand, replayCommand } from './journal-ops'
 import { type SpoolDetail, spoolDetail } from './spool-detail'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
 import { safeText, terminalJson } from './terminal-text'
 import { chooseToken, type TokenChoice } from './token-source'
 
-export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool'] as const
+export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool', 'replay', 'journal'] as const
 
 export const OPS_USAGE = `operator commands (talk to a node's admin API):
   status [--json] [--watch [SECONDS]]   backends: state, why, since, in flight, success ratio, msgs/min
@@ -31,6 +32,11 @@ export const OPS_USAGE = `operator commands (talk to a node's admin API):
   spool flush [ID]                      retry one message, or all, now
   spool hold ID | release ID            stop / resume retrying a message
   spool bounce ID                       give up: DSN to the sender, remove it
+  journal ls --backend ID --since TIME [--until TIME]
+                                        what the backend took in that window (what a replay would send)
+  replay --backend ID --since TIME [--until TIME] [--dry-run] [--again]
+                                        put what the backend took back into the spool, for the other backends;
+                                        TIME is ISO 8601 (2026-12-04T10:00:00Z) or a duration ago (6h, 2d)
 
   --admin URL    the node's admin API (default MXGATE_ADMIN_URL or ${DEFAULT_ADMIN_URL})
   --token T      admin token for changes and spool reads (default MXGATE_ADMIN_TOKEN)
@@ -73,6 +79,9 @@ const OPTION_ARGS: Record<string, string> = {
   '--reason': ' TEXT',
   '--for': ' DURATION',
   '--watch': ' [SECONDS]',
+  '--backend': ' ID',
+  '--since': ' TIME',
+  '--until': ' TIME',
 }
 const SPEC: Record<string, { values: string[]; flags: string[] }> = {
   status: { values: [], flags: ['--json', '--watch'] },
@@ -80,6 +89,8 @@ const SPEC: Record<string, { values: string[]; flags: string[] }> = {
   drain: { values: ['--reason'], flags: ['--json'] },
   restore: { values: [], flags: ['--json'] },
   spool: { values: [], flags: ['--json'] },
+  replay: { values: ['--backend', '--since', '--until'], flags: ['--json', '--dry-run', '--again'] },
+  journal: { values: ['--backend', '--since', '--until'], flags: ['--json'] },
 }
 
 /** `--opt value`, `--opt=value`, flags, positionals; `--watch` takes an optional number of seconds. */
@@ -352,6 +363,19 @@ const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => P
   drain,
   restore,
   spool,
+  replay: (ctx, p) => replayCommand(journalCtx(ctx, p)),
+  journal: (ctx, p) => journalCommand(journalCtx(ctx, p)),
+}
+
+function journalCtx(ctx: Ctx, p: Parsed) {
+  return {
+    io: ctx.io,
+    json: ctx.json,
+    request: (method: 'GET' | 'POST', path: string, body?: object) => call(ctx, method, path, body),
+    values: p.values,
+    flags: p.flags,
+    positionals: p.positionals,
+  }
 }
 
 function isOpsCommand(cmd: string): cmd is (typeof OPS_COMMANDS)[number] {
@@ -361,7 +385,10 @@ function isOpsCommand(cmd: string): cmd is (typeof OPS_COMMANDS)[number] {
 /** Runs one ops command; resolves the exit code. Every error path prints one line on stderr. */
 export async function runOpsCommand(cmd: string, argv: string[], io: OpsIo = process): Promise<number> {
   const env = io.env ?? process.env
-  const name = cmd === 'spool' && argv[0] !== undefined && !argv[0].startsWith('-') ? `spool ${argv[0]}` : cmd
+  const name =
+    (cmd === 'spool' || cmd === 'journal') && argv[0] !== undefined && !argv[0].startsWith('-')
+      ? `${cmd} ${argv[0]}`
+      : cmd
   try {
     if (!isOpsCommand(cmd)) throw new UsageError(`"${cmd}" is not an ops command; expected ${OPS_COMMANDS.join(', ')}`)
     const p = parseArgs(cmd, argv)
@@ -387,7 +414,12 @@ export async function runOpsCommand(cmd: string, argv: string[], io: OpsIo = pro
     if (io.stdout.isTTY && io.stdout.columns !== undefined) style.columns = io.stdout.columns
     return await HANDLERS[cmd]({ name, client, token, io, json: p.flags.has('--json'), style }, p)
   } catch (err) {
-    if (err instanceof UsageError || err instanceof AdminUrlError || err instanceof TokenFileError) {
+    if (
+      err instanceof UsageError ||
+      err instanceof JournalArgError ||
+      err instanceof AdminUrlError ||
+      err instanceof TokenFileError
+    ) {
       io.stderr.write(`mxgate ${name}: ${err.message}\n`)
       return 2
     }

@@ -376,6 +376,42 @@ const SETTINGS: Record<string, Setter> = {
   'spool.held_dsn_lifetime': duration((c, v) => {
     c.spool.heldDsnLifetimeMs = v
   }, 1000),
+  'journal.enabled': bool((c, v) => {
+    c.journal.enabled = v
+  }),
+  'journal.dir': text((c, v) => {
+    c.journal.dir = v
+  }, true),
+  'journal.retention': duration((c, v) => {
+    c.journal.retentionMs = v
+  }, 60_000),
+  'journal.max_size': (c, raw) => {
+    const n = parseSize(raw)
+    if (n === null) return { error: `"${raw}" is not a size; write e.g. 500MB, 10GB` }
+    if (n < 1024 ** 2) return { error: `"${raw}" is too small; use at least 1MB (one segment must fit)` }
+    c.journal.maxBytes = n
+    return true
+  },
+  'journal.disk_share': (c, raw) => {
+    const m = /^(\d+(?:\.\d+)?)%$/.exec(raw)
+    const n = m ? Number(m[1]) : Number.NaN
+    if (!(n > 0 && n <= 90)) {
+      return {
+        error: `"${raw}" must be a percentage above 0% and at most 90%, e.g. 25% (of the space the journal could use)`,
+      }
+    }
+    c.journal.diskShare = n / 100
+    return true
+  },
+  'journal.batch': (c, raw) => {
+    const ms = parseDuration(raw)
+    if (ms === null) return { error: `"${raw}" is not a duration; write e.g. 50ms, 1s` }
+    if (ms < 1 || ms > 10_000) {
+      return { error: `"${raw}" must be from 1ms to 10s (the journal may lag the mail by one batch)` }
+    }
+    c.journal.batchMs = ms
+    return true
+  },
   'redis.url': text((c, v) => {
     c.redis.url = v
   }, true),
@@ -402,6 +438,8 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_ADMIN_TOKEN: 'admin.token',
   MXGATE_ADMIN_TOKEN_FILE: 'admin.token_file',
   MXGATE_SPOOL_DIR: 'spool.dir',
+  MXGATE_JOURNAL: 'journal.enabled',
+  MXGATE_JOURNAL_DIR: 'journal.dir',
   MXGATE_REDIS_URL: 'redis.url',
   MXGATE_TLS_CERT: 'tls.cert',
   MXGATE_TLS_KEY: 'tls.key',
@@ -552,6 +590,11 @@ function buildBackends(raw: RawBackend[]): BackendConfig[] {
 /** The file `mxgate start` generates (or reads) the admin token in when admin.token is not set. */
 export function adminTokenFile(cfg: MxgateConfig): string {
   return path.resolve(cfg.admin.tokenFile ?? path.join(cfg.spool.dir, 'admin.token'))
+}
+
+/** The journal's directory: journal.dir, else `<spool.dir>/journal`. */
+export function journalDir(cfg: MxgateConfig): string {
+  return path.resolve(cfg.journal.dir ?? path.join(cfg.spool.dir, 'journal'))
 }
 
 export interface LoadOptions {

@@ -193,6 +193,19 @@ export interface MxgateConfig {
     /** A message held only for its DSN is dropped (its DSN given up, logged) after this long. */
     heldDsnLifetimeMs: number
   }
+  /** The replay journal: what every backend took, kept for replay after an incident (README "The replay journal"). */
+  journal: {
+    enabled: boolean
+    /** null = `<spool.dir>/journal`. See journalDir(). */
+    dir: string | null
+    /** Entries older than this are removed (whole segments, oldest first). */
+    retentionMs: number
+    /** The journal never holds more than the smaller of maxBytes and diskShare of the space it could use. */
+    maxBytes: number
+    diskShare: number
+    /** How long an entry may wait in memory before its batch is written (one write, one fsync per batch). */
+    batchMs: number
+  }
   redis: {
     url: string | null
     prefix: string
@@ -318,6 +331,14 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     bounceRelay: null,
     heldDsnMax: 1000,
     heldDsnLifetimeMs: 3 * 86_400_000,
+  },
+  journal: {
+    enabled: true,
+    dir: null,
+    retentionMs: 48 * 3_600_000,
+    maxBytes: 10 * 1024 ** 3,
+    diskShare: 0.25,
+    batchMs: 50,
   },
   redis: { url: null, prefix: 'mxgate:' },
   log: { level: 'info', redactAddresses: false },

@@ -7,7 +7,7 @@ import { dsnAllowed } from '../spool/dsn'
 import { isSpoolError, type SpoolError } from '../spool/errors'
 import type { LastError } from '../spool/format'
 import type { SpoolStore } from '../spool/store'
-import type { AttemptRecord, Relay, RelayResult } from './relay'
+import type { AttemptRecord, JournalPort, Relay, RelayResult } from './relay'
 
 export type AcceptResult =
   | { outcome: 'relayed'; relay: RelayResult }
@@ -35,9 +35,19 @@ export class Acceptor {
     private readonly spool: SpoolStore | null,
     private readonly retryFirstMs: number,
     private readonly log: Logger,
+    private readonly journal: JournalPort | null = null,
   ) {}
 
+  /** Relays or spools `msg`; what backends took of a message whose sender hears 250 goes to the journal. */
   async accept(msg: InboundMessage): Promise<AcceptResult> {
+    const accepted = await this.decide(msg)
+    if (accepted.outcome !== 'spool-failed' && accepted.relay.deliveries.length > 0) {
+      this.journal?.delivered(msg, accepted.relay.deliveries)
+    }
+    return accepted
+  }
+
+  private async decide(msg: InboundMessage): Promise<AcceptResult> {
     const result = await this.relay.relay(msg)
     const needsBounce = result.refused.length > 0
     switch (result.outcome) {

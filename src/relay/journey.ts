@@ -19,8 +19,8 @@ export class Journey {
   readonly refusers = new Map<string, string[]>()
   /** Attempts whose count in the shared outcome counters waits for the second opinion: backend → refused flag. */
   readonly unsettled = new Map<string, boolean>()
-  /** Backends tried for this message: never the same one twice. */
-  readonly avoid = new Set<string>()
+  /** Backends tried for this message, never the same one twice, and those it must not go to at all. */
+  readonly avoid: Set<string>
   /** Recipients no backend has settled yet. */
   pending: string[]
   /**
@@ -37,8 +37,10 @@ export class Journey {
   constructor(
     to: readonly string[],
     private readonly secondOpinion: boolean,
+    avoid: readonly string[] = [],
   ) {
     this.pending = [...to]
+    this.avoid = new Set(avoid)
   }
 
   refuse(rcpt: string, reply: SmtpReply): void {

@@ -42,6 +42,14 @@ export interface HealthPort {
   suspect(id: string): boolean
 }
 
+/**
+ * Told of every message a backend took, once its sender has (or is about to get) its answer: the replay journal.
+ * It must neither throw nor wait: the message is already safe at the backend.
+ */
+export interface JournalPort {
+  delivered(msg: InboundMessage, deliveries: readonly Delivery[]): void
+}
+
 export interface AttemptRecord {
   backendId: string
   verdict: Verdict['kind']
@@ -120,10 +128,17 @@ export class Relay {
     this.now = deps.now ?? Date.now
   }
 
-  /** Tries backends for `msg` until every recipient is settled, the attempts run out or the deadline passes. */
-  async relay(msg: InboundMessage, deadlineAt = this.now() + this.deps.settings.deadlineMs): Promise<RelayResult> {
+  /**
+   * Tries backends for `msg` until every recipient is settled, the attempts run out or the deadline passes. Backends
+   * in `avoid` are never picked (a replay of what one of them took).
+   */
+  async relay(
+    msg: InboundMessage,
+    deadlineAt = this.now() + this.deps.settings.deadlineMs,
+    avoid: readonly string[] = [],
+  ): Promise<RelayResult> {
     const { pool, settings } = this.deps
-    const j = new Journey(msg.envelope.to, settings.secondOpinion)
+    const j = new Journey(msg.envelope.to, settings.secondOpinion, avoid)
     while (j.pending.length > 0 && j.tries < settings.maxAttempts && this.now() < deadlineAt) {
       const id = pool.pick(j.avoid)
       if (id === null) break

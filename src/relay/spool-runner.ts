@@ -10,7 +10,7 @@ import { HELD_DSN_STAGE, heldDsnToDrop, isHeldDsn } from '../spool/held-dsn'
 import type { Claim, EntryPatch, SpoolStore } from '../spool/store'
 import { bounceReplies, lastErrors } from './accept'
 import type { BounceSender } from './bounce'
-import type { Relay } from './relay'
+import type { JournalPort, Relay } from './relay'
 import { SpoolPicker } from './spool-picker'
 
 export type SpoolSettings = MxgateConfig['spool']
@@ -26,6 +26,8 @@ export interface SpoolRunnerDeps {
   /** Rescan the directory before each round: other processes write to it too. The runner also rescans when it
    * finds other processes in the directory (SpoolStore.sharedWithOthers), configured or not. */
   shared: boolean
+  /** Told of what backends took (the replay journal). */
+  journal?: JournalPort | null
 }
 
 export interface SpoolCounters {
@@ -323,12 +325,14 @@ export class SpoolRunner {
       if (entry.pending.length === 0) return await this.settleBounces(entry, body)
       if (Date.now() - entry.receivedAt > this.deps.settings.lifetimeMs) return await this.expire(entry, body)
 
-      const result = await this.deps.relay.relay({
+      const msg = {
         id: entry.id,
         envelope: { from: entry.from, to: entry.pending },
         body,
         receivedAt: entry.receivedAt,
-      })
+      }
+      const result = await this.deps.relay.relay(msg, undefined, entry.avoid)
+      if (result.deliveries.length > 0) this.deps.journal?.delivered(msg, result.deliveries)
       const delivered = result.deliveries.flatMap((d) => d.recipients)
       const pending = result.outcome === 'deferred' ? result.pending : []
       // Each refused recipient carries its own reply; a rejected message's one reply stands in only for a recipient

@@ -48,6 +48,8 @@ export interface SpoolEntry {
   held: boolean
   /** Body length in bytes. */
   size: number
+  /** Backends never to deliver it to (a replay of what one of them took): absent on ordinary messages. */
+  avoid?: string[]
 }
 
 export type FileKind = 'message' | 'envelope'
@@ -200,6 +202,7 @@ export function validateEntry(v: unknown, file: string): SpoolEntry {
     held: o.held as boolean,
     size: num('size'),
   }
+  if (o.avoid !== undefined) entry.avoid = strs('avoid')
   if (!/^[0-9a-z-]{1,64}$/.test(entry.id)) bad('id')
   return entry
 }

@@ -68,6 +68,8 @@ export interface WriteMeta {
   lastErrors?: LastError[]
   /** Recipients already refused for good, owed a DSN: in the same durable write, so a crash cannot lose it. */
   bounced?: { rcpt: string; reply: string }[]
+  /** Backends never to deliver it to (replay of what one of them took and may have lost). */
+  avoid?: string[]
 }
 
 export type EntryPatch = Partial<
@@ -241,6 +243,7 @@ export class SpoolStore {
         trace: meta.trace ?? msg.id,
         held: false,
         size,
+        ...(meta.avoid !== undefined && meta.avoid.length > 0 ? { avoid: [...meta.avoid] } : {}),
       }
       try {
         await this.place(msgName(id), [encodeMessageHead(entry, msg.body), msg.body])

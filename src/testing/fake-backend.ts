@@ -30,6 +30,11 @@ export interface FakeBackendOptions {
   faults?: FaultRule[]
   /** "Accepts slowly": wait this long before answering the final dot with 250. */
   acceptDelayMs?: number
+  /**
+   * "Accepts and loses": this share (0..1) of the messages it answers 250 for is silently discarded (kept in
+   * `discarded`, not in `received`), like a misconfigured server that fails to process what it accepted.
+   */
+  discard?: number
   /** Advertise PIPELINING in the EHLO reply (default true). Pipelined input is answered in order either way. */
   pipelining?: boolean
   /** Advertise SMTPUTF8 (default true); off plays a backend that cannot take non-ASCII addresses. */
@@ -90,6 +95,10 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
   readonly droppedAfterDot: ReceivedMessage[] = []
   /** Messages whose final dot was received and then never answered (fault dot/stall). */
   readonly stalledAfterDot: ReceivedMessage[] = []
+  /** Messages answered 250 and then lost on purpose (the `discard` share): the sender believes they arrived. */
+  readonly discarded: ReceivedMessage[] = []
+  /** The share of accepted messages to discard; may be changed at run time (a backend going bad and healed). */
+  discard: number
   readonly counters: FakeBackendCounters = { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 }
   /** Wait before each 250 after the dot; may be changed at run time to make the backend slow or fast. */
   acceptDelayMs: number
@@ -113,6 +122,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     validateFaultRules(this.faults)
     this.rng = opts.seed === undefined ? Math.random : createRng(opts.seed)
     this.acceptDelayMs = opts.acceptDelayMs ?? 0
+    this.discard = checkedShare(opts.discard ?? 0, this.id)
     const backend = this
     this.sessionHost = {
       hostname: opts.hostname ?? `${this.id}.fake.test`,
@@ -139,6 +149,10 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       finished: (kind, msg) => {
         if (kind === 'received') {
           this.counters.messages++
+          if (this.discard > 0 && this.rng() < this.discard) {
+            this.discarded.push(msg)
+            return
+          }
           this.received.push(msg)
           this.emit('message', msg)
         } else if (kind === 'dropped') {
@@ -185,6 +199,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.received.length = 0
     this.droppedAfterDot.length = 0
     this.stalledAfterDot.length = 0
+    this.discarded.length = 0
     Object.assign(this.counters, { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 })
   }
 
@@ -236,4 +251,11 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     socket.on('error', () => {})
     new Session(socket, `${this.id}-${++this.sessionSeq}`, this.sessionHost).begin()
   }
+}
+
+function checkedShare(share: number, id: string): number {
+  if (!(Number.isFinite(share) && share >= 0 && share <= 1)) {
+    throw new FakeBackendError('EDISCARD', `fake backend ${id}: discard must be a share from 0 to 1, got ${share}`)
+  }
+  return share
 }
