@@ -143,7 +143,11 @@ export type MxgateVariant = 'warm' | 'cold' | 'noverify' | 'nojournal'
 const VERIFY_OFF_INI = '; written by the bench for the mxgate-noverify row\n[verify]\nenabled = false\n'
 
 /** mxgate's inline path: every message forwarded to the sink before the sender gets 250. */
-export async function mxgateRows(ctx: RowContext, workers: number, variant: MxgateVariant = 'warm'): Promise<RowReport[]> {
+export async function mxgateRows(
+  ctx: RowContext,
+  workers: number,
+  variant: MxgateVariant = 'warm',
+): Promise<RowReport[]> {
   const id = workers > 0 ? 'mxgate-workers' : variant === 'warm' ? 'mxgate' : `mxgate-${variant}`
   const procs = workers === 0 ? '1 process' : `${workers} workers`
   const how = {
