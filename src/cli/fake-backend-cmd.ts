@@ -27,6 +27,11 @@ export const FAKE_BACKEND_USAGE = `usage: mxgate fake-backend [options]
   --fault JSON          a full fault rule, repeatable, e.g. '{"stage":"rcpt","action":"reply","reply":"550 5.1.1 No",
                         "rcpt":"bob"}'
   --no-pipelining       do not advertise PIPELINING
+  --discard P           answer 250 and then silently throw away this share of messages, 0..1 ("accepts and loses")
+  --canary-smtp H:P     forward every kept canary (X-Mxgate-Canary) by SMTP to mxgate's listener at H:P ...
+  --canary-to ADDR      ... addressed to mxgate's canary.return_address
+  --canary-webhook URL  or report every kept canary to mxgate's admin API at URL (POST /api/canaries/TOKEN) ...
+  --canary-token T      ... with canary.webhook_token
 `
 
 export class UsageError extends Error {
@@ -57,6 +62,11 @@ const VALUE_OPTIONS = [
   '--accept-delay',
   '--seed',
   '--fault',
+  '--discard',
+  '--canary-smtp',
+  '--canary-to',
+  '--canary-webhook',
+  '--canary-token',
 ]
 const FLAG_OPTIONS = ['--refuse', '--no-pipelining', '--help', '-h']
 
@@ -145,6 +155,24 @@ export function parseFakeBackendArgs(argv: readonly string[]): FakeBackendOption
   const seed = one('--seed')
   if (seed !== undefined) opts.seed = number('--seed', seed, 0, 2 ** 32 - 1, true)
   if (flags.has('--no-pipelining')) opts.pipelining = false
+  const discard = one('--discard')
+  if (discard !== undefined) opts.discardShare = number('--discard', discard, 0, 1, false)
+  const smtp = one('--canary-smtp')
+  const to = one('--canary-to')
+  const webhook = one('--canary-webhook')
+  const token = one('--canary-token')
+  if (smtp !== undefined && webhook !== undefined)
+    throw new UsageError('--canary-smtp and --canary-webhook are two ways back; give one')
+  if (smtp !== undefined) {
+    const m = /^(.+):(\d+)$/.exec(smtp)
+    if (!m) throw new UsageError(`--canary-smtp must be host:port, got "${smtp}"`)
+    if (to === undefined) throw new UsageError("--canary-smtp needs --canary-to (mxgate's canary.return_address)")
+    opts.canaryReturn = { smtp: { host: m[1]!, port: number('--canary-smtp', m[2]!, 1, 65535, true), to } }
+  } else if (webhook !== undefined) {
+    if (token === undefined) throw new UsageError('--canary-webhook needs --canary-token (canary.webhook_token)')
+    opts.canaryReturn = { webhook: { url: webhook, token } }
+  } else if (to !== undefined || token !== undefined)
+    throw new UsageError('--canary-to and --canary-token go with --canary-smtp or --canary-webhook')
   return opts
 }
 

@@ -2,6 +2,7 @@
 // Every error names where the bad value came from (file:line or env variable), the key, and how to fix it.
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { CANARY_ENV, CANARY_KEYS, checkCanary } from './canary-keys'
 import { checkDetector, DETECTOR_KEYS } from './detector-keys'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { type BackendConfig, DEFAULTS, type MxgateConfig } from './schema'
@@ -382,7 +383,7 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
-Object.assign(SETTINGS, DETECTOR_KEYS)
+Object.assign(SETTINGS, DETECTOR_KEYS, CANARY_KEYS)
 
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
@@ -403,6 +404,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_REDIS_URL: 'redis.url',
   MXGATE_TLS_CERT: 'tls.cert',
   MXGATE_TLS_KEY: 'tls.key',
+  ...CANARY_ENV,
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)
@@ -663,6 +665,8 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   }
   const detector = checkDetector(cfg)
   if (detector !== null) throw new ConfigError(src(detector.key), detector.key, detector.problem)
+  const canary = checkCanary(cfg)
+  if (canary !== null) throw new ConfigError(src(canary.key), canary.key, canary.problem)
   if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
     throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }

@@ -90,7 +90,13 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     engine.metrics.watchInbound(inboundCounts)
     admin = new NodeAdmin(engine)
     // With workers, every worker serves the admin port through the cluster's shared handle.
-    adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
+    adminServer = await startAdminServer({
+      listen: cfg.admin.listen,
+      tokens,
+      canaryTokens: parseTokens(cfg.canary.webhookToken === null ? null : `canary:${cfg.canary.webhookToken}`),
+      port: admin,
+      log: partLogger('admin'),
+    })
   }
   server.createServer({
     listen: formatHostPort(cfg.smtp.listen),

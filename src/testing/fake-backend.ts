@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import tls from 'node:tls'
+import { CanaryForwarder, type CanaryReturnTarget } from './fake-backend-canary'
 import { type ReceivedMessage, Session, type SessionHost } from './fake-backend-session'
 import {
   createRng,
@@ -18,6 +19,7 @@ import {
   validateFaultRules,
 } from './fault-rules'
 
+export type { CanaryReturnTarget } from './fake-backend-canary'
 export type { ReceivedMessage } from './fake-backend-session'
 export type { FaultAction, FaultRule, FaultStage } from './fault-rules'
 
@@ -40,6 +42,10 @@ export interface FakeBackendOptions {
   hostname?: string
   /** Offer STARTTLS with this certificate chain and key (PEM); without it STARTTLS is not offered. */
   tls?: { cert: string | Buffer; key: string | Buffer }
+  /** "Accepts and loses": this share (0–1) of messages gets 250 after the dot and is then silently thrown away. */
+  discardShare?: number
+  /** Forward every kept canary (X-Mxgate-Canary) back to mxgate, as the canary mailbox's forwarding would. */
+  canaryReturn?: CanaryReturnTarget
 }
 
 export interface FaultEvent {
@@ -56,8 +62,10 @@ export interface FakeBackendCounters {
   connections: number
   /** Connections that completed their first EHLO/HELO. */
   sessions: number
-  /** Messages accepted with a 2xx after the final dot. */
+  /** Messages accepted with a 2xx after the final dot (discarded ones included). */
   messages: number
+  /** Of those, messages silently thrown away after their 250 (discardShare). */
+  discarded: number
   faultsInjected: number
 }
 
@@ -90,7 +98,19 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
   readonly droppedAfterDot: ReceivedMessage[] = []
   /** Messages whose final dot was received and then never answered (fault dot/stall). */
   readonly stalledAfterDot: ReceivedMessage[] = []
-  readonly counters: FakeBackendCounters = { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 }
+  readonly counters: FakeBackendCounters = {
+    connections: 0,
+    sessions: 0,
+    messages: 0,
+    discarded: 0,
+    faultsInjected: 0,
+  }
+  /** Messages answered 250 and then thrown away (discardShare): the "lost after 250" a canary catches. */
+  readonly discarded: ReceivedMessage[] = []
+  /** Share of accepted messages thrown away after their 250; may be changed at run time. */
+  discardShare: number
+  /** Forwards canaries back to mxgate when canaryReturn is set. */
+  readonly canaries: CanaryForwarder | null
   /** Wait before each 250 after the dot; may be changed at run time to make the backend slow or fast. */
   acceptDelayMs: number
 
@@ -113,6 +133,10 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     validateFaultRules(this.faults)
     this.rng = opts.seed === undefined ? Math.random : createRng(opts.seed)
     this.acceptDelayMs = opts.acceptDelayMs ?? 0
+    this.discardShare = opts.discardShare ?? 0
+    if (!(this.discardShare >= 0 && this.discardShare <= 1))
+      throw new FakeBackendError('EBADOPTION', `discardShare must be from 0 to 1, got ${opts.discardShare}`)
+    this.canaries = opts.canaryReturn ? new CanaryForwarder(opts.canaryReturn) : null
     const backend = this
     this.sessionHost = {
       hostname: opts.hostname ?? `${this.id}.fake.test`,
@@ -139,8 +163,14 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       finished: (kind, msg) => {
         if (kind === 'received') {
           this.counters.messages++
+          if (this.discardShare > 0 && this.rng() < this.discardShare) {
+            this.counters.discarded++
+            this.discarded.push(msg)
+            return
+          }
           this.received.push(msg)
           this.emit('message', msg)
+          this.canaries?.take(msg)
         } else if (kind === 'dropped') {
           this.droppedAfterDot.push(msg)
         } else {
@@ -185,7 +215,8 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.received.length = 0
     this.droppedAfterDot.length = 0
     this.stalledAfterDot.length = 0
-    Object.assign(this.counters, { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 })
+    this.discarded.length = 0
+    Object.assign(this.counters, { connections: 0, sessions: 0, messages: 0, discarded: 0, faultsInjected: 0 })
   }
 
   private async doStop(): Promise<void> {
@@ -196,6 +227,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     for (const socket of this.sockets) socket.destroy()
     this.sockets.clear()
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+    await this.canaries?.settle()
   }
 
   private listen(): Promise<void> {
