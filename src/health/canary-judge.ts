@@ -2,9 +2,10 @@
 // the pool? Pure and synchronous: fed returns and losses, it answers whether one loss is an alarm. README "Canaries"
 // explains both rules:
 //
-//   loss ──▶ never returned one since (re)admission, while a peer's canary of the same round came back? ─▶ alarm
-//        └─▶ CUSUM over its canaries (p0 = rest of the pool's loss rate, floored) ≥ h ─────────────────▶ alarm
-//   pool: most backends losing half their canaries = the return path is broken, not the backends ─▶ nobody
+//   loss, while a peer's canary of the same round came back (else it may be the return path's) ──┐
+//     ├─▶ never returned one since (re)admission ──────────────────────────────────────────────▶ alarm
+//     └─▶ CUSUM over its canaries (p0 = rest of the pool's loss rate, floored) ≥ h ──────────▶ alarm
+//   pool: most backends losing half their recent canaries = the return path is broken ──────────▶ nobody
 //
 // A canary loss is strong evidence: unlike a 4xx, a healthy backend never loses one, so a few stand out.
 
@@ -182,8 +183,9 @@ export class CanaryJudge {
         rule: 'none-returned',
       }
     }
-    // With no peer to compare with, a loss may be the return path's: no alarm on the statistic alone.
-    if (rest.total === 0 || s.statistic < this.settings.threshold) return null
+    // Only a loss while the peers' canaries of the same round came back stands out: without that it may be the
+    // return path's (or there is no peer to compare with).
+    if (!peerBack || s.statistic < this.settings.threshold) return null
     return {
       signal: 'canary',
       faults: s.faults,

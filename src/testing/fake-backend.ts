@@ -109,8 +109,8 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
   readonly discarded: ReceivedMessage[] = []
   /** Share of accepted messages thrown away after their 250; may be changed at run time. */
   discardShare: number
-  /** Forwards canaries back to mxgate when canaryReturn is set. */
-  readonly canaries: CanaryForwarder | null
+  /** Forwards canaries back to mxgate when canaryReturn is set (or forwardCanaries was called). */
+  canaries: CanaryForwarder | null
   /** Wait before each 250 after the dot; may be changed at run time to make the backend slow or fast. */
   acceptDelayMs: number
 
@@ -193,6 +193,12 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.started = true
     await this.listen()
     if (refusesConnections(this.faults)) this.closeListener()
+  }
+
+  /** Starts forwarding kept canaries to mxgate (set once mxgate's port is known). */
+  forwardCanaries(target: CanaryReturnTarget): CanaryForwarder {
+    this.canaries = new CanaryForwarder(target)
+    return this.canaries
   }
 
   /** Replaces the fault rules; opens or closes the listener (same port) when 'refuse' comes or goes. */
