@@ -130,7 +130,7 @@ t.test('return address at RCPT: alone it is a return; mixed, the extra recipient
   if (late?.kind === 'refuse') t.equal(late.refusal.code, 452)
   t.same(canaryReturnReply(null, null, ret), {
     code: 550,
-    text: '5.6.0 No canary token (X-Mxgate-Canary: mxc-…) in the headers or body; <canary-return@example.com> takes only returned mxgate canaries',
+    text: '5.6.0 No canary token (X-Mxgate-Canary: mxc- and 24 hex digits) in the headers or body; <canary-return@example.com> takes only returned mxgate canaries',
   })
   t.equal(canaryReturnReply('mxc-x', { kind: 'returned', backendId: 'mx1', roundTripMs: 5 }, ret).code, 250)
   t.equal(canaryReturnReply('mxc-x', { kind: 'unknown' }, ret).code, 250)

@@ -53,7 +53,7 @@ export function canaryReturnReply(
   if (token === null || outcome === null)
     return {
       code: 550,
-      text: `5.6.0 No canary token (X-Mxgate-Canary: mxc-…) in the headers or body; <${returnAddress}> takes only returned mxgate canaries`,
+      text: `5.6.0 No canary token (X-Mxgate-Canary: mxc- and 24 hex digits) in the headers or body; <${returnAddress}> takes only returned mxgate canaries`,
     }
   if (outcome.kind === 'returned')
     return { code: 250, text: `2.0.0 Canary ${token} returned (through ${outcome.backendId})` }

@@ -195,9 +195,13 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     if (refusesConnections(this.faults)) this.closeListener()
   }
 
-  /** Starts forwarding kept canaries to mxgate (set once mxgate's port is known). */
+  /**
+   * Starts forwarding kept canaries to mxgate, those already received first (a test learns mxgate's port only after
+   * mxgate started, and its first canaries may be here by then).
+   */
   forwardCanaries(target: CanaryReturnTarget): CanaryForwarder {
     this.canaries = new CanaryForwarder(target)
+    for (const msg of this.received) this.canaries.take(msg)
     return this.canaries
   }
 
