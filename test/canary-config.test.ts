@@ -92,7 +92,11 @@ t.test('bad values: each error names the source, the key and the fix', async (t)
       'canary.return_address: is set but canary.address is not; canaries are off without an address (set both, or neither)',
     ],
     ['interval = soon\n', {}, 'canary.interval: "soon" is not a duration; write e.g. 250ms, 10s, 2m'],
-    ['', { MXGATE_CANARY_TIMEOUT: '5ms' }, 'env MXGATE_CANARY_TIMEOUT: canary.timeout: "5ms" is too short; use at least 100ms'],
+    [
+      '',
+      { MXGATE_CANARY_TIMEOUT: '5ms' },
+      'env MXGATE_CANARY_TIMEOUT: canary.timeout: "5ms" is too short; use at least 100ms',
+    ],
     [
       'address = canary@example.com\nreturn_address = r@example.com\ninterval = 1m\ntimeout = 30s\n',
       {},
@@ -109,7 +113,11 @@ t.test('bad values: each error names the source, the key and the fix', async (t)
       { MXGATE_WORKERS: '2' },
       'canary.address: canaries need smtp.workers = 0 for now: the pending tokens live in one process and a return may reach another worker',
     ],
-    ['colour = blue\n', {}, 'canary.colour: unknown key; [canary] knows: address, return_address, interval, timeout, webhook_token, probation_returns'],
+    [
+      'colour = blue\n',
+      {},
+      'canary.colour: unknown key; [canary] knows: address, return_address, interval, timeout, webhook_token, probation_returns',
+    ],
   ]
   for (const [ini, env, want] of cases) {
     const msg = loadError(() => loadConfig({ baseDir: dir(ini), env }))

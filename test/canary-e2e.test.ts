@@ -56,7 +56,10 @@ t.test('a backend that discards everything is ejected after one canary timeout; 
   t.teardown(() => node.stop())
   for (const b of bs) b.forwardCanaries({ smtp: { host: '127.0.0.1', port: node.port, to: RETURN } })
   const started = Date.now()
-  const ejected = await eventually(async () => (await backends(node)).find((b) => b.id === 'mx3')?.state === 'ejected', 30_000)
+  const ejected = await eventually(
+    async () => (await backends(node)).find((b) => b.id === 'mx3')?.state === 'ejected',
+    30_000,
+  )
   t.ok(ejected, 'mx3 is ejected')
   const took = Date.now() - started
   t.comment(`mx3 ejected ${took} ms after mxgate started (canary timeout 3 s)`)
@@ -91,7 +94,13 @@ t.test('a backend that discards everything is ejected after one canary timeout; 
 
   t.test('the return address: consumed, never relayed or spooled; refused without a token or mixed', async (t) => {
     const before = bs.map((b) => b.received.length + b.discarded.length)
-    const noToken = await sendMessage({ host: '127.0.0.1', port: node.port, from: 'a@remote.test', to: [RETURN], message: makeTestMessage() })
+    const noToken = await sendMessage({
+      host: '127.0.0.1',
+      port: node.port,
+      from: 'a@remote.test',
+      to: [RETURN],
+      message: makeTestMessage(),
+    })
     t.equal(noToken.code, 550)
     t.match(noToken.reply, /No canary token \(X-Mxgate-Canary: mxc- and 24 hex digits\) in the headers or body/)
     const mixed = await sendMessage({
@@ -145,7 +154,10 @@ t.test('a backend that discards 10% among three healthy ones is ejected; none of
   const node = await startMxgate({ backends: list(bs), env: { ...CANARY_ENV, MXGATE_CANARY_INTERVAL: '100ms' } })
   t.teardown(() => node.stop())
   for (const b of bs) b.forwardCanaries({ smtp: { host: '127.0.0.1', port: node.port, to: RETURN } })
-  const ejected = await eventually(async () => (await backends(node)).find((b) => b.id === 'mx4')?.state === 'ejected', 60_000)
+  const ejected = await eventually(
+    async () => (await backends(node)).find((b) => b.id === 'mx4')?.state === 'ejected',
+    60_000,
+  )
   t.ok(ejected, 'mx4 is ejected')
   const view = await backends(node)
   const mx4 = view.find((b) => b.id === 'mx4')!
@@ -181,7 +193,11 @@ t.test('the webhook path: its own token returns canaries; a wrong token or the a
     await eventually(async () => (await backends(node)).every((b) => (b.canary?.returned ?? 0) >= 2), 20_000),
     'canaries come back by the webhook',
   )
-  t.same(bs.flatMap((b) => b.canaries?.failures ?? []), [], 'every webhook call was taken')
+  t.same(
+    bs.flatMap((b) => b.canaries?.failures ?? []),
+    [],
+    'every webhook call was taken',
+  )
   const post = (token: string, auth?: string) =>
     fetch(`${url}/api/canaries/${token}`, {
       method: 'POST',
@@ -198,7 +214,10 @@ t.test('the webhook path: its own token returns canaries; a wrong token or the a
   t.match(((await none.json()) as { error: string }).error, /needs the canary webhook token/)
   const bad = await post('hello', hook)
   t.equal(bad.status, 400)
-  t.match(((await bad.json()) as { error: string }).error, /is not a canary token; it looks like mxc- and 24 hex digits/)
+  t.match(
+    ((await bad.json()) as { error: string }).error,
+    /is not a canary token; it looks like mxc- and 24 hex digits/,
+  )
   const unknown = await post(some, hook)
   t.equal(unknown.status, 200)
   t.match(await unknown.json(), { token: some, kind: 'unknown' }, 'a token not pending here is noted')

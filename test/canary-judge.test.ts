@@ -32,8 +32,16 @@ t.test('one loss of a backend that returned canaries before is no alarm; three c
   const j = judge()
   const pool = peers('mx1', 'mx2', 'mx3')
   for (let i = 0; i < 20; i++) round(j, pool, i * ROUND, () => false)
-  t.same(round(j, pool, 20 * ROUND, (id) => id === 'mx3'), [], 'one loss')
-  t.same(round(j, pool, 21 * ROUND, (id) => id === 'mx3'), [], 'two losses')
+  t.same(
+    round(j, pool, 20 * ROUND, (id) => id === 'mx3'),
+    [],
+    'one loss',
+  )
+  t.same(
+    round(j, pool, 21 * ROUND, (id) => id === 'mx3'),
+    [],
+    'two losses',
+  )
   const third = round(j, pool, 22 * ROUND, (id) => id === 'mx3')
   t.same(third, ['mx3'], 'three in a row reach h')
 })
@@ -92,11 +100,18 @@ t.test('pending tokens: returned once, lost once, forgotten with their backend',
   p.add(b, 'mx1', 0, 100)
   p.add(c, 'mx2', 0, 100)
   t.equal(p.accepted(a, 50), true)
-  t.same(p.returned(a, 80), { kind: 'returned', canary: { token: a, backendId: 'mx1', acceptedAt: 50, accepted: true, deadline: 1050 }, roundTripMs: 30 })
+  t.same(p.returned(a, 80), {
+    kind: 'returned',
+    canary: { token: a, backendId: 'mx1', acceptedAt: 50, accepted: true, deadline: 1050 },
+    roundTripMs: 30,
+  })
   t.same(p.returned(a, 90), { kind: 'unknown' }, 'a second copy is not counted twice')
   p.accepted(b, 50)
   t.same(p.expire(1049), [])
-  t.same(p.expire(1050).map((x) => x.token), [b])
+  t.same(
+    p.expire(1050).map((x) => x.token),
+    [b],
+  )
   t.equal(p.forget('mx2'), 1)
   t.equal(p.count(), 0)
 })

@@ -149,7 +149,11 @@ export function authorizeChange(
  * The canary webhook's own check: its bearer token is canary.webhook_token, never an admin token (a pipeline that
  * reports canaries must not be able to eject backends). `tokens` empty = the webhook is off.
  */
-export function authorizeHook(tokens: TokenSet, authorization: string | undefined, remote: string | undefined): ChangeAuth {
+export function authorizeHook(
+  tokens: TokenSet,
+  authorization: string | undefined,
+  remote: string | undefined,
+): ChangeAuth {
   const who = `anonymous@${displayAddress(remote)}`
   if (tokens.names.length === 0)
     return {

@@ -157,7 +157,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     note: AuditNote,
   ): Promise<Reply> {
     // A webhook's body is not ours to read (a pipeline may post anything): drained, never parsed.
-    const body = route.hook ? (req.resume(), {}) : route.method === 'POST' ? await readJsonObject(req) : {}
+    if (route.hook) req.resume()
+    const body = !route.hook && route.method === 'POST' ? await readJsonObject(req) : {}
     const work = Promise.resolve(route.handle({ port, params, query, body, actor, audit: note }))
     return route.change ? withTimeout(work, changeTimeoutMs, note.what) : work
   }

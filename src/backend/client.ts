@@ -185,7 +185,10 @@ export class BackendClient {
   async deliverFresh(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt> {
     const started = Date.now()
     if (this.closing) {
-      return this.failed(this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started), started)
+      return this.failed(
+        this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started),
+        started,
+      )
     }
     const session = this.track(Session.connect(this.sessionOptions, this.log))
     try {

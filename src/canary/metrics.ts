@@ -41,7 +41,7 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300],
     registers,
   })
-  const last = new Gauge({
+  new Gauge({
     name: 'mxgate_canary_last_round_trip_seconds',
     help: 'The last canary round trip per backend (250 → token back)',
     labelNames: ['backend'],
@@ -54,7 +54,6 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
       }
     },
   })
-  void last
   new Gauge({
     name: 'mxgate_canary_pending',
     help: 'Canaries on their way back per backend',

@@ -19,7 +19,8 @@ export function backendDetail(node: string, b: BackendView, now: number): string
     if (d.ejectedBy !== null) lines.push(`  ejected by  ${d.ejectedBy}`)
     const e = d.evidence
     if (e !== null) {
-      const what = e.signal === 'fault' ? 'faults' : e.signal === 'canary' ? 'canaries lost after 250' : 'permanent refusals'
+      const what =
+        e.signal === 'fault' ? 'faults' : e.signal === 'canary' ? 'canaries lost after 250' : 'permanent refusals'
       const unit = e.signal === 'canary' ? 'canaries' : 'messages'
       lines.push(
         `  evidence    ${e.faults} ${what} in ${e.messages} ${unit} (window rate ${pct(e.rate)}) vs the rest of the pool's ${pct(e.poolRate)}`,

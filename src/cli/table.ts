@@ -146,7 +146,7 @@ export function statusTable(node: string, backends: BackendView[], now: number, 
   // Canary round trip only where canaries are on: the last 250 → token-back time, and losses if any.
   if (backends.some((b) => b.canary !== undefined)) {
     columns.push({ title: 'CANARY RTT', align: 'right' })
-    backends.forEach((b, i) => rows[i]!.push(canaryCell(b)))
+    for (const [i, b] of backends.entries()) rows[i]!.push(canaryCell(b))
   }
   return head + renderTable(columns, rows, style)
 }

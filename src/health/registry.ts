@@ -415,7 +415,7 @@ export class HealthRegistry extends EventEmitter {
   /** A canary through this backend came back: in probation, one of the returns it owes. */
   canaryReturned(id: string): void {
     const e = this.entries.get(id)
-    if (!e || e.state !== 'probation') return
+    if (e?.state !== 'probation') return
     e.probationCanaries++
     this.endProbation(e)
   }
