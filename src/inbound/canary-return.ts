@@ -1,7 +1,12 @@
 // The canary return address at RCPT and after DATA: mail to it is consumed by mxgate (never relayed, never
 // spooled), so it must travel alone. Pure: no Haraka, no I/O.
-import type { ReturnOutcome } from '../canary/scheduler'
 import type { RecipientRefusal } from './recipient-policy'
+
+/** What the canary scheduler made of a returned token (src/canary/scheduler.ts ReturnOutcome, by shape). */
+export type ReturnOutcome =
+  | { kind: 'returned'; backendId: string; roundTripMs: number }
+  | { kind: 'unknown' }
+  | { kind: 'off' }
 
 export type CanaryRecipient = { kind: 'return' } | { kind: 'refuse'; refusal: RecipientRefusal } | null
 
