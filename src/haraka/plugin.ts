@@ -241,10 +241,15 @@ function consumeCanaryReturn(next: Next, connection: HarakaConnection, body: Buf
   const scheduler = activeEngine().canaries
   const outcome = token === null ? null : (scheduler?.returned(token) ?? { kind: 'off' as const })
   const reply = canaryReturnReply(token, outcome, cfg.canary.returnAddress ?? '')
-  log.info(
-    { id: connection.transaction?.uuid, ip: connection.remote.ip, token, outcome: outcome?.kind ?? 'no token' },
-    'canary return',
-  )
+  const fields = {
+    id: connection.transaction?.uuid,
+    ip: connection.remote.ip,
+    token,
+    outcome: outcome?.kind ?? 'no token',
+  }
+  // One per backend and interval when all is well: not worth an info line each.
+  if (outcome?.kind === 'returned') log.debug(fields, 'canary return')
+  else log.info(fields, `canary return refused or not pending: ${reply.code} ${reply.text}`)
   if (reply.code < 300) next(constants.ok, reply.text)
   else {
     respondWithCode(connection, reply.code)
