@@ -179,10 +179,17 @@ export class Engine {
         send: (id, envelope, body, deadlineAt) => this.client(id).deliverFresh(envelope, body, deadlineAt),
         eject: (id, evidence) => this.ejectForCanaries(id, evidence),
         returned: (id) => health.canaryReturned(id),
+        shared: {
+          sent: (token, ttlMs) => this.store.canarySent(token, ttlMs),
+          returned: (token, at, ttlMs) => this.store.canaryReturned(token, at, ttlMs),
+          returnOf: (token) => this.store.canaryReturnOf(token),
+        },
         log: partLogger('canary'),
       },
     )
     health.on('ejection', (ev: { id: string }) => scheduler.ejected(ev.id))
+    // A return that reached another node or worker: the one that sent it counts it.
+    this.store.on('canaryReturn', (note) => scheduler.returnedElsewhere(note.token, note.at))
     return scheduler
   }
 

@@ -109,11 +109,6 @@ t.test('bad values: each error names the source, the key and the fix', async (t)
     ],
     ['probation_returns = some\n', {}, 'canary.probation_returns: "some" must be a whole number from 0 to 1000'],
     [
-      'address = canary@example.com\nreturn_address = r@example.com\n',
-      { MXGATE_WORKERS: '2' },
-      'canary.address: canaries need smtp.workers = 0 for now: the pending tokens live in one process and a return may reach another worker',
-    ],
-    [
       'colour = blue\n',
       {},
       'canary.colour: unknown key; [canary] knows: address, return_address, interval, timeout, webhook_token, probation_returns',

@@ -32,6 +32,8 @@ export interface CanaryView {
   sent: number
   returned: number
   lost: number
+  /** Past the timeout while the state store could not say whether another node got it back (no evidence). */
+  unjudged: number
   /** Not taken with 250. */
   failed: number
   pending: number

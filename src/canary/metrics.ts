@@ -23,6 +23,12 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     labelNames: ['backend'],
     registers,
   })
+  const unjudged = new Counter({
+    name: 'mxgate_canary_unjudged_total',
+    help: 'Canaries past canary.timeout while the state store could not say whether another node got them back: neither returned nor lost',
+    labelNames: ['backend'],
+    registers,
+  })
   const failed = new Counter({
     name: 'mxgate_canary_failed_total',
     help: 'Canaries a backend did not take with 250 (refused, timed out, connection failed)',
@@ -31,7 +37,7 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
   })
   const unknown = new Counter({
     name: 'mxgate_canary_unknown_returns_total',
-    help: 'Returned canary tokens not pending on this node (late, repeated, or another node’s)',
+    help: 'Returned canary tokens no node was waiting for (no node sent it, or it came back again or late)',
     registers,
   })
   const rtt = new Histogram({
@@ -65,7 +71,7 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     },
   })
   // Zeroes from the start, so rate() and increase() see the first loss.
-  if (canaries) for (const id of ids) for (const c of [sent, returned, lost, failed]) c.labels(id).inc(0)
+  if (canaries) for (const id of ids) for (const c of [sent, returned, lost, unjudged, failed]) c.labels(id).inc(0)
   if (!canaries) return
   canaries.on('sent', (id) => sent.labels(id).inc())
   canaries.on('returned', (id, ms) => {
@@ -73,6 +79,7 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     rtt.labels(id).observe(ms / 1000)
   })
   canaries.on('lost', (id) => lost.labels(id).inc())
+  canaries.on('unjudged', (id) => unjudged.labels(id).inc())
   canaries.on('failed', (id) => failed.labels(id).inc())
   canaries.on('unknown', () => unknown.inc())
 }

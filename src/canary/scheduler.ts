@@ -9,7 +9,7 @@ import type { CanaryEvidence, CanaryJudge, PeerView } from '../health/canary-jud
 import type { Logger } from '../log'
 import type { Envelope } from '../message'
 import { canaryBody } from './message'
-import { newToken, PendingTokens } from './tokens'
+import { newToken, type PendingCanary, PendingTokens } from './tokens'
 
 export interface CanarySettings {
   address: string
@@ -30,14 +30,32 @@ export interface CanaryPorts {
   eject(id: string, evidence: CanaryEvidence): { ejected: true } | { ejected: false; why: string }
   /** A canary came back (probation counts them). */
   returned(id: string): void
+  /** The cluster's processes share tokens through the state store: a return may reach any of them. */
+  shared: SharedReturns
   log: Logger
   now?: () => number
 }
+
+/** Sharing a return found: a process had sent the token, none had, it came back before, or no answer (kept). */
+export type ShareResult = 'claimed' | 'unknown' | 'repeated' | 'unreachable'
+
+/** The state store's canary part (src/cluster/types.ts StateStore.canary*), filled in by the engine. */
+export interface SharedReturns {
+  sent(token: string, ttlMs: number): void
+  returned(token: string, at: number, ttlMs: number): Promise<ShareResult>
+  /** null: nobody reported it back; undefined: the store could not be asked. */
+  returnOf(token: string): Promise<number | null | undefined>
+}
+
+/** Shared entries outlive the canary's own deadline by this much (clocks, the sender's tick, one lookup). */
+const SHARE_SLACK_MS = 5000
 
 export interface CanaryStats {
   sent: number
   returned: number
   lost: number
+  /** Past their timeout while the state store could not be asked whether another node got them back: no evidence. */
+  unjudged: number
   /** Not taken with 250 (refused, timed out): not a canary on its way, and not a fault charged to the backend here. */
   failed: number
   pending: number
@@ -53,7 +71,8 @@ export interface CanaryEvents {
   failed: [string, DeliveryAttempt]
   returned: [string, number]
   lost: [string]
-  /** A token that is not pending (late, duplicate, another node's). */
+  unjudged: [string]
+  /** A token no process of the cluster sent, or one that came back again or late. */
   unknown: [string]
 }
 
@@ -109,7 +128,7 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
   private stat(id: string) {
     let s = this.stats.get(id)
     if (!s) {
-      s = { sent: 0, returned: 0, lost: 0, failed: 0, lastRoundTripMs: null }
+      s = { sent: 0, returned: 0, lost: 0, unjudged: 0, failed: 0, lastRoundTripMs: null }
       this.stats.set(id, s)
     }
     return s
@@ -130,13 +149,36 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
       this.nextRoundAt = now + this.settings.intervalMs
       for (const b of this.ports.backends()) if (b.inRotation && !this.sending.has(b.id)) this.sendOne(b.id, now)
     }
-    for (const c of this.tokens.expire(now)) this.onLost(c.backendId, c.token, c.acceptedAt, c.accepted, now)
+    for (const c of this.tokens.expire(now)) if (c.accepted) this.judgeExpired(c)
+  }
+
+  /** Past its timeout here: lost, unless another process got it back (and this one missed the note). */
+  private judgeExpired(c: PendingCanary): void {
+    this.ports.shared
+      .returnOf(c.token)
+      .catch(() => undefined)
+      .then((at) => {
+        if (typeof at === 'number') this.count(c, at, this.now(), 'the store')
+        else if (at === null) this.onLost(c.backendId, c.token, c.acceptedAt, this.now())
+        else this.onUnjudged(c)
+      })
+      .catch((err: unknown) => this.ports.log.error({ err, backend: c.backendId }, 'canary judgement crashed'))
+  }
+
+  private onUnjudged(c: PendingCanary): void {
+    this.stat(c.backendId).unjudged++
+    this.emit('unjudged', c.backendId)
+    this.ports.log.info(
+      { backend: c.backendId, token: c.token },
+      `canary ${c.token} through ${c.backendId} not back here and the state store cannot say whether another node got it: no evidence either way`,
+    )
   }
 
   private sendOne(id: string, now: number): void {
     const token = newToken()
     const deadlineAt = now + this.settings.sendDeadlineMs
     this.tokens.add(token, id, now, deadlineAt)
+    this.ports.shared.sent(token, this.settings.sendDeadlineMs + this.settings.timeoutMs + SHARE_SLACK_MS)
     this.sending.add(id)
     const body = canaryBody({
       token,
@@ -164,30 +206,63 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
       .finally(() => this.sending.delete(id))
   }
 
-  /** A token came back (SMTP return or webhook). */
+  /** A token came back to this process (SMTP return or webhook). Not sent here: the other processes are told. */
   returned(token: string): ReturnOutcome {
     const now = this.now()
     const r = this.tokens.returned(token, now)
-    if (r.kind === 'unknown') {
-      this.emit('unknown', token)
-      this.ports.log.info({ token }, 'canary token returned that is not pending here (late, repeated or not ours)')
+    if (r.kind === 'returned') return this.count(r.canary, now, now, null)
+    if (this.tokens.settled(token)) {
+      this.noteUnknown(token, 'came back again or after its timeout')
       return r
     }
-    const id = r.canary.backendId
-    const s = this.stat(id)
-    s.returned++
-    s.lastRoundTripMs = r.roundTripMs
-    this.judge.returned(id, r.canary.acceptedAt, this.ports.backends())
-    this.ports.returned(id)
-    this.emit('returned', id, r.roundTripMs)
-    if (this.ports.log.isLevelEnabled('debug'))
-      this.ports.log.debug({ backend: id, token, ms: r.roundTripMs }, 'canary returned')
-    return { kind: 'returned', backendId: id, roundTripMs: r.roundTripMs }
+    this.ports.shared
+      .returned(token, now, this.settings.timeoutMs + SHARE_SLACK_MS)
+      .then((result) => {
+        if (result === 'unknown' || result === 'repeated')
+          this.noteUnknown(token, result === 'unknown' ? 'no node sent it' : 'came back again')
+        else if (result === 'unreachable')
+          this.ports.log.info({ token }, 'canary token of another node kept here until the state store is back')
+        else if (this.ports.log.isLevelEnabled('debug'))
+          this.ports.log.debug({ token }, 'canary token of another node passed on to it')
+      })
+      .catch((err: unknown) => this.ports.log.error({ err, token }, 'sharing a canary return crashed'))
+    return r
   }
 
-  private onLost(id: string, token: string, acceptedAt: number, accepted: boolean, now: number): void {
-    // Never answered 250 within its delivery deadline: the send outcome (failed) tells; it is no loss after 250.
-    if (!accepted) return
+  /** Another process of the cluster got a token back: counted here if this process sent it. */
+  returnedElsewhere(token: string, at: number): void {
+    const now = this.now()
+    const r = this.tokens.returned(token, now)
+    if (r.kind === 'returned') this.count(r.canary, at, now, 'another node')
+  }
+
+  private noteUnknown(token: string, why: string): void {
+    this.emit('unknown', token)
+    this.ports.log.info({ token }, `canary token returned that no node is waiting for (${why})`)
+  }
+
+  /**
+   * A canary of this process came back `at` (another process's clock when it came back there; used when it falls
+   * between our 250 and now, else now): the round trip is measured from our own 250.
+   */
+  private count(c: PendingCanary, at: number, now: number, via: string | null): ReturnOutcome {
+    const id = c.backendId
+    const end = at >= c.acceptedAt && at <= now ? at : now
+    const roundTripMs = Math.max(0, end - c.acceptedAt)
+    const s = this.stat(id)
+    s.returned++
+    s.lastRoundTripMs = roundTripMs
+    this.judge.returned(id, c.acceptedAt, this.ports.backends())
+    this.ports.returned(id)
+    this.emit('returned', id, roundTripMs)
+    if (this.ports.log.isLevelEnabled('debug'))
+      this.ports.log.debug({ backend: id, token: c.token, ms: roundTripMs, via: via ?? 'here' }, 'canary returned')
+    return { kind: 'returned', backendId: id, roundTripMs }
+  }
+
+  // Never answered 250 within its delivery deadline: the send outcome (failed) tells; it is no loss after 250, and
+  // tick() does not bring it here.
+  private onLost(id: string, token: string, acceptedAt: number, now: number): void {
     this.stat(id).lost++
     this.emit('lost', id)
     const secs = Math.round(this.settings.timeoutMs / 100) / 10

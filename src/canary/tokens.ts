@@ -26,6 +26,8 @@ export type ReturnResult =
 
 export class PendingTokens {
   private readonly pending = new Map<string, PendingCanary>()
+  /** Tokens of this process already counted (returned, lost, forgotten), until when they are remembered. */
+  private readonly done = new Map<string, number>()
 
   constructor(private readonly timeoutMs: number) {}
 
@@ -56,6 +58,7 @@ export class PendingTokens {
     const c = this.pending.get(token)
     if (!c) return { kind: 'unknown' }
     this.pending.delete(token)
+    this.remember(token, now)
     return { kind: 'returned', canary: c, roundTripMs: Math.max(0, now - c.acceptedAt) }
   }
 
@@ -63,7 +66,11 @@ export class PendingTokens {
   expire(now: number): PendingCanary[] {
     const lost: PendingCanary[] = []
     for (const c of this.pending.values()) if (c.deadline <= now) lost.push(c)
-    for (const c of lost) this.pending.delete(c.token)
+    for (const c of lost) {
+      this.pending.delete(c.token)
+      this.remember(c.token, now)
+    }
+    for (const [token, until] of this.done) if (until <= now) this.done.delete(token)
     return lost
   }
 
@@ -73,9 +80,19 @@ export class PendingTokens {
     for (const [token, c] of this.pending) {
       if (c.backendId !== backendId) continue
       this.pending.delete(token)
+      this.remember(token, Date.now())
       n++
     }
     return n
+  }
+
+  /** A token this process sent and already counted: a copy coming back now is late or repeated, not another's. */
+  settled(token: string): boolean {
+    return this.done.has(token)
+  }
+
+  private remember(token: string, now: number): void {
+    this.done.set(token, now + this.timeoutMs)
   }
 
   count(backendId?: string): number {

@@ -45,7 +45,7 @@ export function backendDetail(node: string, b: BackendView, now: number): string
   if (c) {
     const rtt = c.lastRoundTripMs === null ? 'none back yet' : `last round trip ${c.lastRoundTripMs}ms`
     lines.push(
-      `  canaries    ${c.sent} sent, ${c.returned} returned, ${c.lost} lost after 250, ${c.failed} not accepted, ${c.pending} on their way; ${rtt}`,
+      `  canaries    ${c.sent} sent, ${c.returned} returned, ${c.lost} lost after 250, ${c.unjudged ?? 0} unjudged (state store unreachable), ${c.failed} not accepted, ${c.pending} on their way; ${rtt}`,
       `              loss statistic ${c.statistic.toFixed(2)}; lost ${pct(c.lossRate)} of its last canaries`,
     )
   }

@@ -112,11 +112,5 @@ export function checkCanary(cfg: MxgateConfig): { key: string; problem: string }
       key: 'canary.timeout',
       problem: `must not be below canary.interval (${k.intervalMs}ms): a canary needs time to come back before the next`,
     }
-  if (cfg.smtp.workers > 0)
-    return {
-      key: 'canary.address',
-      problem:
-        'canaries need smtp.workers = 0 for now: the pending tokens live in one process and a return may reach another worker',
-    }
   return null
 }
