@@ -182,16 +182,30 @@ export class Engine {
         shared: {
           sent: (token, ttlMs) => this.store.canarySent(token, ttlMs),
           returned: (token, at, ttlMs) => this.store.canaryReturned(token, at, ttlMs),
-          returnOf: (token) => this.store.canaryReturnOf(token),
+          returnOf: async (token, since) => {
+            const at = await this.store.canaryReturnOf(token)
+            // Not found, but the store was away meanwhile: another node may still hold the return it could not share.
+            if (at === null && (this.storeSteadySince === null || this.storeSteadySince > since)) return undefined
+            return at
+          },
         },
         log: partLogger('canary'),
       },
     )
     health.on('ejection', (ev: { id: string }) => scheduler.ejected(ev.id))
+    this.store.on('up', () => {
+      this.storeSteadySince = Date.now()
+    })
+    this.store.on('down', () => {
+      this.storeSteadySince = null
+    })
     // A return that reached another node or worker: the one that sent it counts it.
     this.store.on('canaryReturn', (note) => scheduler.returnedElsewhere(note.token, note.at))
     return scheduler
   }
+
+  /** Since when the state store has been reachable without a break; null while it is not (canary judgement). */
+  private storeSteadySince: number | null = null
 
   /** Canary evidence goes through the detector's rules: observe mode only reports, the budget holds. */
   private ejectForCanaries(id: string, evidence: CanaryEvidence): { ejected: true } | { ejected: false; why: string } {

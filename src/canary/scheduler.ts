@@ -43,8 +43,11 @@ export type ShareResult = 'claimed' | 'unknown' | 'repeated' | 'unreachable'
 export interface SharedReturns {
   sent(token: string, ttlMs: number): void
   returned(token: string, at: number, ttlMs: number): Promise<ShareResult>
-  /** null: nobody reported it back; undefined: the store could not be asked. */
-  returnOf(token: string): Promise<number | null | undefined>
+  /**
+   * When another process reported it back. null: nobody did; undefined: no evidence either way (the store cannot
+   * be asked, or was away at some time since `since`, so a return may be waiting in another node to be shared).
+   */
+  returnOf(token: string, since: number): Promise<number | null | undefined>
 }
 
 /** Shared entries outlive the canary's own deadline by this much (clocks, the sender's tick, one lookup). */
@@ -155,7 +158,7 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
   /** Past its timeout here: lost, unless another process got it back (and this one missed the note). */
   private judgeExpired(c: PendingCanary): void {
     this.ports.shared
-      .returnOf(c.token)
+      .returnOf(c.token, c.acceptedAt)
       .catch(() => undefined)
       .then((at) => {
         if (typeof at === 'number') this.count(c, at, this.now(), 'the store')
