@@ -224,7 +224,7 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
         if (result === 'unknown' || result === 'repeated')
           this.noteUnknown(token, result === 'unknown' ? 'no node sent it' : 'came back again')
         else if (result === 'unreachable')
-          this.ports.log.info({ token }, 'canary token of another node kept here until the state store is back')
+          this.ports.log.debug({ token }, 'canary token of another node kept here until the state store is back')
         else if (this.ports.log.isLevelEnabled('debug'))
           this.ports.log.debug({ token }, 'canary token of another node passed on to it')
       })
@@ -236,7 +236,7 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
   returnedElsewhere(token: string, at: number): void {
     const now = this.now()
     const r = this.tokens.returned(token, now)
-    if (r.kind === 'returned') this.count(r.canary, at, now, 'another node')
+    if (r.kind === 'returned') this.count(r.canary, at, now, 'another process')
   }
 
   private noteUnknown(token: string, why: string): void {
