@@ -65,6 +65,6 @@ export function canaryReturnReply(
   if (outcome.kind === 'off') return { code: 250, text: `2.0.0 Canary ${token} noted; canaries are off on this node` }
   return {
     code: 250,
-    text: `2.0.0 Canary ${token} noted; it is not pending here (late, repeated, or another node's)`,
+    text: `2.0.0 Canary ${token} noted; it is not pending here (passed on to the node that sent it, if any)`,
   }
 }
