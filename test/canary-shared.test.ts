@@ -54,6 +54,18 @@ t.test('Redis store: a token sent by A and returned to B is claimed, heard by A,
 
   const stranger = newToken()
   t.equal(await b.canaryReturned(stranger, at, 10_000), 'unknown', 'a token no node sent is unknown')
+  // Notes arrive in order: once a later, registered return is heard, a note for the stranger would have been too.
+  const later = newToken()
+  a.canarySent(later, 10_000)
+  const laterKey = a.keys.canary(later)
+  await waitUntil(async () => (await rawCommand(redis.port, `GET ${laterKey}`)).includes('\r\ns\r\n'), 'registered')
+  t.equal(await b.canaryReturned(later, at, 10_000), 'claimed')
+  await eventually(() => heardA.some((n) => n.token === later), 'A hears the later one')
+  t.notOk(
+    heardA.some((n) => n.token === stranger),
+    'a made-up token is not broadcast',
+  )
+  t.equal(await a.canaryReturnOf(stranger), at, 'but its key is there for a sender that could not register it')
   t.equal(await a.canaryReturnOf(newToken()), null, 'a token nobody returned reads null')
 })
 

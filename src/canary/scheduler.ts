@@ -91,6 +91,8 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
   private timer: NodeJS.Timeout | null = null
   private nextRoundAt = 0
   private readonly now: () => number
+  /** Bumped per backend at each ejection: a judgement still asking the store about an older canary is dropped. */
+  private readonly epochs = new Map<string, number>()
   /** Backends whose held-back alarm was said (once per episode). */
   private readonly held = new Set<string>()
 
@@ -124,6 +126,7 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
 
   /** The backend was ejected (by anyone): its canaries on their way no longer count, its evidence starts over. */
   ejected(id: string): void {
+    this.epochs.set(id, (this.epochs.get(id) ?? 0) + 1)
     this.tokens.forget(id)
     this.judge.reset(id)
   }
@@ -157,10 +160,12 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
 
   /** Past its timeout here: lost, unless another process got it back (and this one missed the note). */
   private judgeExpired(c: PendingCanary): void {
+    const epoch = this.epochs.get(c.backendId) ?? 0
     this.ports.shared
       .returnOf(c.token, c.acceptedAt)
       .catch(() => undefined)
       .then((at) => {
+        if ((this.epochs.get(c.backendId) ?? 0) !== epoch) return
         if (typeof at === 'number') this.count(c, at, this.now(), 'the store')
         else if (at === null) this.onLost(c.backendId, c.token, c.acceptedAt, this.now())
         else this.onUnjudged(c)

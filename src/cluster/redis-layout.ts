@@ -142,17 +142,19 @@ export function parseNote(text: string): ChangeNote | null {
 }
 
 /**
- * A canary token came back: mark its key returned (keeping it for the timeout) and tell every node, unless it had
- * come back before. KEYS: the token's key. ARGV: at, ttl ms, channel, note JSON. Returns whether a sender had
- * registered it: 'claimed', 'unknown' or 'repeated'.
+ * A canary token came back: mark its key returned (keeping it for the timeout) unless it had come back before, and
+ * tell every node when a sender had registered it. An unregistered one (a sender that could not reach Redis when it
+ * sent, or no sender at all) is only marked: a sender reads the key when its timeout fires, and made-up tokens are
+ * not broadcast. KEYS: the token's key. ARGV: at, ttl ms, channel, note JSON. Returns 'claimed', 'unknown' or
+ * 'repeated'.
  */
 export const CANARY_RETURN_SCRIPT = `
 local old = redis.call('GET', KEYS[1])
 if old and string.sub(old, 1, 2) == 'r:' then return 'repeated' end
 redis.call('SET', KEYS[1], 'r:' .. ARGV[1], 'PX', ARGV[2])
+if not old then return 'unknown' end
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-if old then return 'claimed' end
-return 'unknown'
+return 'claimed'
 `
 
 /** A returned-token note from the canary channel; null when malformed. */
