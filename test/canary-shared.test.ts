@@ -77,7 +77,6 @@ t.test(
     const prefix = `test-${randomUUID()}:`
     const a = await redisNode(t, redis.url, prefix, 'A')
     const b = await redisNode(t, redis.url, prefix, 'B')
-    const heardA = notes(a)
     const token = newToken()
     await redis.kill()
     await eventually(() => !a.up && !b.up, 'both see Redis gone')
@@ -90,11 +89,6 @@ t.test(
       'A reads the kept return once Redis is back',
       15_000,
     )
-    await eventually(
-      () => heardA.some((n) => n.token === token),
-      'A heard it too (if subscribed in time)',
-      15_000,
-    ).catch(() => t.comment('the note went out before A re-subscribed; the key covers that'))
   },
 )
 
