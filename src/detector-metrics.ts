@@ -10,7 +10,7 @@ export function registerDetectorMetrics(engine: Engine): void {
   const loop = engine.detector
   const ejections = new Counter({
     name: 'mxgate_backend_ejections_total',
-    help: 'Ejections on this node by cause: breaker (hard failures), detector (outlier), probation (outlier while in probation), operator; other nodes’ ejections followed here are counted by their cause too',
+    help: 'Ejections on this node by cause: breaker (hard failures), detector (outlier), probation (outlier while in probation), canary (canaries lost after 250), operator; other nodes’ ejections followed here are counted by their cause too',
     labelNames: ['backend', 'reason'],
     registers,
   })

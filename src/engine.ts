@@ -4,10 +4,13 @@ import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import { BackendClient, type ClientOptions } from './backend/client'
+import { registerCanaryMetrics } from './canary/metrics'
+import { CanaryScheduler, describeCanaryEvidence } from './canary/scheduler'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import { journalDir } from './config/load'
 import type { MxgateConfig } from './config/schema'
 import { registerDetectorMetrics } from './detector-metrics'
+import { CANARY_JUDGE_DEFAULTS, type CanaryEvidence, CanaryJudge } from './health/canary-judge'
 import { DetectorLoop } from './health/detector-loop'
 import { OutcomeHistory } from './health/outcome-history'
 import { type BackendStatus, HealthRegistry } from './health/registry'
@@ -72,6 +75,8 @@ export class Engine {
   readonly runner: SpoolRunner
   /** What backends took, for replay (README "The replay journal"). */
   readonly journal: Journal
+  /** End-to-end canaries; null when canary.address is not set. */
+  readonly canaries: CanaryScheduler | null
   readonly log: Logger
   readonly node: string
   readonly metrics = new Metrics()
@@ -114,6 +119,7 @@ export class Engine {
       store: this.store,
       log: partLogger('health'),
       suspicion: (id, probation) => this.detector.detector.suspect(id, probation),
+      probationReturns: config.canary.address === null ? 0 : config.canary.probationReturns,
     })
     this.health.on('state', (s: BackendStatus) => this.stateLog.note(s))
     this.history = new OutcomeHistory(this.store, () => this.health.ids(), {
@@ -188,13 +194,79 @@ export class Engine {
         { onTimeout: v.onTimeout, harvestWindowMs: v.harvestWindowMs },
       )
     }
+    this.canaries = this.buildCanaries()
     registerStateMetrics(this)
     registerJournalMetrics(this.metrics, () => this.journal.counters())
     registerDetectorMetrics(this)
+    registerCanaryMetrics(this.metrics.registry, this.canaries, this.health.ids())
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
       if (s.state === 'probation' || s.state === 'admitted') this.runner.drain()
     })
+  }
+
+  /** The canary scheduler and its ports into health and the backend clients (never the relay or the breaker). */
+  private buildCanaries(): CanaryScheduler | null {
+    const k = this.config.canary
+    if (k.address === null) return null
+    const judge = new CanaryJudge({ ...CANARY_JUDGE_DEFAULTS, roundMs: k.intervalMs })
+    const health = this.health
+    const scheduler = new CanaryScheduler(
+      {
+        address: k.address,
+        intervalMs: k.intervalMs,
+        timeoutMs: k.timeoutMs,
+        sendDeadlineMs: this.config.relay.deadlineMs,
+        hostname: this.config.smtp.hostname,
+      },
+      judge,
+      {
+        backends: () =>
+          health.statuses().map((s) => ({
+            id: s.id,
+            inRotation: s.manual === null && (s.state === 'admitted' || s.state === 'probation'),
+          })),
+        send: (id, envelope, body, deadlineAt) => this.client(id).deliverFresh(envelope, body, deadlineAt),
+        eject: (id, evidence) => this.ejectForCanaries(id, evidence),
+        returned: (id) => health.canaryReturned(id),
+        shared: {
+          sent: (token, ttlMs) => this.store.canarySent(token, ttlMs),
+          returned: (token, at, ttlMs) => this.store.canaryReturned(token, at, ttlMs),
+          returnOf: async (token, since) => {
+            const at = await this.store.canaryReturnOf(token)
+            // Not found, but the store was away meanwhile: another node may still hold the return it could not share.
+            if (at === null && (this.storeSteadySince === null || this.storeSteadySince > since)) return undefined
+            return at
+          },
+        },
+        log: partLogger('canary'),
+      },
+    )
+    health.on('ejection', (ev: { id: string }) => scheduler.ejected(ev.id))
+    this.store.on('up', () => {
+      this.storeSteadySince = Date.now()
+    })
+    this.store.on('down', () => {
+      this.storeSteadySince = null
+    })
+    // A return that reached another node or worker: the one that sent it counts it.
+    this.store.on('canaryReturn', (note) => scheduler.returnedElsewhere(note.token, note.at))
+    return scheduler
+  }
+
+  /** Since when the state store has been reachable without a break; null while it is not (canary judgement). */
+  private storeSteadySince: number | null = null
+
+  /** Canary evidence goes through the detector's rules: observe mode only reports, the budget holds. */
+  private ejectForCanaries(id: string, evidence: CanaryEvidence): { ejected: true } | { ejected: false; why: string } {
+    const d = this.config.detector
+    if (d.mode === 'observe') return { ejected: false, why: 'observe mode' }
+    const budget = Math.max(1, Math.floor(this.health.ids().length * d.budgetShare))
+    const out = this.health.outByDetector().length
+    if (out >= budget) return { ejected: false, why: `ejection budget reached (${out} of ${budget} out)` }
+    const { rule: _rule, ...shared } = evidence
+    const ok = this.health.ejectByDetector(id, 'canary', describeCanaryEvidence(evidence), shared)
+    return ok ? { ejected: true } : { ejected: false, why: 'not in rotation' }
   }
 
   private inFlightCount = 0
@@ -261,9 +333,11 @@ export class Engine {
     if (this.health.ids().some((id) => this.health.admission(id).allowed)) this.runner.drain()
     this.detector.start()
     this.history.start()
+    this.canaries?.start()
   }
 
   async close(): Promise<void> {
+    this.canaries?.stop()
     this.detector.stop()
     this.history.stop()
     await this.runner.stop()

@@ -3,6 +3,7 @@ import {
   type Actor,
   type AdminPort,
   type BackendView,
+  type CanaryReturnView,
   type DetectorView,
   type HistoryView,
   type JournalListView,
@@ -88,7 +89,12 @@ export class NodeAdmin implements AdminPort {
       successRatio: attempts > 0 ? s.recent.ok / attempts : null,
       messagesPerMinute: attempts / (s.recent.spanMs / 60_000),
       detector: this.detectorView(id),
+      ...(this.engine.canaries ? { canary: this.engine.canaries.view(id) } : {}),
     }
+  }
+
+  canaryReturned(token: string): CanaryReturnView {
+    return this.engine.canaries?.returned(token) ?? { kind: 'off' }
   }
 
   private detectorView(id: string): DetectorView {

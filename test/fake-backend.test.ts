@@ -107,7 +107,7 @@ t.test('accepts a message and records envelope, Message-ID, bytes and counters',
   t.equal(m.size, message.length)
   t.match(m.sessionId, /^b1-/)
   t.same(seen, ['one@test'], "a 'message' event per accepted message")
-  t.same(backend.counters, { connections: 1, sessions: 1, messages: 1, faultsInjected: 0 })
+  t.same(backend.counters, { connections: 1, sessions: 1, messages: 1, discarded: 0, faultsInjected: 0 })
 })
 
 t.test('keeps message bytes exact: dots at line start, 8-bit bytes, a 2000-char line, CRLF', async (t) => {
@@ -308,7 +308,7 @@ t.test('several messages on one connection: consecutive MAIL, and MAIL after RSE
     ],
   )
   t.equal(new Set(backend.received.map((m) => m.sessionId)).size, 1, 'all over one session')
-  t.same(backend.counters, { connections: 1, sessions: 1, messages: 3, faultsInjected: 0 })
+  t.same(backend.counters, { connections: 1, sessions: 1, messages: 3, discarded: 0, faultsInjected: 0 })
 })
 
 t.test('pipelining: advertised by default, pipelined groups are answered in order', async (t) => {

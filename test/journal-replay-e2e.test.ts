@@ -61,7 +61,7 @@ function countAt(backends: FakeBackend[], ids: string[]): Map<string, number> {
 t.test(
   'after a replay of the bad backend window every message the senders got 250 for is at a healthy one',
   async (t) => {
-    const bad = await backend(t, { id: 'bad', discard: 1 })
+    const bad = await backend(t, { id: 'bad', discardShare: 1 })
     const good1 = await backend(t, { id: 'good1' })
     const good2 = await backend(t, { id: 'good2' })
     const spoolDir = tempDir(t, 'mxgate-journal-e2e-')
@@ -186,7 +186,7 @@ t.test('bad times and backends get clear errors', async (t) => {
 })
 
 t.test('a node killed in the middle of a replay loses nothing: after a restart the spool delivers', async (t) => {
-  const bad = await backend(t, { id: 'bad', discard: 1 })
+  const bad = await backend(t, { id: 'bad', discardShare: 1 })
   const good = await backend(t, { id: 'good' })
   const spoolDir = tempDir(t, 'mxgate-journal-kill-')
   const config = configDir(t, '[breaker]\nejection_time = 300ms\n')
@@ -276,7 +276,7 @@ t.test(
       t.plan(0, disk.why)
       return
     }
-    const bad = await backend(t, { id: 'bad', discard: 1 })
+    const bad = await backend(t, { id: 'bad', discardShare: 1 })
     const good = await backend(t, { id: 'good' })
     const spoolDir = path.join(disk.path, 'spool')
     fs.mkdirSync(spoolDir)

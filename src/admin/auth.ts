@@ -144,3 +144,40 @@ export function authorizeChange(
   }
   return { ok: true, actor: { by: name, from } }
 }
+
+/**
+ * The canary webhook's own check: its bearer token is canary.webhook_token, never an admin token (a pipeline that
+ * reports canaries must not be able to eject backends). `tokens` empty = the webhook is off.
+ */
+export function authorizeHook(
+  tokens: TokenSet,
+  authorization: string | undefined,
+  remote: string | undefined,
+): ChangeAuth {
+  const who = `anonymous@${displayAddress(remote)}`
+  if (tokens.names.length === 0)
+    return {
+      ok: false,
+      status: 403,
+      who,
+      error:
+        'this node has no canary webhook token, so canary returns over HTTP are refused; set canary.webhook_token (or MXGATE_CANARY_WEBHOOK_TOKEN)',
+    }
+  const presented = bearerToken(authorization)
+  if (presented === undefined)
+    return {
+      ok: false,
+      status: 401,
+      who,
+      error:
+        'a canary return needs the canary webhook token: send "Authorization: Bearer <canary.webhook_token>" (the admin token does not work here)',
+    }
+  if (tokens.match(presented) === null)
+    return {
+      ok: false,
+      status: 401,
+      who,
+      error: 'the token does not match canary.webhook_token of this node (the admin token does not work here)',
+    }
+  return { ok: true, actor: { by: 'canary-webhook', from: displayAddress(remote) } }
+}

@@ -50,6 +50,8 @@ export interface Route {
   private?: string
   /** A change that may take longer than the server's change timeout (a replay of many messages). */
   timeoutMs?: number
+  /** A webhook: its own token (canary.webhook_token), never an admin token; no JSON body, no audit line. */
+  hook?: 'canary'
   handle(ctx: RouteContext): Promise<Reply> | Reply
 }
 
@@ -247,7 +249,25 @@ const probeRoutes: Route[] = [
   },
 ]
 
-export const ROUTES: readonly Route[] = [...probeRoutes, ...backendRoutes, ...spoolRoutes]
+const TOKEN_SHAPE = /^mxc-[0-9a-f]{24}$/
+
+const canaryRoutes: Route[] = [
+  {
+    method: 'POST',
+    pattern: '/api/canaries/:token',
+    hook: 'canary',
+    handle: ({ port, params }) => {
+      const token = params.token ?? ''
+      if (!TOKEN_SHAPE.test(token))
+        throw new HttpError(400, `"${token.slice(0, 64)}" is not a canary token; it looks like mxc- and 24 hex digits`)
+      const outcome = port.canaryReturned?.(token) ?? { kind: 'off' as const }
+      if (outcome.kind === 'off') throw new HttpError(409, 'canaries are off on this node (canary.address is not set)')
+      return { json: { node: port.nodeName, token, ...outcome } }
+    },
+  },
+]
+
+export const ROUTES: readonly Route[] = [...probeRoutes, ...backendRoutes, ...spoolRoutes, ...canaryRoutes]
 
 /** Splits a pattern or a path into segments; the path's segments are percent-decoded. */
 function segments(path: string, decode: boolean): string[] {

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../log'
-import { authorizeChange, displayAddress, type TokenSet } from './auth'
+import { authorizeChange, authorizeHook, displayAddress, parseTokens, type TokenSet } from './auth'
 import { JOURNAL_ROUTES } from './journal-routes'
 import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
@@ -19,6 +19,8 @@ export interface AdminServerOptions {
   listen: { host: string; port: number }
   tokens: TokenSet
   port: AdminPort
+  /** canary.webhook_token for POST /api/canaries/TOKEN; absent or empty = the webhook is refused. */
+  canaryTokens?: TokenSet
   log: Logger
   /** How long a change may take (e.g. waiting on Redis) before the client gets 504; default 15 s. */
   changeTimeoutMs?: number
@@ -101,6 +103,7 @@ async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promi
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { port, tokens, log } = opts
+  const canaryTokens = opts.canaryTokens ?? parseTokens(null)
   const changeTimeoutMs = opts.changeTimeoutMs ?? DEFAULT_CHANGE_TIMEOUT_MS
   // Known once the listener is bound (port 0 picks one); no request arrives before that.
   let origins = new Set<string>()
@@ -156,7 +159,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     actor: Actor | null,
     note: AuditNote,
   ): Promise<Reply> {
-    const body = route.method === 'POST' ? await readJsonObject(req) : {}
+    // A webhook's body is not ours to read (a pipeline may post anything): drained, never parsed.
+    if (route.hook) req.resume()
+    const body = !route.hook && route.method === 'POST' ? await readJsonObject(req) : {}
     const work = Promise.resolve(route.handle({ port, params, query, body, actor, audit: note }))
     return route.change ? withTimeout(work, route.timeoutMs ?? changeTimeoutMs, note.what) : work
   }
@@ -185,7 +190,15 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       }
       checkOrigin(req.headers.origin, req.headers.host, origins, wildcard)
       let actor: Actor | null = null
-      if (route.change || route.private) {
+      if (route.hook) {
+        const auth = authorizeHook(canaryTokens, req.headers.authorization, req.socket.remoteAddress)
+        if (!auth.ok) {
+          who = auth.who
+          const headers: Record<string, string> =
+            auth.status === 401 ? { 'www-authenticate': 'Bearer realm="mxgate-canary"' } : {}
+          throw new HttpError(auth.status, auth.error, headers)
+        }
+      } else if (route.change || route.private) {
         const need = route.change ? 'this change' : (route.private ?? '')
         const auth = authorizeChange(tokens, req.headers.authorization, req.socket.remoteAddress, need)
         if (!auth.ok) {
@@ -199,7 +212,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           who = actor.by
         }
       }
-      if (route.method === 'POST') checkJsonContentType(req.headers['content-type'])
+      if (route.method === 'POST' && !route.hook) checkJsonContentType(req.headers['content-type'])
       bodyRead = true
       const reply = await runRoute(
         route,

@@ -24,15 +24,39 @@ export interface BackendView {
   messagesPerMinute: number
   /** What the outlier detector sees and did (absent on nodes without one). */
   detector?: DetectorView
+  /** Its canaries on this node (absent when canaries are off): README "Canaries". */
+  canary?: CanaryView
 }
+
+export interface CanaryView {
+  sent: number
+  returned: number
+  lost: number
+  /** Past the timeout while the state store could not say whether another node got it back (no evidence). */
+  unjudged: number
+  /** Not taken with 250. */
+  failed: number
+  pending: number
+  /** The last round trip (250 → token back) in ms; null before the first. */
+  lastRoundTripMs: number | null
+  /** The canary loss statistic now and the backend's loss rate over its last canaries. */
+  statistic: number
+  lossRate: number | null
+}
+
+/** What a returned canary token did: counted for its backend, or not pending here (late, repeated, another node's). */
+export type CanaryReturnView =
+  | { kind: 'returned'; backendId: string; roundTripMs: number }
+  | { kind: 'unknown' }
+  | { kind: 'off' }
 
 /** The detector's evidence for one backend: README "How the detector decides". */
 export interface DetectorView {
   /** Who took it out, while it is out: breaker, detector, probation, operator. */
-  ejectedBy: 'breaker' | 'detector' | 'probation' | 'operator' | null
+  ejectedBy: 'breaker' | 'detector' | 'probation' | 'canary' | 'operator' | null
   /** The evidence of a detector ejection: faults and messages behind the statistic, the pool's rate, h. */
   evidence: {
-    signal: 'fault' | 'refusal'
+    signal: 'fault' | 'refusal' | 'canary'
     faults: number
     messages: number
     rate: number
@@ -225,6 +249,8 @@ export interface AdminPort {
   status(): StatusView
   /** Outcome counts over the last `windowMs` (at most 30 min) and the state changes in it. */
   history(windowMs: number): HistoryView
+  /** A canary token came back by the webhook (absent on ports without canaries). */
+  canaryReturned?(token: string): CanaryReturnView
   /** prom-client registry whose metrics /metrics exposes. */
   metrics: Registry
   spool: {

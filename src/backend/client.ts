@@ -188,6 +188,33 @@ export class BackendClient {
     return session.quit(quitBy())
   }
 
+  /**
+   * One message on a fresh connection outside the pool, ended with QUIT (canaries: a new session like a real
+   * sender's, never one of the pool's slots). Never rejects.
+   */
+  async deliverFresh(envelope: Envelope, body: Buffer, deadlineAt: number): Promise<DeliveryAttempt> {
+    const started = Date.now()
+    if (this.closing) {
+      return this.failed(
+        this.failure('connect', 'reset', `backend client ${this.endpoint.id} is closed`, started),
+        started,
+      )
+    }
+    const session = this.track(Session.connect(this.sessionOptions, this.log))
+    try {
+      await session.ready(deadlineAt, { quitOnRefusal: true })
+    } catch (err) {
+      if (err instanceof StageError) return this.failed(err.failure, started)
+      session.destroy()
+      throw err
+    }
+    const result = await session.send(envelope, body, deadlineAt)
+    const attempt = this.outcome(result, false, started)
+    if (result.failure === null) await session.quit(Math.min(deadlineAt, Date.now() + this.options.timeouts.quit))
+    else session.destroy()
+    return attempt
+  }
+
   /** QUIT idle sessions, let busy ones finish for a short grace, then destroy what is left. Idempotent. */
   close(): Promise<void> {
     this.closing ??= this.shutdown()

@@ -19,9 +19,11 @@ export function backendDetail(node: string, b: BackendView, now: number): string
     if (d.ejectedBy !== null) lines.push(`  ejected by  ${d.ejectedBy}`)
     const e = d.evidence
     if (e !== null) {
-      const what = e.signal === 'fault' ? 'faults' : 'permanent refusals'
+      const what =
+        e.signal === 'fault' ? 'faults' : e.signal === 'canary' ? 'canaries lost after 250' : 'permanent refusals'
+      const unit = e.signal === 'canary' ? 'canaries' : 'messages'
       lines.push(
-        `  evidence    ${e.faults} ${what} in ${e.messages} messages (window rate ${pct(e.rate)}) vs the rest of the pool's ${pct(e.poolRate)}`,
+        `  evidence    ${e.faults} ${what} in ${e.messages} ${unit} (window rate ${pct(e.rate)}) vs the rest of the pool's ${pct(e.poolRate)}`,
         `              CUSUM ${e.statistic.toFixed(2)} ≥ threshold ${e.threshold}${
           e.firstFaultAt === null ? '' : `; first fault ${formatAgo(e.firstFaultAt, now)}`
         }`,
@@ -38,6 +40,14 @@ export function backendDetail(node: string, b: BackendView, now: number): string
       d.poolDegraded ? 'pool degraded' : null,
     ].filter((f) => f !== null)
     if (flags.length > 0) lines.push(`  flags       ${flags.join('; ')}`)
+  }
+  const c = b.canary
+  if (c) {
+    const rtt = c.lastRoundTripMs === null ? 'none back yet' : `last round trip ${c.lastRoundTripMs}ms`
+    lines.push(
+      `  canaries    ${c.sent} sent, ${c.returned} returned, ${c.lost} lost after 250, ${c.unjudged ?? 0} unjudged (state store unreachable), ${c.failed} not accepted, ${c.pending} on their way; ${rtt}`,
+      `              loss statistic ${c.statistic.toFixed(2)}; lost ${pct(c.lossRate)} of its last canaries`,
+    )
   }
   return `${lines.join('\n')}\n`
 }

@@ -23,11 +23,15 @@ export const FAKE_BACKEND_USAGE = `usage: mxgate fake-backend [options]
   --drop-stage S        close the connection without a reply at stage S (dot: after the whole message arrived)
   --refuse              refuse connections (ECONNREFUSED)
   --accept-delay MS     wait MS milliseconds before accepting each message
-  --discard P           accept with 250 and then silently discard this share of messages, 0..1
   --seed N              seed for --fail-rate, so runs repeat
   --fault JSON          a full fault rule, repeatable, e.g. '{"stage":"rcpt","action":"reply","reply":"550 5.1.1 No",
                         "rcpt":"bob"}'
   --no-pipelining       do not advertise PIPELINING
+  --discard P           answer 250 and then silently throw away this share of messages, 0..1 ("accepts and loses")
+  --canary-smtp H:P     forward every kept canary (X-Mxgate-Canary) by SMTP to mxgate's listener at H:P ...
+  --canary-to ADDR      ... addressed to mxgate's canary.return_address
+  --canary-webhook URL  or report every kept canary to mxgate's admin API at URL (POST /api/canaries/TOKEN) ...
+  --canary-token T      ... with canary.webhook_token
 `
 
 export class UsageError extends Error {
@@ -56,9 +60,13 @@ const VALUE_OPTIONS = [
   '--stall-stage',
   '--drop-stage',
   '--accept-delay',
-  '--discard',
   '--seed',
   '--fault',
+  '--discard',
+  '--canary-smtp',
+  '--canary-to',
+  '--canary-webhook',
+  '--canary-token',
 ]
 const FLAG_OPTIONS = ['--refuse', '--no-pipelining', '--help', '-h']
 
@@ -144,11 +152,27 @@ export function parseFakeBackendArgs(argv: readonly string[]): FakeBackendOption
   if (hostname !== undefined) opts.hostname = hostname
   const delay = one('--accept-delay')
   if (delay !== undefined) opts.acceptDelayMs = number('--accept-delay', delay, 0, 3_600_000, true)
-  const discard = one('--discard')
-  if (discard !== undefined) opts.discard = number('--discard', discard, 0, 1, false)
   const seed = one('--seed')
   if (seed !== undefined) opts.seed = number('--seed', seed, 0, 2 ** 32 - 1, true)
   if (flags.has('--no-pipelining')) opts.pipelining = false
+  const discard = one('--discard')
+  if (discard !== undefined) opts.discardShare = number('--discard', discard, 0, 1, false)
+  const smtp = one('--canary-smtp')
+  const to = one('--canary-to')
+  const webhook = one('--canary-webhook')
+  const token = one('--canary-token')
+  if (smtp !== undefined && webhook !== undefined)
+    throw new UsageError('--canary-smtp and --canary-webhook are two ways back; give one')
+  if (smtp !== undefined) {
+    const m = /^(.+):(\d+)$/.exec(smtp)
+    if (!m) throw new UsageError(`--canary-smtp must be host:port, got "${smtp}"`)
+    if (to === undefined) throw new UsageError("--canary-smtp needs --canary-to (mxgate's canary.return_address)")
+    opts.canaryReturn = { smtp: { host: m[1]!, port: number('--canary-smtp', m[2]!, 1, 65535, true), to } }
+  } else if (webhook !== undefined) {
+    if (token === undefined) throw new UsageError('--canary-webhook needs --canary-token (canary.webhook_token)')
+    opts.canaryReturn = { webhook: { url: webhook, token } }
+  } else if (to !== undefined || token !== undefined)
+    throw new UsageError('--canary-to and --canary-token go with --canary-smtp or --canary-webhook')
   return opts
 }
 

@@ -143,7 +143,19 @@ export function statusTable(node: string, backends: BackendView[], now: number, 
       : { text: percent(b.successRatio), ...optionalColour(ratioColour(b.successRatio)) },
     { text: perMinute(b.messagesPerMinute) },
   ])
+  // Canary round trip only where canaries are on: the last 250 → token-back time, and losses if any.
+  if (backends.some((b) => b.canary !== undefined)) {
+    columns.push({ title: 'CANARY RTT', align: 'right' })
+    for (const [i, b] of backends.entries()) rows[i]!.push(canaryCell(b))
+  }
   return head + renderTable(columns, rows, style)
+}
+
+function canaryCell(b: BackendView): Cell {
+  const c = b.canary
+  if (!c || c.lastRoundTripMs === null) return { text: c && c.lost > 0 ? `- (${c.lost} lost)` : '-', colour: 'dim' }
+  const rtt = c.lastRoundTripMs < 1000 ? `${c.lastRoundTripMs}ms` : `${(c.lastRoundTripMs / 1000).toFixed(1)}s`
+  return c.lost > 0 ? { text: `${rtt} (${c.lost} lost)`, colour: 'yellow' } : { text: rtt }
 }
 
 /** Pool-wide detector flags under the head line, when any is up. */

@@ -2,9 +2,11 @@
 // the state (ipc-hub.ts) and every worker a copy, updated over the cluster IPC channel. Same contract as the other
 // stores: reads are local, writes apply locally first, nothing waits on the master.
 import { EventEmitter } from 'node:events'
+import { CanaryTokenBook } from './canary-tokens'
 import { MemoryStore } from './memory-store'
 import type {
   AutoEjection,
+  CanaryShareResult,
   ChangeKind,
   ManualOverride,
   OutcomeCounts,
@@ -18,6 +20,11 @@ export type IpcMessage =
   | { mxgate: 'state'; op: 'hello' }
   | { mxgate: 'state'; op: 'put'; kind: ChangeKind; id: string; value: ManualOverride | AutoEjection | null }
   | { mxgate: 'state'; op: 'snapshot'; overrides: [string, ManualOverride][]; ejections: [string, AutoEjection][] }
+  // Canary tokens: a worker registers what it sends; a return that reached another worker goes through the hub.
+  | { mxgate: 'state'; op: 'canary-sent'; token: string; ttlMs: number }
+  | { mxgate: 'state'; op: 'canary-return'; token: string; at: number; ttlMs: number; req: number }
+  | { mxgate: 'state'; op: 'canary-ack'; req: number; result: CanaryShareResult }
+  | { mxgate: 'state'; op: 'canary-returned'; token: string; at: number; ttlMs: number }
 
 export function isIpcMessage(m: unknown): m is IpcMessage {
   return typeof m === 'object' && m !== null && (m as { mxgate?: unknown }).mxgate === 'state'
@@ -29,8 +36,15 @@ export interface IpcChannel {
   off(event: 'message', fn: (m: unknown) => void): void
 }
 
+/** How long a worker waits for the hub to answer a shared canary return before calling it unreachable. */
+const HUB_ANSWER_MS = 2000
+
 export class IpcStore extends EventEmitter<StateStoreEvents> implements StateStore {
   private readonly inner: MemoryStore
+  /** Returns other workers received, as the hub relayed them (the channel loses nothing while it is open). */
+  private readonly canaries = new CanaryTokenBook()
+  private readonly asks = new Map<number, (r: CanaryShareResult) => void>()
+  private nextAsk = 1
   private remote = false
   private readonly onMessage = (m: unknown) => this.receive(m)
 
@@ -91,8 +105,50 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
     return this.inner.pooledOutcomes(id, windowMs, now)
   }
 
+  canarySent(token: string, ttlMs: number): void {
+    this.trySend({ mxgate: 'state', op: 'canary-sent', token, ttlMs })
+  }
+
+  canaryReturned(token: string, at: number, ttlMs: number): Promise<CanaryShareResult> {
+    const req = this.nextAsk++
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle('unreachable'), HUB_ANSWER_MS)
+      timer.unref()
+      const settle = (r: CanaryShareResult) => {
+        clearTimeout(timer)
+        this.asks.delete(req)
+        resolve(r)
+      }
+      this.asks.set(req, settle)
+      if (!this.trySend({ mxgate: 'state', op: 'canary-return', token, at, ttlMs, req })) settle('unreachable')
+    })
+  }
+
+  async canaryReturnOf(token: string): Promise<number | null> {
+    return this.canaries.returnOf(token)
+  }
+
+  private trySend(m: IpcMessage): boolean {
+    try {
+      this.channel.send(m)
+      return true
+    } catch {
+      return false
+    }
+  }
+
   private receive(m: unknown): void {
-    if (!isIpcMessage(m) || m.op === 'hello') return
+    if (!isIpcMessage(m) || m.op === 'hello' || m.op === 'canary-sent' || m.op === 'canary-return') return
+    if (m.op === 'canary-ack') {
+      this.asks.get(m.req)?.(m.result)
+      return
+    }
+    if (m.op === 'canary-returned') {
+      // Read back by the sender when its timeout fires, in case it was busy with the note.
+      this.canaries.returned(m.token, m.at, m.ttlMs)
+      this.emit('canaryReturn', { token: m.token, at: m.at })
+      return
+    }
     this.remote = true
     try {
       if (m.op === 'put') {

@@ -2,10 +2,12 @@
 // forgets manual overrides; configure Redis when they must survive restarts or be shared by several nodes.
 import { EventEmitter } from 'node:events'
 import { hostname } from 'node:os'
+import { CanaryTokenBook } from './canary-tokens'
 import { StoreStoppedError } from './errors'
 import { check, OutcomeBuckets, StateMaps, validateTiming, validCounts } from './local-state'
 import {
   type AutoEjection,
+  type CanaryShareResult,
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
@@ -29,6 +31,7 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
   private readonly timing: StoreTiming
   private readonly state = new StateMaps()
   private readonly outcomes: OutcomeBuckets
+  private readonly canaries = new CanaryTokenBook()
   private started = false
   private prunedAt = 0
   private stopped = false
@@ -82,6 +85,21 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
 
   pooledOutcomes(id: string, windowMs: number, now = Date.now()): OutcomeCounts {
     return this.outcomes.sum(id, now - Math.min(windowMs, this.timing.retentionMs), now)
+  }
+
+  canarySent(token: string, ttlMs: number): void {
+    this.canaries.sent(token, ttlMs)
+  }
+
+  /** Local only: the process that sent it is this one (the IPC hub relays between workers). */
+  async canaryReturned(token: string, at: number, ttlMs: number): Promise<CanaryShareResult> {
+    const result = this.canaries.returned(token, at, ttlMs)
+    if (result !== 'repeated') this.emit('canaryReturn', { token, at })
+    return result
+  }
+
+  async canaryReturnOf(token: string): Promise<number | null> {
+    return this.canaries.returnOf(token)
   }
 
   private put<K extends ChangeKind>(

@@ -8,6 +8,8 @@
 //   P outcomes:<bucketStart>  hash  ok|<id>|<node>, fail|<id>|<node>, refused|<id>|<node> → count; PEXPIREAT end
 //                                   of retention (refused: of the ok+fail attempts, those with a permanent refusal)
 //   P events                  pub/sub channel of change notes
+//   P canary:<token>          string "s" (sent, by the sender) or "r:<epoch ms>" (came back); PX ≈ canary.timeout
+//   P canaries                pub/sub channel of returned tokens: {"token", "at", "src"}
 //
 // In cluster mode every key must hash to one slot (scripts and MULTI touch several), so the prefix becomes a hash
 // tag: "mxgate:" → "{mxgate}:".
@@ -20,6 +22,8 @@ export interface Keys {
   version: string
   channel: string
   bucket(start: number): string
+  canary(token: string): string
+  canaryChannel: string
 }
 
 export function keyPrefix(prefix: string, cluster: boolean): string {
@@ -36,6 +40,8 @@ export function layout(prefix: string): Keys {
     version: `${prefix}version`,
     channel: `${prefix}events`,
     bucket: (start) => `${prefix}outcomes:${start}`,
+    canary: (token) => `${prefix}canary:${token}`,
+    canaryChannel: `${prefix}canaries`,
   }
 }
 
@@ -130,6 +136,34 @@ export function parseNote(text: string): ChangeNote | null {
     if (typeof n.v !== 'number' || (n.k !== 'override' && n.k !== 'ejection') || typeof n.id !== 'string') return null
     if (typeof n.src !== 'string' || (n.value !== null && typeof n.value !== 'string')) return null
     return n as ChangeNote
+  } catch {
+    return null
+  }
+}
+
+/**
+ * A canary token came back: mark its key returned (keeping it for the timeout) unless it had come back before, and
+ * tell every node when a sender had registered it. An unregistered one (a sender that could not reach Redis when it
+ * sent, or no sender at all) is only marked: a sender reads the key when its timeout fires, and made-up tokens are
+ * not broadcast. KEYS: the token's key. ARGV: at, ttl ms, channel, note JSON. Returns 'claimed', 'unknown' or
+ * 'repeated'.
+ */
+export const CANARY_RETURN_SCRIPT = `
+local old = redis.call('GET', KEYS[1])
+if old and string.sub(old, 1, 2) == 'r:' then return 'repeated' end
+redis.call('SET', KEYS[1], 'r:' .. ARGV[1], 'PX', ARGV[2])
+if not old then return 'unknown' end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 'claimed'
+`
+
+/** A returned-token note from the canary channel; null when malformed. */
+export function parseCanaryNote(text: string): { token: string; at: number; src: string } | null {
+  try {
+    const n = JSON.parse(text) as { token?: unknown; at?: unknown; src?: unknown }
+    if (typeof n.token !== 'string' || !/^mxc-[0-9a-f]{24}$/.test(n.token)) return null
+    if (typeof n.at !== 'number' || !Number.isFinite(n.at) || typeof n.src !== 'string') return null
+    return { token: n.token, at: n.at, src: n.src }
   } catch {
     return null
   }

@@ -8,7 +8,16 @@ import { type Logger, partLogger } from '../log'
 import { StoreStoppedError } from './errors'
 import { check, encode, parse, StateMaps, type StateValue, validateTiming, validCounts } from './local-state'
 import { defaultNodeName } from './memory-store'
-import { type Keys, keyPrefix, layout, PRUNE_SCRIPT, parseNote, WRITE_SCRIPT } from './redis-layout'
+import {
+  CANARY_RETURN_SCRIPT,
+  type Keys,
+  keyPrefix,
+  layout,
+  PRUNE_SCRIPT,
+  parseCanaryNote,
+  parseNote,
+  WRITE_SCRIPT,
+} from './redis-layout'
 import {
   type ClientTuning,
   createRedisClient,
@@ -20,6 +29,7 @@ import {
 import { OutcomeSync } from './redis-outcomes'
 import {
   type AutoEjection,
+  type CanaryShareResult,
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
@@ -48,6 +58,9 @@ export interface RedisStoreOptions {
   logger?: Logger
 }
 
+/** Returns kept while Redis is down, at most (oldest dropped first): shared when it is back. */
+const MAX_UNSHARED_RETURNS = 10_000
+
 /** Every this many polls, re-read all outcome buckets in the retention time, not only the recent ones. */
 const FULL_POLL_EVERY = 15
 
@@ -74,6 +87,8 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
   private readonly pending = new Map<string, PendingWrite>()
   /** Highest Redis version applied per kind+id since the last (re)connect: older snapshots must not undo it. */
   private readonly seen = new Map<string, number>()
+  /** Canary returns taken while Redis was unreachable, by token: shared on reconnect while still in time. */
+  private readonly unshared = new Map<string, { at: number; ttlMs: number }>()
   private client: RedisClient | null = null
   private subscriber: RedisClient | null = null
   private link: Link = 'unknown'
@@ -141,8 +156,9 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     subscriber.on('ready', () => this.schedule('resync', () => this.resync(false)))
     subscriber.on('message', (channel: string, text: string) => {
       if (channel === this.keys.channel) this.onNote(text)
+      else if (channel === this.keys.canaryChannel) this.onCanaryNote(text)
     })
-    subscriber.subscribe(this.keys.channel).catch((err: unknown) => {
+    subscriber.subscribe(this.keys.channel, this.keys.canaryChannel).catch((err: unknown) => {
       if (!this.stopped) this.log.error({ err }, 'cannot subscribe to the change channel; relying on the poll')
     })
 
@@ -197,6 +213,77 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
 
   pooledOutcomes(id: string, windowMs: number, now = Date.now()): OutcomeCounts {
     return this.outcomes.pooled(id, windowMs, now)
+  }
+
+  canarySent(token: string, ttlMs: number): void {
+    const client = this.client
+    if (client === null || this.link !== 'up' || this.stopped) return
+    client
+      .set(this.keys.canary(token), 's', 'PX', Math.max(1, Math.round(ttlMs)), 'NX')
+      .catch((err: unknown) => this.log.debug({ err, token }, 'canary token not registered in Redis'))
+  }
+
+  async canaryReturned(token: string, at: number, ttlMs: number): Promise<CanaryShareResult> {
+    const client = this.client
+    if (client === null || this.link !== 'up' || this.stopped) return this.keepUnshared(token, at, ttlMs)
+    const note = JSON.stringify({ token, at, src: this.instance })
+    try {
+      const reply = await client.eval(
+        CANARY_RETURN_SCRIPT,
+        1,
+        this.keys.canary(token),
+        String(at),
+        String(Math.max(1, Math.round(ttlMs))),
+        this.keys.canaryChannel,
+        note,
+      )
+      return reply === 'claimed' || reply === 'repeated' ? reply : 'unknown'
+    } catch (err) {
+      this.log.debug({ err, token }, 'canary return kept until Redis answers')
+      return this.keepUnshared(token, at, ttlMs)
+    }
+  }
+
+  async canaryReturnOf(token: string): Promise<number | null | undefined> {
+    const client = this.client
+    if (client === null || this.link !== 'up' || this.stopped) return undefined
+    try {
+      const v = await client.get(this.keys.canary(token))
+      if (v === null || !v.startsWith('r:')) return null
+      const at = Number(v.slice(2))
+      return Number.isFinite(at) ? at : null
+    } catch {
+      return undefined
+    }
+  }
+
+  private keepUnshared(token: string, at: number, ttlMs: number): 'unreachable' {
+    this.unshared.delete(token)
+    this.unshared.set(token, { at, ttlMs })
+    for (const oldest of this.unshared.keys()) {
+      if (this.unshared.size <= MAX_UNSHARED_RETURNS) break
+      this.unshared.delete(oldest)
+    }
+    return 'unreachable'
+  }
+
+  /** Back in touch: share the returns taken meanwhile that may still be waited for. */
+  private async shareKept(): Promise<void> {
+    const now = Date.now()
+    for (const [token, { at, ttlMs }] of [...this.unshared]) {
+      this.unshared.delete(token)
+      if (at + ttlMs > now) await this.canaryReturned(token, at, at + ttlMs - now)
+    }
+  }
+
+  private onCanaryNote(text: string): void {
+    if (this.stopped) return
+    const note = parseCanaryNote(text)
+    if (note === null) {
+      this.log.warn({ note: text.slice(0, 200) }, 'ignoring a malformed canary note on the channel')
+      return
+    }
+    if (note.src !== this.instance) this.emit('canaryReturn', { token: note.token, at: note.at })
   }
 
   // Apply locally (so this node acts on it even with Redis down), then write through; a failed write stays pending.
@@ -256,6 +343,7 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     if (was === 'down') this.log.info('Redis is back; replaying local writes and resyncing')
     this.emit('up')
     this.schedule('resync', () => this.resync(true))
+    if (this.unshared.size > 0) this.schedule('canaries', () => this.shareKept())
   }
 
   private onClose(): void {

@@ -65,8 +65,20 @@ export interface ResyncEvent {
   superseded: number
 }
 
+/** A canary token that came back to another process of the cluster (README "Canaries"). */
+export interface CanaryReturnNote {
+  token: string
+  /** Epoch ms when it came back, on the receiving process's clock. */
+  at: number
+}
+
+/** What sharing a returned token found: a process had sent it, none had, or the store could not be asked. */
+export type CanaryShareResult = 'claimed' | 'unknown' | 'repeated' | 'unreachable'
+
 export interface StateStoreEvents {
   change: [ChangeEvent]
+  /** Another process received a canary token (possibly one this process sent). */
+  canaryReturn: [CanaryReturnNote]
   up: []
   down: [Error | null]
   resync: [ResyncEvent]
@@ -99,6 +111,16 @@ export interface StateStore extends EventEmitter<StateStoreEvents> {
    * buckets and capped at the retention time; other nodes' counts are as fresh as the last poll (~2 s).
    */
   pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts
+  /**
+   * Canary tokens across processes (README "Canaries"): a sender registers each canary it sends for `ttlMs`
+   * (fire and forget); a process that gets a token back it did not send shares it, and every process hears of it
+   * as 'canaryReturn'. The memory store keeps both in this process.
+   */
+  canarySent(token: string, ttlMs: number): void
+  /** Never rejects: 'unreachable' = kept locally and shared when the store is back (within ttlMs). */
+  canaryReturned(token: string, at: number, ttlMs: number): Promise<CanaryShareResult>
+  /** When another process reported the token back; null: not (yet); undefined: the store could not be asked. */
+  canaryReturnOf(token: string): Promise<number | null | undefined>
 }
 
 export interface StoreTiming {

@@ -2,6 +2,7 @@
 // Every error names where the bad value came from (file:line or env variable), the key, and how to fix it.
 import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
+import { CANARY_ENV, CANARY_KEYS, checkCanary } from './canary-keys'
 import { checkDetector, DETECTOR_KEYS } from './detector-keys'
 import { type IniSection, IniSyntaxError, parseIni } from './ini'
 import { OPS_ENV, OPS_KEYS } from './ops-keys'
@@ -420,7 +421,7 @@ const SETTINGS: Record<string, Setter> = {
   }, false),
 }
 
-Object.assign(SETTINGS, DETECTOR_KEYS, OPS_KEYS, VERIFY_KEYS)
+Object.assign(SETTINGS, DETECTOR_KEYS, OPS_KEYS, VERIFY_KEYS, CANARY_KEYS)
 
 for (const stage of Object.keys(DEFAULTS.client.timeouts) as (keyof MxgateConfig['client']['timeouts'])[]) {
   SETTINGS[`backend_client.${stage}_timeout`] = duration((c, v) => {
@@ -445,6 +446,7 @@ export const ENV_SETTINGS: Record<string, string> = {
   MXGATE_TLS_KEY: 'tls.key',
   ...OPS_ENV,
   MXGATE_VERIFY: 'verify.enabled',
+  ...CANARY_ENV,
 }
 
 export const SETTING_KEYS = Object.keys(SETTINGS)
@@ -712,6 +714,8 @@ function validateWhole(cfg: MxgateConfig, values: Map<string, RawValue>): void {
   if (detector !== null) throw new ConfigError(src(detector.key), detector.key, detector.problem)
   const verify = checkVerify(cfg)
   if (verify !== null) throw new ConfigError(src(verify.key), verify.key, verify.problem)
+  const canary = checkCanary(cfg)
+  if (canary !== null) throw new ConfigError(src(canary.key), canary.key, canary.problem)
   if (cfg.spool.retryMaxMs < cfg.spool.retryFirstMs) {
     throw new ConfigError(src('spool.retry_max'), 'spool.retry_max', 'must not be below retry_first')
   }

@@ -35,5 +35,6 @@ export function redactConfig(cfg: MxgateConfig): MxgateConfig {
   const copy = structuredClone(cfg)
   if (copy.admin.token !== null) copy.admin.token = maskTokens(copy.admin.token)
   if (copy.redis.url !== null) copy.redis.url = maskUrlPassword(copy.redis.url)
+  if (copy.canary.webhookToken !== null) copy.canary.webhookToken = MASK
   return copy
 }

@@ -234,6 +234,21 @@ export interface MxgateConfig {
     /** Addresses (lower case) answered from this list, not the backends: every domain named here. */
     staticRecipients: string[]
   }
+  /** End-to-end canaries (src/canary/; README "Canaries"). Off while `address` is null. */
+  canary: {
+    /** Where canaries are sent through each backend: a mailbox in one of our domains; null = canaries off. */
+    address: string | null
+    /** The address the canary mailbox forwards to; mxgate takes it on its listener and never relays it. Null = none. */
+    returnAddress: string | null
+    /** A canary per backend this often. */
+    intervalMs: number
+    /** A canary not back this long after its 250 is lost. */
+    timeoutMs: number
+    /** Bearer token of POST /api/canaries/TOKEN (not the admin token); null = the webhook is refused. */
+    webhookToken: string | null
+    /** Canaries a backend in probation must return before it is fully admitted (0 = none). */
+    probationReturns: number
+  }
 }
 
 export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
@@ -354,5 +369,13 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     harvestWindowMs: 600_000,
     skipDomains: [],
     staticRecipients: [],
+  },
+  canary: {
+    address: null,
+    returnAddress: null,
+    intervalMs: 10_000,
+    timeoutMs: 120_000,
+    webhookToken: null,
+    probationReturns: 1,
   },
 }

@@ -132,7 +132,13 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     // The admin API comes first, so probes get answers while the spool is recovered: /healthz 200 (a liveness probe
     // must not kill a node that is recovering), /readyz 503 "recovering". With workers, every worker serves the
     // admin port through the cluster's shared handle.
-    adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
+    adminServer = await startAdminServer({
+      listen: cfg.admin.listen,
+      tokens,
+      canaryTokens: parseTokens(cfg.canary.webhookToken === null ? null : `canary:${cfg.canary.webhookToken}`),
+      port: admin,
+      log: partLogger('admin'),
+    })
     // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
     await engine.start()
     engine.metrics.watchInbound(inboundCounts)

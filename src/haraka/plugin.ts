@@ -1,5 +1,7 @@
 // The Haraka plugin: hooks only. Deciding is the engine's job; this file translates between Haraka and it.
 import constants from 'haraka-constants'
+import { findToken } from '../canary/message'
+import { canaryReturnReply, judgeCanaryRecipient } from '../inbound/canary-return'
 import { dataFaultReply } from '../inbound/data-policy'
 import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
@@ -7,7 +9,7 @@ import type { RefusalReason } from '../inbound/refusal-reason'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine, markListening } from './active'
-import type { HarakaAddress, HarakaConnection, HarakaPlugin, Next } from './haraka-types'
+import type { HarakaAddress, HarakaConnection, HarakaPlugin, HarakaTransaction, Next } from './haraka-types'
 import {
   admitConnection,
   admitTransaction,
@@ -152,6 +154,20 @@ export function hook_unrecognized_command(next: Next, connection: HarakaConnecti
 export function hook_rcpt(next: Next, connection: HarakaConnection, params: unknown[]): void {
   const rcpt = params[0] as HarakaAddress
   const cfg = activeConfig()
+  const txn = connection.transaction as (HarakaTransaction & CanaryTransaction) | null
+  // Haraka has already added this recipient to rcpt_to when the hook runs.
+  const earlier = (txn?.rcpt_to ?? []).slice(0, -1).map((r) => r.address)
+  const canary = judgeCanaryRecipient(rcpt.address, earlier, cfg.canary.returnAddress)
+  if (canary?.kind === 'return' && txn) {
+    txn.mxgateCanaryReturn = true
+    next(constants.ok, '2.1.5 Canary return address ok')
+    return
+  }
+  if (canary?.kind === 'refuse') {
+    respondWithCode(connection, canary.refusal.code)
+    next(constants.denysoft, `${canary.refusal.enhanced} ${canary.refusal.text}`)
+    return
+  }
   const refusal = judgeRecipient(
     { user: rcpt.user ?? '', host: rcpt.host ?? '', original: rcpt.original ?? rcpt.address },
     connection.transaction?.rcpt_to.length ?? 1,
@@ -217,10 +233,44 @@ export function storedMessage(txn: RecordedTransaction, authservIds: readonly st
   return Buffer.concat(lines)
 }
 
+/** Set at RCPT on a transaction to the canary return address: consumed here, never relayed or spooled. */
+interface CanaryTransaction {
+  mxgateCanaryReturn?: boolean
+}
+
+/** A returned canary: its token marks it back; the message itself goes nowhere. */
+function consumeCanaryReturn(next: Next, connection: HarakaConnection, body: Buffer): void {
+  const cfg = activeConfig()
+  const token = findToken(body)
+  const scheduler = activeEngine().canaries
+  const outcome = token === null ? null : (scheduler?.returned(token) ?? { kind: 'off' as const })
+  const reply = canaryReturnReply(token, outcome, cfg.canary.returnAddress ?? '')
+  const fields = {
+    id: connection.transaction?.uuid,
+    ip: connection.remote.ip,
+    token,
+    outcome: outcome?.kind ?? 'no token',
+  }
+  // One per backend and interval when all is well: not worth an info line each.
+  if (outcome?.kind === 'returned') log.debug(fields, 'canary return')
+  else log.info(fields, `canary return refused or not pending: ${reply.code} ${reply.text}`)
+  if (reply.code < 300) next(constants.ok, reply.text)
+  else {
+    respondWithCode(connection, reply.code)
+    next(constants.deny, reply.text)
+  }
+}
+
 export function hook_queue(next: Next, connection: HarakaConnection): void {
   const txn = connection.transaction
   if (!txn) {
     next()
+    return
+  }
+  if ((txn as CanaryTransaction).mxgateCanaryReturn === true) {
+    const stored = storedMessage(txn as RecordedTransaction, [])
+    if (stored !== null) consumeCanaryReturn(next, connection, stored)
+    else txn.message_stream.get_data({ dot_stuffed: false }, (b) => consumeCanaryReturn(next, connection, b))
     return
   }
   const started = Date.now()

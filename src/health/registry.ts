@@ -23,11 +23,12 @@ import { RecentCounter } from './recent'
 
 // detector: begin
 /** Who took a backend out: the counters of `mxgate_backend_ejections_total{reason}`. */
-export type EjectionCause = 'breaker' | 'detector' | 'probation' | 'operator'
+export type EjectionCause = 'breaker' | 'detector' | 'probation' | 'canary' | 'operator'
 
 /** What an ejection by the detector carries, for the log, the API and `mxgate status`. */
 export interface EjectionEvidence {
-  signal: 'fault' | 'refusal'
+  /** canary: canaries accepted with 250 that never came back (src/health/canary-judge.ts). */
+  signal: 'fault' | 'refusal' | 'canary'
   faults: number
   messages: number
   rate: number
@@ -42,6 +43,7 @@ export interface EjectionEvidence {
 export function causeOfShared(reason: string): EjectionCause {
   if (reason.startsWith('detector:')) return 'detector'
   if (reason.startsWith('probation:')) return 'probation'
+  if (reason.startsWith('canary:')) return 'canary'
   return 'breaker'
 }
 // detector: end
@@ -85,6 +87,8 @@ export interface HealthDeps {
   probeTimeoutMs?: number
   /** The detector's view: is this backend's statistic at its warning level? */
   suspicion?: (id: string, probation: boolean) => boolean
+  /** Canaries a backend in probation must return before it is fully admitted (canary.probation_returns; 0 = none). */
+  probationReturns?: number
 }
 
 interface Entry {
@@ -115,6 +119,8 @@ interface Entry {
   detectorEjection: { cause: EjectionCause; reason: string; evidence: EjectionEvidence } | null
   /** Good messages since probation began. */
   probationGood: number
+  /** Canaries returned since probation began. */
+  probationCanaries: number
   /** When the ramp from probation_share began (after probation_messages good messages); null before. */
   rampFrom: number | null
   // detector: end
@@ -168,6 +174,7 @@ export class HealthRegistry extends EventEmitter {
       evidence: null,
       detectorEjection: null,
       probationGood: 0,
+      probationCanaries: 0,
       rampFrom: null,
     }
     entry.breaker = new BackendBreaker(id, this.settings, () => this.nextEjectionMs(entry))
@@ -295,8 +302,10 @@ export class HealthRegistry extends EventEmitter {
     e.ejectedBy = null
     e.evidence = null
     e.probationGood = 0
+    e.probationCanaries = 0
     e.rampFrom = null
-    if (this.settings.slowStartMs <= 0 && this.settings.probationMessages <= 0) {
+    const returns = this.deps.probationReturns ?? 0
+    if (this.settings.slowStartMs <= 0 && this.settings.probationMessages <= 0 && returns <= 0) {
       this.transition(e, 'admitted', null)
       return
     }
@@ -306,7 +315,7 @@ export class HealthRegistry extends EventEmitter {
     this.transition(
       e,
       'probation',
-      `re-admitted; ${probationMessages} good messages at ${Math.round(this.settings.probationShare * 100)}% of its weight, then ramping up over ${slowStartMs / 1000}s`,
+      `re-admitted; ${probationMessages} good messages at ${Math.round(this.settings.probationShare * 100)}% of its weight, then ramping up over ${slowStartMs / 1000}s${returns > 0 ? `; ${returns} canaries must come back` : ''}`,
     )
     if (probationMessages <= 0) this.startRamp(e)
   }
@@ -320,10 +329,11 @@ export class HealthRegistry extends EventEmitter {
     e.timer.unref()
   }
 
-  /** Probation ends when both its time and its good messages are done. */
+  /** Probation ends when its time, its good messages and its returned canaries are all done. */
   private endProbation(e: Entry): void {
     if (e.state !== 'probation' || e.rampFrom === null || e.timer !== null) return
     if (e.probationGood < this.settings.probationMessages) return
+    if (e.probationCanaries < (this.deps.probationReturns ?? 0)) return
     e.lastAdmittedAt = this.now()
     this.transition(e, 'admitted', null)
   }
@@ -402,6 +412,14 @@ export class HealthRegistry extends EventEmitter {
     }
   }
 
+  /** A canary through this backend came back: in probation, one of the returns it owes. */
+  canaryReturned(id: string): void {
+    const e = this.entries.get(id)
+    if (e?.state !== 'probation') return
+    e.probationCanaries++
+    this.endProbation(e)
+  }
+
   /** In probation or on trial, or at the detector's warning level: its 5xx are confirmed elsewhere. */
   suspect(id: string): boolean {
     const e = this.entries.get(id)
@@ -413,13 +431,18 @@ export class HealthRegistry extends EventEmitter {
   /** Backends the detector has out now (ejected, probing or on trial after its ejection), on any node. */
   outByDetector(): string[] {
     return [...this.entries.values()]
-      .filter((e) => e.ejectedBy === 'detector' || e.ejectedBy === 'probation')
+      .filter((e) => e.ejectedBy === 'detector' || e.ejectedBy === 'probation' || e.ejectedBy === 'canary')
       .filter((e) => e.state === 'ejected' || e.state === 'probing' || e.state === 'trial')
       .map((e) => e.id)
   }
 
   /** Takes a backend out on the detector's evidence (its breaker opens; ejection time grows as for the breaker). */
-  ejectByDetector(id: string, cause: 'detector' | 'probation', reason: string, evidence: EjectionEvidence): boolean {
+  ejectByDetector(
+    id: string,
+    cause: 'detector' | 'probation' | 'canary',
+    reason: string,
+    evidence: EjectionEvidence,
+  ): boolean {
     const e = this.entries.get(id)
     if (!e || this.closed || (e.state !== 'admitted' && e.state !== 'probation')) return false
     if (e.breaker.state !== 'closed') return false

@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import tls from 'node:tls'
+import { CanaryForwarder, type CanaryReturnTarget } from './fake-backend-canary'
 import { type ReceivedMessage, Session, type SessionHost } from './fake-backend-session'
 import {
   createRng,
@@ -18,6 +19,7 @@ import {
   validateFaultRules,
 } from './fault-rules'
 
+export type { CanaryReturnTarget } from './fake-backend-canary'
 export type { ReceivedMessage } from './fake-backend-session'
 export type { FaultAction, FaultRule, FaultStage } from './fault-rules'
 
@@ -30,11 +32,6 @@ export interface FakeBackendOptions {
   faults?: FaultRule[]
   /** "Accepts slowly": wait this long before answering the final dot with 250. */
   acceptDelayMs?: number
-  /**
-   * "Accepts and loses": this share (0..1) of the messages it answers 250 for is silently discarded (kept in
-   * `discarded`, not in `received`), like a misconfigured server that fails to process what it accepted.
-   */
-  discard?: number
   /** Advertise PIPELINING in the EHLO reply (default true). Pipelined input is answered in order either way. */
   pipelining?: boolean
   /** Advertise SMTPUTF8 (default true); off plays a backend that cannot take non-ASCII addresses. */
@@ -45,6 +42,10 @@ export interface FakeBackendOptions {
   hostname?: string
   /** Offer STARTTLS with this certificate chain and key (PEM); without it STARTTLS is not offered. */
   tls?: { cert: string | Buffer; key: string | Buffer }
+  /** "Accepts and loses": this share (0–1) of messages gets 250 after the dot and is then silently thrown away. */
+  discardShare?: number
+  /** Forward every kept canary (X-Mxgate-Canary) back to mxgate, as the canary mailbox's forwarding would. */
+  canaryReturn?: CanaryReturnTarget
 }
 
 export interface FaultEvent {
@@ -61,8 +62,10 @@ export interface FakeBackendCounters {
   connections: number
   /** Connections that completed their first EHLO/HELO. */
   sessions: number
-  /** Messages accepted with a 2xx after the final dot. */
+  /** Messages accepted with a 2xx after the final dot (discarded ones included). */
   messages: number
+  /** Of those, messages silently thrown away after their 250 (discardShare). */
+  discarded: number
   faultsInjected: number
 }
 
@@ -95,11 +98,19 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
   readonly droppedAfterDot: ReceivedMessage[] = []
   /** Messages whose final dot was received and then never answered (fault dot/stall). */
   readonly stalledAfterDot: ReceivedMessage[] = []
-  /** Messages answered 250 and then lost on purpose (the `discard` share): the sender believes they arrived. */
+  readonly counters: FakeBackendCounters = {
+    connections: 0,
+    sessions: 0,
+    messages: 0,
+    discarded: 0,
+    faultsInjected: 0,
+  }
+  /** Messages answered 250 and then thrown away (discardShare): the "lost after 250" a canary catches. */
   readonly discarded: ReceivedMessage[] = []
-  /** The share of accepted messages to discard; may be changed at run time (a backend going bad and healed). */
-  discard: number
-  readonly counters: FakeBackendCounters = { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 }
+  /** Share of accepted messages thrown away after their 250; may be changed at run time. */
+  discardShare: number
+  /** Forwards canaries back to mxgate when canaryReturn is set (or forwardCanaries was called). */
+  canaries: CanaryForwarder | null
   /** Wait before each 250 after the dot; may be changed at run time to make the backend slow or fast. */
   acceptDelayMs: number
 
@@ -122,7 +133,10 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     validateFaultRules(this.faults)
     this.rng = opts.seed === undefined ? Math.random : createRng(opts.seed)
     this.acceptDelayMs = opts.acceptDelayMs ?? 0
-    this.discard = checkedShare(opts.discard ?? 0, this.id)
+    this.discardShare = opts.discardShare ?? 0
+    if (!(this.discardShare >= 0 && this.discardShare <= 1))
+      throw new FakeBackendError('EBADOPTION', `discardShare must be from 0 to 1, got ${opts.discardShare}`)
+    this.canaries = opts.canaryReturn ? new CanaryForwarder(opts.canaryReturn) : null
     const backend = this
     this.sessionHost = {
       hostname: opts.hostname ?? `${this.id}.fake.test`,
@@ -149,12 +163,14 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       finished: (kind, msg) => {
         if (kind === 'received') {
           this.counters.messages++
-          if (this.discard > 0 && this.rng() < this.discard) {
+          if (this.discardShare > 0 && this.rng() < this.discardShare) {
+            this.counters.discarded++
             this.discarded.push(msg)
             return
           }
           this.received.push(msg)
           this.emit('message', msg)
+          this.canaries?.take(msg)
         } else if (kind === 'dropped') {
           this.droppedAfterDot.push(msg)
         } else {
@@ -179,6 +195,16 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     if (refusesConnections(this.faults)) this.closeListener()
   }
 
+  /**
+   * Starts forwarding kept canaries to mxgate, those already received first (a test learns mxgate's port only after
+   * mxgate started, and its first canaries may be here by then).
+   */
+  forwardCanaries(target: CanaryReturnTarget): CanaryForwarder {
+    this.canaries = new CanaryForwarder(target)
+    for (const msg of this.received) this.canaries.take(msg)
+    return this.canaries
+  }
+
   /** Replaces the fault rules; opens or closes the listener (same port) when 'refuse' comes or goes. */
   async setFaults(rules: FaultRule[]): Promise<void> {
     validateFaultRules(rules)
@@ -200,7 +226,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     this.droppedAfterDot.length = 0
     this.stalledAfterDot.length = 0
     this.discarded.length = 0
-    Object.assign(this.counters, { connections: 0, sessions: 0, messages: 0, faultsInjected: 0 })
+    Object.assign(this.counters, { connections: 0, sessions: 0, messages: 0, discarded: 0, faultsInjected: 0 })
   }
 
   private async doStop(): Promise<void> {
@@ -211,6 +237,7 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     for (const socket of this.sockets) socket.destroy()
     this.sockets.clear()
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
+    await this.canaries?.settle()
   }
 
   private listen(): Promise<void> {
@@ -251,11 +278,4 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
     socket.on('error', () => {})
     new Session(socket, `${this.id}-${++this.sessionSeq}`, this.sessionHost).begin()
   }
-}
-
-function checkedShare(share: number, id: string): number {
-  if (!(Number.isFinite(share) && share >= 0 && share <= 1)) {
-    throw new FakeBackendError('EDISCARD', `fake backend ${id}: discard must be a share from 0 to 1, got ${share}`)
-  }
-  return share
 }
