@@ -100,6 +100,17 @@ export class Metrics {
     })
   }
 
+  /** A reload removed the backend: its counter series go, so dashboards do not show a backend that is not there. */
+  forgetBackend(backendId: string): void {
+    for (const [key, _child] of this.attemptChildren) {
+      const [id, verdict] = key.split('\u0000') as [string, string]
+      if (id !== backendId) continue
+      this.attempts.remove({ backend: id, verdict })
+      this.attemptChildren.delete(key)
+    }
+    for (const result of ['granted', 'saturated']) this.sessionWaits.remove({ backend: backendId, result })
+  }
+
   sessionWait(backendId: string, result: 'granted' | 'saturated'): void {
     this.sessionWaits.labels(backendId, result).inc()
   }

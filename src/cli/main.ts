@@ -60,7 +60,8 @@ export async function main(argv: string[]): Promise<number | null> {
         const cfg = loadChecked(rest)
         // Loaded on demand: the ops commands should not pay for Haraka, the engine or the demo.
         const { startRelay } = require('../haraka/launch') as typeof import('../haraka/launch')
-        await startRelay(ROOT, cfg)
+        // A reload (SIGHUP, POST /api/reload) re-reads the same files and checks them the same way.
+        await startRelay(ROOT, cfg, () => loadChecked(rest))
         return null
       }
       case 'check-config': {
@@ -77,6 +78,7 @@ export async function main(argv: string[]): Promise<number | null> {
       case 'drain':
       case 'restore':
       case 'spool':
+      case 'reload':
         return await runOpsCommand(cmd, rest)
       case 'fake-backend':
         return await runFakeBackendCommand(rest)

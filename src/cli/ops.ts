@@ -3,7 +3,7 @@
 // unknown backend/message, or a --token-file that cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { TokenFileError } from '../admin/token-file'
-import type { BackendView, SpoolItemView } from '../admin/types'
+import type { BackendView, NodeView, ReloadView, SpoolItemView } from '../admin/types'
 import {
   AdminClient,
   AdminProtocolError,
@@ -18,7 +18,7 @@ import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour,
 import { safeText, terminalJson } from './terminal-text'
 import { chooseToken, type TokenChoice } from './token-source'
 
-export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool'] as const
+export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool', 'reload'] as const
 
 export const OPS_USAGE = `operator commands (talk to a node's admin API):
   status [--json] [--watch [SECONDS]]   backends: state, why, since, in flight, success ratio, msgs/min
@@ -31,6 +31,7 @@ export const OPS_USAGE = `operator commands (talk to a node's admin API):
   spool flush [ID]                      retry one message, or all, now
   spool hold ID | release ID            stop / resume retrying a message
   spool bounce ID                       give up: DSN to the sender, remove it
+  reload [--reason TEXT]                re-read the configuration (as SIGHUP does); a bad file changes nothing
 
   --admin URL    the node's admin API (default MXGATE_ADMIN_URL or ${DEFAULT_ADMIN_URL})
   --token T      admin token for changes and spool reads (default MXGATE_ADMIN_TOKEN)
@@ -80,6 +81,7 @@ const SPEC: Record<string, { values: string[]; flags: string[] }> = {
   drain: { values: ['--reason'], flags: ['--json'] },
   restore: { values: [], flags: ['--json'] },
   spool: { values: [], flags: ['--json'] },
+  reload: { values: ['--reason'], flags: ['--json'] },
 }
 
 /** `--opt value`, `--opt=value`, flags, positionals; `--watch` takes an optional number of seconds. */
@@ -238,13 +240,26 @@ async function statusOnce(ctx: Ctx, everySeconds: number | null): Promise<number
     ctx.io.stdout.write(watching ? `${terminalJson(res.body)}\n` : `${terminalJson(res.body, 2)}\n`)
     return 0
   }
-  const body = res.body as { node: string; backends: BackendView[] }
+  const body = res.body as { node: string; backends: BackendView[]; configVersion?: string; nodes?: NodeView[] }
   const now = res.serverNow ?? Date.now()
-  const table = statusTable(body.node, body.backends, now, ctx.style)
+  const table = statusTable(body.node, body.backends, now, ctx.style) + nodesText(body.configVersion, body.nodes, now)
   const clear = watching && ctx.io.stdout.isTTY ? '\u001b[H\u001b[2J' : ''
   const stamp = watching ? `${new Date(now).toISOString()}  every ${everySeconds}s, Ctrl-C stops\n` : ''
   ctx.io.stdout.write(`${clear}${stamp}${table}${watching && !clear ? '\n' : ''}`)
   return 0
+}
+
+/** Each node and the settings it runs; a node whose version differs from this one's is marked. */
+export function nodesText(version: string | undefined, nodes: NodeView[] | undefined, now: number): string {
+  if (version === undefined) return ''
+  const list = nodes ?? []
+  if (list.length <= 1) return `config ${version}\n`
+  const lines = list.map((n) => {
+    const age = Math.max(0, Math.round((now - n.at) / 1000))
+    const mark = n.configVersion === version ? '' : '  ← differs from this node: reload it or check its files'
+    return `  ${safeText(n.node)}  config ${safeText(n.configVersion)}  seen ${age}s ago${mark}`
+  })
+  return `nodes (config version each runs):\n${lines.join('\n')}\n`
 }
 
 async function eject(ctx: Ctx, p: Parsed): Promise<number> {
@@ -346,12 +361,46 @@ async function spool(ctx: Ctx, p: Parsed): Promise<number> {
   }
 }
 
+/** `mxgate reload`: what changed, what needs a restart, and anything the operator should know. */
+async function reload(ctx: Ctx, p: Parsed): Promise<number> {
+  noPositionals(p, 'mxgate reload [--reason TEXT]')
+  const reason = p.values.get('--reason')?.trim()
+  const res = await call(ctx, 'POST', '/api/reload', reason ? { reason } : {})
+  if (typeof res === 'number') return res
+  if (ctx.json) {
+    printJson(ctx, res.body)
+    return 0
+  }
+  ctx.io.stdout.write(reloadText(res.body as ReloadView))
+  return 0
+}
+
+export function reloadText(v: ReloadView): string {
+  const out: string[] = []
+  const same = v.previousVersion === v.configVersion
+  out.push(
+    same
+      ? `reloaded ${safeText(v.node)}: config ${v.configVersion} (nothing changed live)`
+      : `reloaded ${safeText(v.node)}: config ${v.previousVersion} → ${v.configVersion}`,
+  )
+  if (v.added.length > 0) out.push(`  added (in probation): ${v.added.map(safeText).join(', ')}`)
+  if (v.removed.length > 0) out.push(`  removed (messages in flight finish): ${v.removed.map(safeText).join(', ')}`)
+  for (const r of v.reweighted) out.push(`  weight of ${safeText(r.id)}: ${r.from} → ${r.to}`)
+  if (v.changed.length > 0) out.push(`  changed: ${v.changed.join(', ')}`)
+  for (const r of v.needsRestart) {
+    out.push(`  needs a restart: ${r.key} (running ${JSON.stringify(r.running)}, file ${JSON.stringify(r.file)})`)
+  }
+  for (const n of v.notes) out.push(`  note: ${safeText(n)}`)
+  return `${out.join('\n')}\n`
+}
+
 const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => Promise<number>> = {
   status,
   eject,
   drain,
   restore,
   spool,
+  reload,
 }
 
 function isOpsCommand(cmd: string): cmd is (typeof OPS_COMMANDS)[number] {

@@ -7,6 +7,7 @@ import type {
   AutoEjection,
   ChangeKind,
   ManualOverride,
+  NodeInfo,
   OutcomeCounts,
   StateStore,
   StateStoreEvents,
@@ -89,6 +90,15 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
 
   pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts {
     return this.inner.pooledOutcomes(id, windowMs, now)
+  }
+
+  /** Per worker without Redis: each worker reports its own settings (a reload reaches every worker). */
+  announce(configVersion: string): void {
+    this.inner.announce(configVersion)
+  }
+
+  nodes(): NodeInfo[] {
+    return this.inner.nodes()
   }
 
   private receive(m: unknown): void {

@@ -9,6 +9,7 @@ import {
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
+  type NodeInfo,
   type OutcomeCounts,
   type StateStore,
   type StateStoreEvents,
@@ -82,6 +83,16 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
 
   pooledOutcomes(id: string, windowMs: number, now = Date.now()): OutcomeCounts {
     return this.outcomes.sum(id, now - Math.min(windowMs, this.timing.retentionMs), now)
+  }
+
+  private own: NodeInfo | null = null
+
+  announce(configVersion: string): void {
+    this.own = { node: this.node, configVersion, at: Date.now() }
+  }
+
+  nodes(): NodeInfo[] {
+    return this.own === null ? [] : [this.own]
   }
 
   private put<K extends ChangeKind>(

@@ -99,6 +99,19 @@ export interface StateStore extends EventEmitter<StateStoreEvents> {
    * buckets and capped at the retention time; other nodes' counts are as fresh as the last poll (~2 s).
    */
   pooledOutcomes(id: string, windowMs: number, now?: number): OutcomeCounts
+  /** Says which settings this node runs; with Redis every node sees it (and it is refreshed while the node runs). */
+  announce(configVersion: string): void
+  /** Nodes heard from recently, this one included, by name. */
+  nodes(): NodeInfo[]
+}
+
+/** A node and the settings it runs, as it last announced them. */
+export interface NodeInfo {
+  node: string
+  /** Hash of its effective settings (config/reload-plan.ts configVersion). */
+  configVersion: string
+  /** Epoch ms of its last announcement (Redis: refreshed on every poll). */
+  at: number
 }
 
 export interface StoreTiming {

@@ -47,6 +47,23 @@ let limits: InboundLimits
 let gate: ConnectionGate
 let budget: MemoryBudget
 let maxMessageBytes = 0
+let installed = false
+
+/** A reload changed the inbound limits: connections and messages from now on meet the new ones. */
+export function retuneInboundGuard(cfg: MxgateConfig): void {
+  if (!installed) return
+  const s = cfg.smtp
+  Object.assign(limits, {
+    maxConnections: s.maxConnections,
+    maxConnectionsPerIp: s.maxConnectionsPerIp,
+    maxMessagesPerConnection: s.maxMessagesPerConnection,
+    dataTimeoutMs: s.dataTimeoutMs,
+    minDataRate: s.minDataRate,
+    dataRateGraceMs: s.dataRateGraceMs,
+    maxMessageMemory: s.maxMessageMemory,
+  })
+  budget.limit = s.maxMessageMemory
+}
 
 /** Reads the limits and patches Haraka's Connection once per process (each cluster worker has its own counts). */
 export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): void {
@@ -63,6 +80,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
   gate = new ConnectionGate(limits)
   budget = new MemoryBudget(limits.maxMessageMemory)
   maxMessageBytes = harakaMaxBytes
+  installed = true
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const proto = (require('Haraka/connection') as { Connection: { prototype: ConnectionPrototype } }).Connection
     .prototype

@@ -12,6 +12,7 @@ import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig } from './active'
 import { inboundCounts, installInboundGuard } from './inbound-guard'
+import { type ConfigSource, Reloader } from './reload'
 import { installStarttls } from './starttls'
 import { tuneHaraka } from './tuning'
 
@@ -22,7 +23,10 @@ interface HarakaServer {
 
 const SHUTDOWN_GRACE_MS = 30_000
 
-export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
+/** The IPC message a worker sends the master so the other workers reload too (tagged like the state messages). */
+const RELOAD_OTHERS = 'reload-others'
+
+export async function startRelay(root: string, cfg: MxgateConfig, source: ConfigSource): Promise<void> {
   const log = partLogger('main')
   const tokens = adminTokens(cfg, log)
   let admin: NodeAdmin | null = null
@@ -68,6 +72,22 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SIGHUP re-reads the settings. The master has no engine: it passes the signal to every worker, and relays a
+  // worker's API reload to the others, so each worker process applies it (each logs its own result).
+  let reloader: Reloader | null = null
+  let hupWhileStarting = false
+  if (isMaster) {
+    process.on('SIGHUP', () => signalWorkers(null))
+    cluster.on('message', (worker, m: unknown) => {
+      if ((m as { mxgate?: unknown } | null)?.mxgate === RELOAD_OTHERS) signalWorkers(worker.id)
+    })
+  } else {
+    process.on('SIGHUP', () => {
+      // Before the engine is up (a worker still starting) the reload waits for it: it may have read the old file.
+      if (reloader === null) hupWhileStarting = true
+      else reloader.reload('SIGHUP').catch(() => undefined) // refused: logged by the reloader, nothing changed
+    })
+  }
 
   if (!isMaster) {
     log.info(
@@ -88,7 +108,17 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     const engine = activeEngine()
     await engine.start()
     engine.metrics.watchInbound(inboundCounts)
-    admin = new NodeAdmin(engine)
+    const rl = new Reloader(engine, source, partLogger('reload'), !!process.env.MXGATE_BACKENDS)
+    reloader = rl
+    if (hupWhileStarting) rl.reload('SIGHUP').catch(() => undefined)
+    admin = new NodeAdmin(engine, async (by) => {
+      const view = await rl.reload(by)
+      if (cluster.isWorker) {
+        process.send?.({ mxgate: RELOAD_OTHERS })
+        view.notes.push('the other worker processes reload too; each logs "configuration reloaded" with its result')
+      }
+      return view
+    })
     // With workers, every worker serves the admin port through the cluster's shared handle.
     adminServer = await startAdminServer({ listen: cfg.admin.listen, tokens, port: admin, log: partLogger('admin') })
   }
@@ -124,6 +154,13 @@ async function drain(): Promise<void> {
   const until = Date.now() + SHUTDOWN_GRACE_MS
   while (Date.now() < until && (existingEngine()?.inFlight ?? 0) > 0) {
     await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+/** SIGHUP to every worker but `except` (the one that already reloaded through the API). */
+function signalWorkers(except: number | null): void {
+  for (const w of Object.values(cluster.workers ?? {})) {
+    if (w !== undefined && w.id !== except) w.process.kill('SIGHUP')
   }
 }
 

@@ -1,0 +1,71 @@
+// A reload on this process: re-read and validate every setting first (a bad file changes nothing), then let the
+// engine apply the plan and retune what the Haraka adapter holds (inbound limits, the STARTTLS pair). SIGHUP and
+// POST /api/reload both come here; one reload runs at a time.
+import type { ReloadView } from '../admin/types'
+import { ReloadRefusedError } from '../admin/types'
+import { planReload } from '../config/reload-plan'
+import type { MxgateConfig } from '../config/schema'
+import type { Engine } from '../engine'
+import type { Logger } from '../log'
+import { retuneInboundGuard } from './inbound-guard'
+import { reloadStarttls } from './starttls'
+
+export type ConfigSource = () => MxgateConfig
+
+export class Reloader {
+  private chain: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    private readonly engine: Engine,
+    private readonly load: ConfigSource,
+    private readonly log: Logger,
+    /** The pool came from MXGATE_BACKENDS (a reload cannot change the environment). */
+    private readonly poolFromEnv: boolean,
+  ) {}
+
+  /** Runs after any reload in progress. Rejects with ReloadRefusedError (and changes nothing) on a bad file. */
+  reload(by: string): Promise<ReloadView> {
+    const run = this.chain.then(() => this.once(by))
+    this.chain = run.catch(() => undefined)
+    return run
+  }
+
+  private async once(by: string): Promise<ReloadView> {
+    const engine = this.engine
+    let next: MxgateConfig
+    try {
+      next = this.load()
+    } catch (err) {
+      const message = `configuration not reloaded, nothing changed: ${(err as Error).message}`
+      this.log.error({ by, err: (err as Error).message }, message)
+      throw new ReloadRefusedError(message)
+    }
+    const previousVersion = engine.configVersion
+    const plan = planReload(engine.config, next, {
+      poolFromEnv: this.poolFromEnv,
+      file: next.files.at(-1) ?? 'config/mxgate.ini',
+    })
+    const retired = engine.reconfigure(next, plan)
+    retuneInboundGuard(engine.config)
+    const notes = [...plan.notes]
+    const tlsNote = reloadStarttls(engine.config, this.log)
+    if (tlsNote !== null) notes.push(tlsNote)
+    const view: ReloadView = {
+      node: engine.node,
+      previousVersion,
+      configVersion: engine.configVersion,
+      files: next.files,
+      added: plan.added.map((b) => b.id),
+      removed: plan.removed,
+      reweighted: plan.reweighted,
+      changed: plan.live.map((c) => c.key),
+      needsRestart: plan.restart.map((c) => ({ key: c.key, running: c.from, file: c.to })),
+      notes,
+    }
+    this.log.info({ by, ...view }, 'configuration reloaded')
+    for (const r of view.needsRestart) this.log.warn({ key: r.key }, `${r.key} changed in the file: needs a restart`)
+    retired.catch((err: unknown) => this.log.error({ err }, 'retiring removed backends failed'))
+    await engine.announce()
+    return view
+  }
+}
