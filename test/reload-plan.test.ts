@@ -18,7 +18,13 @@ const FROM_FILE = { poolFromEnv: false, file: '/etc/mxgate/mxgate.ini' }
 t.test('the same settings make an empty plan and the same version', async (t) => {
   const p = planReload(cfg(), cfg(), FROM_FILE)
   t.ok(planIsEmpty(p))
-  t.equal(configVersion(cfg()), configVersion(cfg((c) => (c.files = ['elsewhere.ini']))), 'file names do not count')
+  const own = cfg((c) => {
+    c.files = ['elsewhere.ini']
+    c.smtp.listen = { host: '10.0.0.7', port: 25 }
+    c.admin.listen = { host: '10.0.0.7', port: 8025 }
+    c.spool.dir = '/srv/spool-b'
+  })
+  t.equal(configVersion(cfg()), configVersion(own), "a node's own files, addresses and spool do not count")
 })
 
 t.test('backends added, removed and re-weighted', async (t) => {

@@ -110,10 +110,16 @@ export function planIsEmpty(p: ReloadPlan): boolean {
 }
 
 /**
- * A short hash of the effective settings (secrets masked, file names left out): nodes running the same settings
- * show the same version in `mxgate status`.
+ * A short hash of the effective settings (secrets masked), leaving out what is each node's own (file names, listen
+ * addresses, spool directory, token file): nodes running the same settings show the same version in `mxgate status`.
  */
 export function configVersion(cfg: MxgateConfig): string {
-  const { files: _files, ...rest } = redactConfig(cfg) as MxgateConfig
-  return createHash('sha256').update(JSON.stringify(rest)).digest('hex').slice(0, 12)
+  const { files: _files, ...rest } = redactConfig(cfg)
+  const shared = {
+    ...rest,
+    smtp: { ...rest.smtp, listen: null },
+    admin: { ...rest.admin, listen: null, tokenFile: null },
+    spool: { ...rest.spool, dir: null },
+  }
+  return createHash('sha256').update(JSON.stringify(shared)).digest('hex').slice(0, 12)
 }
