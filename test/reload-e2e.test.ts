@@ -36,16 +36,19 @@ async function node(t: Test, dir: string, env: Record<string, string> = {}): Pro
 interface Load {
   results: SendResult[]
   sent: string[]
+  /** When each message's dialogue began (epoch ms), by Message-ID. */
+  startedAt: Map<string, number>
 }
 
 /** Sends up to `max` messages, `concurrency` at a time, until `stop()` holds; bounded either way. */
 async function load(n: Node, prefix: string, max: number, concurrency: number, stop = () => false): Promise<Load> {
-  const out: Load = { results: [], sent: [] }
+  const out: Load = { results: [], sent: [], startedAt: new Map() }
   let next = 0
   const worker = async () => {
     while (next < max && !stop()) {
       const id = `${prefix}-${next++}@reload.test`
       out.sent.push(id)
+      out.startedAt.set(id, Date.now())
       out.results.push(await send(n, ['user@example.com'], makeTestMessage({ messageId: id })))
     }
   }
@@ -80,18 +83,24 @@ t.test('a reload under load adds a backend: probation traffic only, then its sha
   ]
   const cfg = configFile(t, PROBATION + pool([mx1, mx2]))
   const n = await node(t, cfg.dir)
-  const warm = await load(n, 'warm', 30, 4)
+  // The reload lands in the middle of a bounded load.
+  const warming = load(n, 'warm', 60, 4)
+  t.ok(await eventually(() => mx1.received.length + mx2.received.length >= 20, 15_000), 'mail is flowing')
   cfg.write(PROBATION + pool([mx1, mx2, mx3]))
+  const reloadAt = Date.now()
   const r = await reload(n)
   t.equal(r.status, 200, JSON.stringify(r.body))
   t.same(r.body.added, ['mx3'])
   t.not(r.body.configVersion, r.body.previousVersion, 'the config version changed')
   t.equal(await state(n, 'mx3'), 'probation', 'the new backend starts in probation')
+  const warm = await warming
 
-  // Probation: until mx3 has carried its 5 good messages it gets probation_share (5%) of its weight.
+  // Probation: until mx3 has carried its 5 good messages it gets probation_share (5%) of its weight. Every message
+  // begun since the reload counts (mx3 did not exist before it).
   const probation = await load(n, 'probation', 1500, 4, () => mx3.received.length >= 5)
-  const share = countFrom(mx3, new Set(probation.sent)) / probation.sent.length
-  t.ok(share < 1 / 6, `during probation mx3 carried ${(share * 100).toFixed(1)}% (its full share is 33%)`)
+  const since = [...warm.startedAt, ...probation.startedAt].filter(([, at]) => at >= reloadAt).length
+  const share = mx3.received.length / since
+  t.ok(share < 1 / 6, `in probation mx3 carried ${mx3.received.length} of ${since} (its full share is 33%)`)
   t.ok(await eventually(async () => (await state(n, 'mx3')) === 'admitted', 15_000), 'then mx3 is admitted')
 
   const full = await load(n, 'full', 150, 4)
@@ -129,6 +138,11 @@ t.test('a reload removes a backend: its messages in flight finish there, none is
   const atReload = mx2.received.length
   t.equal(r.status, 200, JSON.stringify(r.body))
   t.same(r.body.removed, ['mx2'])
+  cfg.write(pool([mx1, mx2]))
+  const back = await reload(n)
+  t.equal(back.status, 422, 'listing mx2 again while its messages finish is refused')
+  t.match(back.body.error, /mx2 is still finishing/)
+  cfg.write(pool([mx1]))
   const done = await running
   t.ok(
     done.results.every((x) => x.code === 250),

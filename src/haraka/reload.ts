@@ -45,6 +45,14 @@ export class Reloader {
       poolFromEnv: this.poolFromEnv,
       file: next.files.at(-1) ?? 'config/mxgate.ini',
     })
+    // A backend removed by an earlier reload and listed again before its last messages finished: its old client
+    // and health are still going away. Applying now would let that retirement take the new one with it.
+    const back = plan.added.filter((b) => engine.retiring.has(b.id)).map((b) => b.id)
+    if (back.length > 0) {
+      const message = `configuration not reloaded, nothing changed: backend ${back.join(', ')} is still finishing the messages it had when a reload removed it; reload again in a few seconds`
+      this.log.warn({ by, backends: back }, message)
+      throw new ReloadRefusedError(message)
+    }
     const retired = engine.reconfigure(next, plan)
     retuneInboundGuard(engine.config)
     const notes = [...plan.notes]
