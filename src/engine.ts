@@ -216,7 +216,7 @@ export class Engine {
     this.health.removeBackend(id)
     this.pool.forget(id)
     this.detector.detector.forget(id)
-    this.metrics.forgetBackend(id)
+    await this.metrics.forgetBackend(id)
     const client = this.clients.get(id)
     this.clients.delete(id)
     this.retiring.delete(id)

@@ -100,15 +100,28 @@ export class Metrics {
     })
   }
 
-  /** A reload removed the backend: its counter series go, so dashboards do not show a backend that is not there. */
-  forgetBackend(backendId: string): void {
-    for (const [key, _child] of this.attemptChildren) {
-      const [id, verdict] = key.split('\u0000') as [string, string]
-      if (id !== backendId) continue
-      this.attempts.remove({ backend: id, verdict })
-      this.attemptChildren.delete(key)
+  /**
+   * A reload removed the backend: every series labelled with it goes (counters, histograms, and gauges, which
+   * recompute without it anyway), so dashboards do not show a backend that is not there.
+   */
+  async forgetBackend(backendId: string): Promise<void> {
+    for (const [key] of this.attemptChildren) if (key.startsWith(`${backendId}\u0000`)) this.attemptChildren.delete(key)
+    for (const metric of this.registry.getMetricsAsArray()) {
+      const m = metric as unknown as {
+        get(): Promise<{ values: { labels: Record<string, string | number> }[] }>
+        remove(labels: Record<string, string | number>): void
+      }
+      const seen = new Set<string>()
+      for (const v of (await m.get()).values) {
+        if (v.labels.backend !== backendId) continue
+        // A histogram's bucket values carry `le` on top of the labels it was observed with.
+        const { le: _le, ...labels } = v.labels
+        const key = JSON.stringify(labels)
+        if (seen.has(key)) continue
+        seen.add(key)
+        m.remove(labels)
+      }
     }
-    for (const result of ['granted', 'saturated']) this.sessionWaits.remove({ backend: backendId, result })
   }
 
   sessionWait(backendId: string, result: 'granted' | 'saturated'): void {
