@@ -266,4 +266,16 @@ t.test('in worker mode a reload reaches every worker', async (t) => {
   await waitForLogs(n.proc, () => pids().size >= 1, 'the other worker reloading')
   const answered = n.proc.logs.filter((x) => x.msg === 'configuration reloaded').map((x) => x.pid)
   t.equal(new Set(answered).size, 2, 'both workers reloaded, each in its own process')
+
+  // SIGHUP to the master (what systemctl reload does) reaches both workers.
+  cfg.write(pool([mx2]))
+  n.proc.proc.kill('SIGHUP')
+  const removedBy = () =>
+    new Set(
+      n.proc.logs
+        .filter((x) => x.msg === 'configuration reloaded' && JSON.stringify(x.removed) === '["mx1"]')
+        .map((x) => x.pid),
+    )
+  await waitForLogs(n.proc, () => removedBy().size === 2, 'both workers reloading on the master SIGHUP')
+  t.same([...removedBy()].sort(), [...new Set(answered)].sort(), 'the same two worker processes')
 })
