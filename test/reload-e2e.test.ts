@@ -235,16 +235,19 @@ t.test(
       config: cfg.dir,
       spoolDir: tempDir(t, 'mxgate-reload-spool-'),
     })
-    cfg.write(`${pool([mx1, mx2])}[smtp]\nmax_recipients = 100\n[breaker]\nwindow = 20s\n`)
+    const secret = 'reload-test-secret-0123456789'
+    cfg.write(`${pool([mx1, mx2])}[smtp]\nmax_recipients = 100\n[breaker]\nwindow = 20s\n[admin]\ntoken = ${secret}\n`)
     const r = await reload(n)
     t.equal(r.status, 200, JSON.stringify(r.body))
     t.same(r.body.added, [], 'no backend added')
     t.match(r.body.notes.join('\n'), /MXGATE_BACKENDS.*\[backend\.ID\] sections in .*mxgate\.ini/)
     t.same(r.body.changed, ['smtp.maxRecipients'])
-    t.same(
-      r.body.needsRestart.map((x) => x.key),
-      ['breaker.windowMs'],
-    )
+    t.same(r.body.needsRestart, [
+      { key: 'breaker.windowMs', running: 10_000, file: 20_000 },
+      { key: 'admin.token', running: null, file: '***' },
+    ])
+    t.notMatch(JSON.stringify(r.body), secret, 'a secret is never shown')
+    t.notMatch(JSON.stringify(n.proc.logs), secret, 'nor logged')
     const rcpts = Array.from({ length: 101 }, (_, i) => `u${i}@example.com`)
     const many = await send(n, rcpts, makeTestMessage())
     t.match(many.rcptReplies[100]?.reply ?? '', /^452 /, 'the new recipient limit applies at once')

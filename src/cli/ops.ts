@@ -13,6 +13,7 @@ import {
   DEFAULT_ADMIN_URL,
 } from './admin-client'
 import { backendDetail } from './backend-detail'
+import { nodesText, reloadText } from './reload-detail'
 import { type SpoolDetail, spoolDetail } from './spool-detail'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
 import { safeText, terminalJson } from './terminal-text'
@@ -249,19 +250,6 @@ async function statusOnce(ctx: Ctx, everySeconds: number | null): Promise<number
   return 0
 }
 
-/** Each node and the settings it runs; a node whose version differs from this one's is marked. */
-export function nodesText(version: string | undefined, nodes: NodeView[] | undefined, now: number): string {
-  if (version === undefined) return ''
-  const list = nodes ?? []
-  if (list.length <= 1) return `config ${version}\n`
-  const lines = list.map((n) => {
-    const age = Math.max(0, Math.round((now - n.at) / 1000))
-    const mark = n.configVersion === version ? '' : '  ← differs from this node: reload it or check its files'
-    return `  ${safeText(n.node)}  config ${safeText(n.configVersion)}  seen ${age}s ago${mark}`
-  })
-  return `nodes (config version each runs):\n${lines.join('\n')}\n`
-}
-
 async function eject(ctx: Ctx, p: Parsed): Promise<number> {
   const usage = 'mxgate eject ID --reason TEXT [--for 30m]'
   const id = oneId(p, 'backend', usage)
@@ -373,25 +361,6 @@ async function reload(ctx: Ctx, p: Parsed): Promise<number> {
   }
   ctx.io.stdout.write(reloadText(res.body as ReloadView))
   return 0
-}
-
-export function reloadText(v: ReloadView): string {
-  const out: string[] = []
-  const same = v.previousVersion === v.configVersion
-  out.push(
-    same
-      ? `reloaded ${safeText(v.node)}: config ${v.configVersion} (nothing changed live)`
-      : `reloaded ${safeText(v.node)}: config ${v.previousVersion} → ${v.configVersion}`,
-  )
-  if (v.added.length > 0) out.push(`  added (in probation): ${v.added.map(safeText).join(', ')}`)
-  if (v.removed.length > 0) out.push(`  removed (messages in flight finish): ${v.removed.map(safeText).join(', ')}`)
-  for (const r of v.reweighted) out.push(`  weight of ${safeText(r.id)}: ${r.from} → ${r.to}`)
-  if (v.changed.length > 0) out.push(`  changed: ${v.changed.join(', ')}`)
-  for (const r of v.needsRestart) {
-    out.push(`  needs a restart: ${r.key} (running ${JSON.stringify(r.running)}, file ${JSON.stringify(r.file)})`)
-  }
-  for (const n of v.notes) out.push(`  note: ${safeText(n)}`)
-  return `${out.join('\n')}\n`
 }
 
 const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => Promise<number>> = {

@@ -3,6 +3,7 @@
 // POST /api/reload both come here; one reload runs at a time.
 import type { ReloadView } from '../admin/types'
 import { ReloadRefusedError } from '../admin/types'
+import { redactConfig } from '../config/redact'
 import { planReload } from '../config/reload-plan'
 import type { MxgateConfig } from '../config/schema'
 import type { Engine } from '../engine'
@@ -41,6 +42,8 @@ export class Reloader {
       throw new ReloadRefusedError(message)
     }
     const previousVersion = engine.configVersion
+    // What the reply and the log show of a value: secrets (admin tokens, the Redis password) masked.
+    const shown = { running: redactConfig(engine.config), file: redactConfig(next) }
     const plan = planReload(engine.config, next, {
       poolFromEnv: this.poolFromEnv,
       file: next.files.at(-1) ?? 'config/mxgate.ini',
@@ -67,7 +70,11 @@ export class Reloader {
       removed: plan.removed,
       reweighted: plan.reweighted,
       changed: plan.live.map((c) => c.key),
-      needsRestart: plan.restart.map((c) => ({ key: c.key, running: c.from, file: c.to })),
+      needsRestart: plan.restart.map((c) => ({
+        key: c.key,
+        running: valueAt(shown.running, c.key),
+        file: valueAt(shown.file, c.key),
+      })),
       notes,
     }
     this.log.info({ by, ...view }, 'configuration reloaded')
@@ -76,4 +83,10 @@ export class Reloader {
     await engine.announce()
     return view
   }
+}
+
+/** The value of section.key in a config. */
+function valueAt(cfg: MxgateConfig, key: string): unknown {
+  const [section = '', name = ''] = key.split('.')
+  return (cfg as unknown as Record<string, Record<string, unknown> | undefined>)[section]?.[name]
 }
