@@ -1,6 +1,8 @@
 // Starts Haraka in this process with mxgate's plugin, listener and worker count taken from the mxgate config.
 // Haraka is required only here, after HARAKA points at the project, because its modules read config at load.
 import cluster from 'node:cluster'
+import os from 'node:os'
+import path from 'node:path'
 import { parseTokens } from '../admin/auth'
 import { startAdminServer } from '../admin/server'
 import { ensureTokenFile } from '../admin/token-file'
@@ -33,6 +35,7 @@ export async function startRelay(root: string, cfg: MxgateConfig, source: Config
   let adminServer: { close(): Promise<void> } | null = null
   setActiveConfig(cfg)
   process.env.HARAKA = root
+  moveHarakaQueue()
   tuneHaraka(cfg)
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
@@ -155,6 +158,21 @@ async function drain(): Promise<void> {
   while (Date.now() < until && (existingEngine()?.inFlight ?? 0) > 0) {
     await new Promise((r) => setTimeout(r, 50))
   }
+}
+
+/**
+ * Haraka creates and scans its outbound queue directory, `$HARAKA/queue`, at start, and exits when it cannot create
+ * it. mxgate never queues outbound mail through Haraka, and its install directory is read-only where it is deployed
+ * (systemd ProtectSystem=strict, a read-only container root): point that directory at the temp dir instead (private
+ * per service under systemd's PrivateTmp, an emptyDir in Kubernetes). Nothing is ever written into it.
+ */
+function moveHarakaQueue(): void {
+  // Through outbound's index, which loads its queue module the way Haraka does (the two require each other).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('Haraka/outbound')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const queue = require('Haraka/outbound/queue') as { queue_dir: string }
+  queue.queue_dir = path.join(os.tmpdir(), `mxgate-haraka-queue-${process.getuid?.() ?? 'user'}`)
 }
 
 /** SIGHUP to every worker but `except` (the one that already reloaded through the API). */
