@@ -12,7 +12,11 @@ import { findTool, skipWithout } from './helpers/tools'
 
 const UNIT = path.join(ROOT, 'deploy', 'systemd', 'mxgate.service')
 const ANALYZE = '/usr/bin/systemd-analyze'
-const SHUTDOWN_GRACE_S = 5
+/**
+ * How long mxgate may take to stop with the default drain settings: [smtp] shutdown_grace 5 s + shutdown_timeout 40 s
+ * + 10 s, as the graceful-drain work (another branch) documents it. The supervisor must wait longer.
+ */
+const STOP_BOUND_S = 5 + 40 + 10
 
 /** The unit's [Service] keys (a key given twice keeps every value). */
 function service(text: string): Map<string, string[]> {
@@ -61,8 +65,8 @@ t.test('graceful stop through the drain; restart on failure; reload by SIGHUP', 
   t.equal(one('KillSignal'), 'SIGTERM')
   t.equal(one('KillMode'), 'mixed', 'SIGTERM to mxgate only: it stops its own workers')
   const stopSec = Number(one('TimeoutStopSec'))
-  const needed = SHUTDOWN_GRACE_S + DEFAULTS.relay.deadlineMs / 1000
-  t.ok(stopSec > needed, `TimeoutStopSec ${stopSec}s > shutdown_grace + relay deadline (${needed}s)`)
+  const needed = Math.max(STOP_BOUND_S, DEFAULTS.relay.deadlineMs / 1000)
+  t.ok(stopSec > needed, `TimeoutStopSec ${stopSec}s > the drain's bound (${needed}s)`)
   t.equal(one('Restart'), 'on-failure')
   t.equal(one('ExecReload'), '/bin/kill -HUP $MAINPID')
   t.match(one('ExecStart'), /bin\/mxgate\.js start --config \/etc\/mxgate$/)
