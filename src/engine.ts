@@ -3,12 +3,14 @@
 import cluster from 'node:cluster'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { BackendClient, type ClientOptions } from './backend/client'
 import { registerCanaryMetrics } from './canary/metrics'
 import { CanaryScheduler, describeCanaryEvidence } from './canary/scheduler'
 import { createStateStore, type IpcChannel, type StateStore } from './cluster'
 import { journalDir } from './config/load'
-import type { MxgateConfig } from './config/schema'
+import { configVersion, type ReloadPlan } from './config/reload-plan'
+import type { BackendConfig, MxgateConfig } from './config/schema'
 import { registerDetectorMetrics } from './detector-metrics'
 import { CANARY_JUDGE_DEFAULTS, type CanaryEvidence, CanaryJudge } from './health/canary-judge'
 import { DetectorLoop } from './health/detector-loop'
@@ -34,6 +36,10 @@ import { RecipientRoutes } from './verify/policy'
 import { RecipientCheck } from './verify/recipient-check'
 import { RedisVerdicts } from './verify/redis-verdicts'
 import { Verifier } from './verify/verifier'
+
+/** How often a removed backend's in-flight count is looked at, and how long past the relay deadline it may take. */
+const RETIRE_POLL_MS = 50
+const RETIRE_MARGIN_MS = 5_000
 
 export function clientOptions(cfg: MxgateConfig): ClientOptions {
   return {
@@ -99,12 +105,8 @@ export class Engine {
     this.node = options.node ?? `${hostname()}:${process.pid}`
     this.log = partLogger('engine')
     const opts = clientOptions(config)
-    for (const b of config.backends) {
-      const endpoint = { id: b.id, host: b.host, port: b.port }
-      const observe = (id: string, result: 'granted' | 'saturated') => this.metrics.sessionWait(id, result)
-      const own = b.servername !== undefined ? { ...opts, tls: { ...opts.tls, servername: b.servername } } : opts
-      this.clients.set(b.id, new BackendClient(endpoint, own, partLogger('backend'), observe))
-    }
+    this.clientOpts = opts
+    for (const b of config.backends) this.addClient(b)
     this.store = createStateStore({
       url: config.redis.url,
       prefix: config.redis.prefix,
@@ -195,10 +197,12 @@ export class Engine {
       )
     }
     this.canaries = this.buildCanaries()
+    this.configVersion = configVersion(config)
     registerStateMetrics(this)
     registerJournalMetrics(this.metrics, () => this.journal.counters())
     registerDetectorMetrics(this)
-    registerCanaryMetrics(this.metrics.registry, this.canaries, this.health.ids())
+    // The id list is read at each scrape: a reload adds and removes backends.
+    registerCanaryMetrics(this.metrics.registry, this.canaries, () => this.health.ids())
     // A backend coming back is the moment to drain the spool (the runner rate-limits itself).
     this.health.on('state', (s: { state: string }) => {
       if (s.state === 'probation' || s.state === 'admitted') this.runner.drain()
@@ -269,6 +273,81 @@ export class Engine {
     return ok ? { ejected: true } : { ejected: false, why: 'not in rotation' }
   }
 
+  private readonly clientOpts: ClientOptions
+  /** Backends a reload removed whose messages in flight are still finishing. */
+  readonly retiring = new Map<string, BackendConfig>()
+
+  private addClient(b: BackendConfig): void {
+    const opts = this.clientOpts
+    const endpoint = { id: b.id, host: b.host, port: b.port }
+    const observe = (id: string, result: 'granted' | 'saturated') => this.metrics.sessionWait(id, result)
+    const own = b.servername !== undefined ? { ...opts, tls: { ...opts.tls, servername: b.servername } } : opts
+    this.clients.set(b.id, new BackendClient(endpoint, own, partLogger('backend'), observe))
+  }
+
+  /** A backend's settings, a retiring one's included. */
+  backendConfig(id: string): BackendConfig | undefined {
+    return this.config.backends.find((b) => b.id === id) ?? this.retiring.get(id)
+  }
+
+  /**
+   * Applies a validated reload plan in place: every part reads these settings when it uses them, so the next
+   * message, check or round sees the new values. Resolves when removed backends have finished their messages.
+   */
+  async reconfigure(next: MxgateConfig, plan: ReloadPlan): Promise<void> {
+    const live = this.config as unknown as Record<string, Record<string, unknown>>
+    for (const c of plan.live) {
+      const [section = '', key = ''] = c.key.split('.')
+      const target = live[section]
+      if (target) target[key] = structuredClone(c.to)
+    }
+    this.config.files = next.files
+    for (const r of plan.reweighted) {
+      this.pool.setWeight(r.id, r.to)
+      const b = this.config.backends.find((x) => x.id === r.id)
+      if (b) b.weight = r.to
+    }
+    for (const b of plan.added) {
+      this.config.backends.push(structuredClone(b))
+      this.addClient(b)
+      this.health.addBackend(b.id)
+      this.pool.add(b)
+    }
+    const retiring = plan.removed.map((id) => this.retire(id))
+    this.health.retune()
+    this.spool.setLimits(this.config.spool)
+    this.configVersion = configVersion(this.config)
+    await Promise.all(retiring)
+  }
+
+  /** Version of the settings this node runs (see configVersion); changes with each reload that changes something. */
+  configVersion: string
+
+  /**
+   * A removed backend gets no new message at once; its messages in flight finish (each is bounded by the relay
+   * deadline), then its client, health and metric series go. Spooled mail was never tied to it: the others take it.
+   */
+  private async retire(id: string): Promise<void> {
+    const b = this.config.backends.find((x) => x.id === id)
+    if (!b) return
+    this.config.backends = this.config.backends.filter((x) => x.id !== id)
+    this.retiring.set(id, b)
+    this.pool.remove(id)
+    this.log.info({ backend: id, inFlight: this.pool.inFlightOf(id) }, `backend ${id} removed: finishing its messages`)
+    const until = Date.now() + this.config.relay.deadlineMs + RETIRE_MARGIN_MS
+    while (this.pool.inFlightOf(id) > 0 && Date.now() < until) await sleep(RETIRE_POLL_MS)
+    this.health.removeBackend(id)
+    this.pool.forget(id)
+    this.detector.detector.forget(id)
+    this.canaries?.forget(id)
+    await this.metrics.forgetBackend(id)
+    const client = this.clients.get(id)
+    this.clients.delete(id)
+    this.retiring.delete(id)
+    await client?.close()
+    this.log.info({ backend: id }, `backend ${id} retired`)
+  }
+
   private inFlightCount = 0
 
   /** Relays one message (spooling it when no backend takes it); counted so a shutdown can wait for it. */
@@ -319,10 +398,16 @@ export class Engine {
     return c
   }
 
+  /** Publishes this node's config version in the state store (with Redis, every node's `mxgate status` shows it). */
+  async announce(): Promise<void> {
+    this.store.announce(this.configVersion)
+  }
+
   /** Connects the shared state store (never fails because Redis is down: the node then runs on local state). */
   async start(): Promise<void> {
     await this.store.start()
     this.sharedVerdicts?.start()
+    await this.announce()
     await this.spool.open()
     this.spoolOpen = true
     // Never fails: a journal that cannot open is degraded (logged, counted), the mail path does not depend on it.

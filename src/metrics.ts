@@ -131,6 +131,30 @@ export class Metrics {
     })
   }
 
+  /**
+   * A reload removed the backend: every series labelled with it goes (counters, histograms, and gauges, which
+   * recompute without it anyway), so dashboards do not show a backend that is not there.
+   */
+  async forgetBackend(backendId: string): Promise<void> {
+    for (const [key] of this.attemptChildren) if (key.startsWith(`${backendId}\u0000`)) this.attemptChildren.delete(key)
+    for (const metric of this.registry.getMetricsAsArray()) {
+      const m = metric as unknown as {
+        get(): Promise<{ values: { labels: Record<string, string | number> }[] }>
+        remove(labels: Record<string, string | number>): void
+      }
+      const seen = new Set<string>()
+      for (const v of (await m.get()).values) {
+        if (v.labels.backend !== backendId) continue
+        // A histogram's bucket values carry `le` on top of the labels it was observed with.
+        const { le: _le, ...labels } = v.labels
+        const key = JSON.stringify(labels)
+        if (seen.has(key)) continue
+        seen.add(key)
+        m.remove(labels)
+      }
+    }
+  }
+
   sessionWait(backendId: string, result: 'granted' | 'saturated'): void {
     this.sessionWaits.labels(backendId, result).inc()
   }

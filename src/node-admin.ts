@@ -8,7 +8,10 @@ import {
   type HistoryView,
   type JournalListView,
   JournalOffError,
+  type NodeView,
   NotReadyError,
+  ReloadRefusedError,
+  type ReloadView,
   type ReplayRequestView,
   type ReplayView,
   type SpoolItemView,
@@ -41,7 +44,11 @@ export class NodeAdmin implements AdminPort {
   /** False until Haraka's SMTP listener is bound: the load balancer must not send before. */
   smtpListening = false
 
-  constructor(private readonly engine: Engine) {
+  constructor(
+    private readonly engine: Engine,
+    /** Re-reads and applies the settings (the launcher's Reloader); absent where nothing can be re-read. */
+    private readonly reloader?: (by: string) => Promise<ReloadView>,
+  ) {
     // Readiness as a metric too, for the "node not ready" alert; registered once per engine (tests build several
     // admin ports over one engine; a node has one).
     if (!engine.metrics.registry.getSingleMetric('mxgate_ready')) {
@@ -56,6 +63,21 @@ export class NodeAdmin implements AdminPort {
 
   get nodeName(): string {
     return this.engine.node
+  }
+
+  get configVersion(): string {
+    return this.engine.configVersion
+  }
+
+  nodes(): NodeView[] {
+    return this.engine.store.nodes().map((n) => ({ node: n.node, configVersion: n.configVersion, at: n.at }))
+  }
+
+  async reload(actor: Actor): Promise<ReloadView> {
+    if (this.reloader === undefined) {
+      throw new ReloadRefusedError('this node cannot re-read its configuration: it was not started by `mxgate start`')
+    }
+    return await this.reloader(actor.by)
   }
 
   get metrics() {
@@ -73,15 +95,16 @@ export class NodeAdmin implements AdminPort {
   backend(id: string): BackendView {
     this.known(id)
     const s = this.engine.health.status(id)
-    const cfg = this.engine.config.backends.find((b) => b.id === id)!
+    const cfg = this.engine.backendConfig(id)!
+    const retiring = this.engine.retiring.has(id)
     const m = s.manual
     const attempts = s.recent.ok + s.recent.fail
     return {
       id,
       address: formatHostPort(cfg),
       weight: cfg.weight,
-      state: m ? (m.state === 'ejected' ? 'manual-ejected' : 'draining') : s.state,
-      reason: m ? m.reason : s.reason,
+      state: retiring ? 'draining' : m ? (m.state === 'ejected' ? 'manual-ejected' : 'draining') : s.state,
+      reason: retiring ? 'removed by a reload; its messages in flight are finishing' : m ? m.reason : s.reason,
       since: m ? m.at : s.since,
       until: m ? m.until : s.until,
       by: m ? m.by : null,

@@ -11,7 +11,9 @@ import {
   type AdminPort,
   type BackendView,
   type HistoryView,
+  type NodeView,
   type ReadinessView,
+  type ReloadView,
   type SpoolItemView,
   type StatusView,
   UnknownIdError,
@@ -118,6 +120,34 @@ export class MemoryAdminPort implements AdminPort {
         return { node: port.nodeName, ...req, messages, bytes: messages * 1000, skipped: 0, error: null }
       },
     }
+  }
+
+  configVersion = 'abc123def456'
+  nodeList: NodeView[] = []
+  /** What the next reload answers; a ReloadRefusedError here is thrown (a broken file). */
+  reloadResult: ReloadView | Error = {
+    node: 'node-a',
+    previousVersion: 'abc123def456',
+    configVersion: 'fed654cba321',
+    files: ['/etc/mxgate/mxgate.ini'],
+    added: ['mx4'],
+    removed: ['mx3'],
+    reweighted: [],
+    changed: ['breaker.minVolume'],
+    needsRestart: [
+      { key: 'smtp.listen', running: { host: '127.0.0.1', port: 25 }, file: { host: '0.0.0.0', port: 25 } },
+    ],
+    notes: [],
+  }
+
+  nodes(): NodeView[] {
+    return this.nodeList
+  }
+
+  async reload(actor: Actor): Promise<ReloadView> {
+    await this.changeGate({ op: 'reload', id: undefined, actor })
+    if (this.reloadResult instanceof Error) throw this.reloadResult
+    return this.reloadResult
   }
 
   private async changeGate(call: PortCall): Promise<void> {

@@ -4,7 +4,8 @@ import { Counter } from 'prom-client'
 import t from 'tap'
 import { parseTokens } from '../src/admin/auth'
 import { MAX_BODY_BYTES, startAdminServer } from '../src/admin/server'
-import { backendView, logSink, MemoryAdminPort, request, spoolItem, startTestAdmin } from './admin-helpers'
+import { ReloadRefusedError } from '../src/admin/types'
+import { backendView, logSink, MemoryAdminPort, request, spoolItem, startTestAdmin, T0 } from './admin-helpers'
 
 const TOKEN = 'ops-secret-0123456789'
 
@@ -289,4 +290,31 @@ t.test('listening on a taken port fails with a message naming the address', asyn
       message: `the admin API cannot listen on 127.0.0.1:${server.address.port}: EADDRINUSE; free the port or set admin.listen (MXGATE_ADMIN_LISTEN)`,
     },
   )
+})
+
+t.test('reload: token required, the reply says what changed; a broken file is 422 naming it', async (t) => {
+  const port = new MemoryAdminPort()
+  const { url, lines } = await startTestAdmin(t, { port })
+  t.equal((await request(url, 'POST', '/api/reload', { token: null })).status, 401, 'no token, no reload')
+  t.same(port.calls, [])
+  const ok = await request(url, 'POST', '/api/reload', { body: { reason: 'add mx4' } })
+  t.equal(ok.status, 200)
+  t.match(ok.json, { added: ['mx4'], removed: ['mx3'], needsRestart: [{ key: 'smtp.listen' }] })
+  t.match(lines.at(-1), { what: 'reload', why: 'add mx4', configVersion: 'fed654cba321' })
+  port.reloadResult = new ReloadRefusedError('configuration not reloaded, nothing changed: /x/mxgate.ini:3: k: bad')
+  const bad = await request(url, 'POST', '/api/reload')
+  t.equal(bad.status, 422)
+  t.same(bad.json, { error: 'configuration not reloaded, nothing changed: /x/mxgate.ini:3: k: bad' })
+  t.equal((await request(url, 'POST', '/api/reload', { body: { force: true } })).status, 400, 'unknown fields refused')
+})
+
+t.test('GET /api/backends carries this node config version and the nodes sharing its store', async (t) => {
+  const port = new MemoryAdminPort()
+  port.nodeList = [{ node: 'node-a', configVersion: 'abc123def456', at: T0 }]
+  const { url } = await startTestAdmin(t, { port })
+  t.match((await request(url, 'GET', '/api/backends')).json, {
+    node: 'node-a',
+    configVersion: 'abc123def456',
+    nodes: [{ node: 'node-a', configVersion: 'abc123def456' }],
+  })
 })

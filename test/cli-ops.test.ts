@@ -5,6 +5,7 @@ import t from 'tap'
 import { formatAgo, formatBytes, formatIn, formatSpan } from '../src/cli/duration'
 import type { OpsIo } from '../src/cli/ops'
 import { runOpsCommand } from '../src/cli/ops'
+import { nodesText, reloadText } from '../src/cli/reload-detail'
 import { renderTable, wantsColour } from '../src/cli/table'
 import { backendView, MemoryAdminPort, spoolItem, startTestAdmin, TEST_TOKEN } from './admin-helpers'
 import { freePort, waitFor } from './helpers/ports'
@@ -179,7 +180,7 @@ t.test('status --json prints the API answer, parseable', async (t) => {
   const { url } = await startTestAdmin(t, { port })
   const r = await run('status', ['--json', `--admin=${url}`])
   t.equal(r.code, 0)
-  t.same(JSON.parse(r.out), { node: 'node-a', backends: port.backends() })
+  t.same(JSON.parse(r.out), { node: 'node-a', configVersion: port.configVersion, nodes: [], backends: port.backends() })
 })
 
 t.test('status --watch redraws until its iteration bound, or until stopped', async (t) => {
@@ -335,7 +336,7 @@ t.test('usage errors: unknown command, subcommand, option, missing or extra argu
     [
       'frob',
       [],
-      'mxgate frob: "frob" is not an ops command; expected status, eject, drain, restore, spool, replay, journal\n',
+      'mxgate frob: "frob" is not an ops command; expected status, eject, drain, restore, spool, replay, journal, reload\n',
     ],
     [
       'spool',
@@ -422,3 +423,45 @@ t.test('spool: ls as a table and as JSON, show, flush, hold, release, bounce', a
   const afterBounce = await run('spool', ['ls', '--admin', url])
   t.equal(afterBounce.out.split('\n')[0], 'node node-a: 1 message, 2.0 KB')
 })
+
+t.test(
+  'reload text: versions, pool changes, what needs a restart, notes; nodes whose version differs are marked',
+  async (t) => {
+    const text = reloadText({
+      node: 'n1',
+      previousVersion: 'aaa',
+      configVersion: 'bbb',
+      files: ['/etc/mxgate/mxgate.ini'],
+      added: ['mx4'],
+      removed: ['mx1'],
+      reweighted: [{ id: 'mx2', from: 1, to: 2 }],
+      changed: ['smtp.domains'],
+      needsRestart: [{ key: 'spool.dir', running: '/a', file: '/b' }],
+      notes: ['a note'],
+    })
+    t.equal(
+      text,
+      [
+        'reloaded n1: config aaa → bbb',
+        '  added (in probation): mx4',
+        '  removed (messages in flight finish): mx1',
+        '  weight of mx2: 1 → 2',
+        '  changed: smtp.domains',
+        '  needs a restart: spool.dir (running "/a", file "/b")',
+        '  note: a note',
+        '',
+      ].join('\n'),
+    )
+    t.equal(nodesText('aaa', [{ node: 'n1', configVersion: 'aaa', at: 1000 }], 1000), 'config aaa\n')
+    const two = nodesText(
+      'aaa',
+      [
+        { node: 'n1', configVersion: 'aaa', at: 1000 },
+        { node: 'n2', configVersion: 'ccc', at: 0 },
+      ],
+      1000,
+    )
+    t.match(two, /n1 {2}config aaa {2}seen 0s ago\n/)
+    t.match(two, /n2 {2}config ccc {2}seen 1s ago {2}← differs from this node/)
+  },
+)

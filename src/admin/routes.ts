@@ -1,7 +1,7 @@
 // The admin API's endpoints: what each one reads from the body, which AdminPort call it makes, what it answers.
 // server.ts owns HTTP (matching, auth, body size, errors); a route only sees parsed params and a JSON object.
 import { parseDuration } from '../config/units'
-import type { Actor, AdminPort } from './types'
+import { type Actor, type AdminPort, ReloadRefusedError } from './types'
 
 /** A request the API refuses, with the HTTP status and a message that names the problem and the fix. */
 export class HttpError extends Error {
@@ -115,7 +115,9 @@ const backendRoutes: Route[] = [
   {
     method: 'GET',
     pattern: '/api/backends',
-    handle: ({ port }) => ({ json: { node: port.nodeName, backends: port.backends() } }),
+    handle: ({ port }) => ({
+      json: { node: port.nodeName, configVersion: port.configVersion, nodes: port.nodes(), backends: port.backends() },
+    }),
   },
   {
     method: 'GET',
@@ -267,7 +269,34 @@ const canaryRoutes: Route[] = [
   },
 ]
 
-export const ROUTES: readonly Route[] = [...probeRoutes, ...backendRoutes, ...spoolRoutes, ...canaryRoutes]
+const reloadRoutes: Route[] = [
+  {
+    method: 'POST',
+    pattern: '/api/reload',
+    change: 'reload',
+    handle: async (ctx) => {
+      onlyFields(ctx.body, 'reload', ['reason'])
+      ctx.audit.why = reasonOf(ctx.body, 'reload', 'the configuration') ?? null
+      try {
+        const view = await ctx.port.reload(actorOf(ctx))
+        ctx.audit.details.configVersion = view.configVersion
+        return { json: view }
+      } catch (err) {
+        // The file is wrong, not the request: 422, and the running settings stay as they were.
+        if (err instanceof ReloadRefusedError) throw new HttpError(422, err.message)
+        throw err
+      }
+    },
+  },
+]
+
+export const ROUTES: readonly Route[] = [
+  ...probeRoutes,
+  ...backendRoutes,
+  ...spoolRoutes,
+  ...canaryRoutes,
+  ...reloadRoutes,
+]
 
 /** Splits a pattern or a path into segments; the path's segments are percent-decoded. */
 function segments(path: string, decode: boolean): string[] {

@@ -230,8 +230,47 @@ export class JournalOffError extends Error {
   }
 }
 
+/** What a reload did on one node (README "Reload"). */
+export interface ReloadView {
+  node: string
+  /** The settings' version before and after (equal when nothing changed live). */
+  previousVersion: string
+  configVersion: string
+  files: string[]
+  added: string[]
+  /** Removed backends get no new message; their messages in flight finish, then they go. */
+  removed: string[]
+  reweighted: { id: string; from: number; to: number }[]
+  /** Keys (section.key) changed in place. */
+  changed: string[]
+  /** Keys that changed in the file but keep their running value until a restart. */
+  needsRestart: { key: string; running: unknown; file: unknown }[]
+  notes: string[]
+}
+
+/** A reload that changed nothing because the new settings are invalid (or a reload cannot run here). */
+export class ReloadRefusedError extends Error {
+  readonly code = 'ERELOAD'
+  constructor(message: string) {
+    super(message)
+    this.name = 'ReloadRefusedError'
+  }
+}
+
+/** A node and the settings it runs (with Redis: every node; without: this one). */
+export interface NodeView {
+  node: string
+  configVersion: string
+  /** Epoch ms it last said so. */
+  at: number
+}
+
 export interface AdminPort {
   nodeName: string
+  /** Hash of the settings this node runs (changes with a reload that changes something). */
+  configVersion: string
+  /** Nodes sharing this node's state store and the settings each runs. */
+  nodes(): NodeView[]
   backends(): BackendView[]
   /** Throws UnknownIdError. */
   backend(id: string): BackendView
@@ -241,6 +280,8 @@ export interface AdminPort {
   drain(id: string, reason: string, actor: Actor): Promise<BackendView>
   /** Clears manual and automatic ejection; the backend ramps up again. Throws UnknownIdError. */
   restore(id: string, actor: Actor): Promise<BackendView>
+  /** Re-reads and applies the configuration (as SIGHUP does). Throws ReloadRefusedError when nothing changed. */
+  reload(actor: Actor): Promise<ReloadView>
   /** Liveness: the process answers. */
   healthy(): boolean
   /** Readiness for the load balancer. */

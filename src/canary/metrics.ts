@@ -3,7 +3,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { CanaryScheduler } from './scheduler'
 
-export function registerCanaryMetrics(registry: Registry, canaries: CanaryScheduler | null, ids: string[]): void {
+export function registerCanaryMetrics(registry: Registry, canaries: CanaryScheduler | null, ids: () => string[]): void {
   const registers = [registry]
   const sent = new Counter({
     name: 'mxgate_canary_sent_total',
@@ -54,7 +54,7 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     registers,
     collect() {
       this.reset()
-      for (const id of ids) {
+      for (const id of ids()) {
         const ms = canaries?.view(id).lastRoundTripMs
         if (ms != null) this.set({ backend: id }, ms / 1000)
       }
@@ -67,11 +67,11 @@ export function registerCanaryMetrics(registry: Registry, canaries: CanarySchedu
     registers,
     collect() {
       this.reset()
-      if (canaries) for (const id of ids) this.set({ backend: id }, canaries.view(id).pending)
+      if (canaries) for (const id of ids()) this.set({ backend: id }, canaries.view(id).pending)
     },
   })
   // Zeroes from the start, so rate() and increase() see the first loss.
-  if (canaries) for (const id of ids) for (const c of [sent, returned, lost, unjudged, failed]) c.labels(id).inc(0)
+  if (canaries) for (const id of ids()) for (const c of [sent, returned, lost, unjudged, failed]) c.labels(id).inc(0)
   if (!canaries) return
   canaries.on('sent', (id) => sent.labels(id).inc())
   canaries.on('returned', (id, ms) => {

@@ -131,6 +131,14 @@ export class CanaryScheduler extends EventEmitter<CanaryEvents> {
     this.judge.reset(id)
   }
 
+  /** A reload removed the backend: its canaries and evidence go, and its counts with it. */
+  forget(id: string): void {
+    this.ejected(id)
+    this.stats.delete(id)
+    this.epochs.delete(id)
+    this.held.delete(id)
+  }
+
   private stat(id: string) {
     let s = this.stats.get(id)
     if (!s) {

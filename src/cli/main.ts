@@ -1,4 +1,5 @@
 // The `mxgate` command: subcommands dispatch here. Ops commands talk to a node's admin API, never to internals.
+import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { parseTokens, TokenConfigError } from '../admin/auth'
 import { TokenFileError } from '../admin/token-file'
@@ -19,9 +20,17 @@ commands:
   check-config [--config DIR]  validate the settings and print them as JSON (secrets masked as ***)
   demo                     the incident: four fake backends (one quietly failing, one going down), mxgate, 8000 messages, a summary
   fake-backend --port N    a test SMTP backend with fault modes (see --help)
+  reload [--json]          re-read the configuration on a running node (as SIGHUP does); see the README's "Reload"
+  version, --version       print mxgate's version
   help                     this text
 
 ${OPS_USAGE}`
+
+/** The version in package.json (the one file that states it). */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version?: unknown }
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+}
 
 function configDirArg(argv: string[]): string | undefined {
   const i = argv.indexOf('--config')
@@ -54,7 +63,8 @@ export async function main(argv: string[]): Promise<number | null> {
         configureLogging(cfg.log)
         // Loaded on demand: the ops commands should not pay for Haraka, the engine or the demo.
         const { startRelay } = require('../haraka/launch') as typeof import('../haraka/launch')
-        await startRelay(ROOT, cfg)
+        // A reload (SIGHUP, POST /api/reload) re-reads the same files and checks them the same way.
+        await startRelay(ROOT, cfg, () => loadChecked(rest))
         return null
       }
       case 'check-config': {
@@ -73,9 +83,15 @@ export async function main(argv: string[]): Promise<number | null> {
       case 'spool':
       case 'replay':
       case 'journal':
+      case 'reload':
         return await runOpsCommand(cmd, rest)
       case 'fake-backend':
         return await runFakeBackendCommand(rest)
+      case 'version':
+      case '--version':
+      case '-V':
+        process.stdout.write(`mxgate ${packageVersion()}\n`)
+        return 0
       case undefined:
       case 'help':
       case '--help':

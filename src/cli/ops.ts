@@ -3,7 +3,7 @@
 // unknown backend/message, or a --token-file that cannot be read.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { TokenFileError } from '../admin/token-file'
-import type { BackendView, SpoolItemView } from '../admin/types'
+import type { BackendView, NodeView, ReloadView, SpoolItemView } from '../admin/types'
 import {
   AdminClient,
   AdminProtocolError,
@@ -14,12 +14,13 @@ import {
 } from './admin-client'
 import { backendDetail } from './backend-detail'
 import { JournalArgError, journalCommand, replayCommand } from './journal-ops'
+import { nodesText, reloadText } from './reload-detail'
 import { type SpoolDetail, spoolDetail } from './spool-detail'
 import { nextAttemptText, spoolTable, statusTable, type TableStyle, wantsColour, whyText } from './table'
 import { safeText, terminalJson } from './terminal-text'
 import { chooseToken, type TokenChoice } from './token-source'
 
-export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool', 'replay', 'journal'] as const
+export const OPS_COMMANDS = ['status', 'eject', 'drain', 'restore', 'spool', 'replay', 'journal', 'reload'] as const
 
 export const OPS_USAGE = `operator commands (talk to a node's admin API):
   status [--json] [--watch [SECONDS]]   backends: state, why, since, in flight, success ratio, msgs/min
@@ -37,6 +38,7 @@ export const OPS_USAGE = `operator commands (talk to a node's admin API):
   replay --backend ID --since TIME [--until TIME] [--dry-run] [--again]
                                         put what the backend took back into the spool, for the other backends;
                                         TIME is ISO 8601 (2026-12-04T10:00:00Z) or a duration ago (6h, 2d)
+  reload [--reason TEXT]                re-read the configuration (as SIGHUP does); a bad file changes nothing
 
   --admin URL    the node's admin API (default MXGATE_ADMIN_URL or ${DEFAULT_ADMIN_URL})
   --token T      admin token for changes and spool reads (default MXGATE_ADMIN_TOKEN)
@@ -91,6 +93,7 @@ const SPEC: Record<string, { values: string[]; flags: string[] }> = {
   spool: { values: [], flags: ['--json'] },
   replay: { values: ['--backend', '--since', '--until'], flags: ['--json', '--dry-run', '--again'] },
   journal: { values: ['--backend', '--since', '--until'], flags: ['--json'] },
+  reload: { values: ['--reason'], flags: ['--json'] },
 }
 
 /** `--opt value`, `--opt=value`, flags, positionals; `--watch` takes an optional number of seconds. */
@@ -249,9 +252,9 @@ async function statusOnce(ctx: Ctx, everySeconds: number | null): Promise<number
     ctx.io.stdout.write(watching ? `${terminalJson(res.body)}\n` : `${terminalJson(res.body, 2)}\n`)
     return 0
   }
-  const body = res.body as { node: string; backends: BackendView[] }
+  const body = res.body as { node: string; backends: BackendView[]; configVersion?: string; nodes?: NodeView[] }
   const now = res.serverNow ?? Date.now()
-  const table = statusTable(body.node, body.backends, now, ctx.style)
+  const table = statusTable(body.node, body.backends, now, ctx.style) + nodesText(body.configVersion, body.nodes, now)
   const clear = watching && ctx.io.stdout.isTTY ? '\u001b[H\u001b[2J' : ''
   const stamp = watching ? `${new Date(now).toISOString()}  every ${everySeconds}s, Ctrl-C stops\n` : ''
   ctx.io.stdout.write(`${clear}${stamp}${table}${watching && !clear ? '\n' : ''}`)
@@ -357,6 +360,20 @@ async function spool(ctx: Ctx, p: Parsed): Promise<number> {
   }
 }
 
+/** `mxgate reload`: what changed, what needs a restart, and anything the operator should know. */
+async function reload(ctx: Ctx, p: Parsed): Promise<number> {
+  noPositionals(p, 'mxgate reload [--reason TEXT]')
+  const reason = p.values.get('--reason')?.trim()
+  const res = await call(ctx, 'POST', '/api/reload', reason ? { reason } : {})
+  if (typeof res === 'number') return res
+  if (ctx.json) {
+    printJson(ctx, res.body)
+    return 0
+  }
+  ctx.io.stdout.write(reloadText(res.body as ReloadView))
+  return 0
+}
+
 const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => Promise<number>> = {
   status,
   eject,
@@ -365,6 +382,7 @@ const HANDLERS: Record<(typeof OPS_COMMANDS)[number], (ctx: Ctx, p: Parsed) => P
   spool,
   replay: (ctx, p) => replayCommand(journalCtx(ctx, p)),
   journal: (ctx, p) => journalCommand(journalCtx(ctx, p)),
+  reload,
 }
 
 function journalCtx(ctx: Ctx, p: Parsed) {

@@ -9,6 +9,7 @@ import type {
   CanaryShareResult,
   ChangeKind,
   ManualOverride,
+  NodeInfo,
   OutcomeCounts,
   StateStore,
   StateStoreEvents,
@@ -135,6 +136,15 @@ export class IpcStore extends EventEmitter<StateStoreEvents> implements StateSto
     } catch {
       return false
     }
+  }
+
+  /** Per worker without Redis: each worker reports its own settings (a reload reaches every worker). */
+  announce(configVersion: string): void {
+    this.inner.announce(configVersion)
+  }
+
+  nodes(): NodeInfo[] {
+    return this.inner.nodes()
   }
 
   private receive(m: unknown): void {

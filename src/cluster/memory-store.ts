@@ -11,6 +11,7 @@ import {
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
+  type NodeInfo,
   type OutcomeCounts,
   type StateStore,
   type StateStoreEvents,
@@ -100,6 +101,16 @@ export class MemoryStore extends EventEmitter<StateStoreEvents> implements State
 
   async canaryReturnOf(token: string): Promise<number | null> {
     return this.canaries.returnOf(token)
+  }
+
+  private own: NodeInfo | null = null
+
+  announce(configVersion: string): void {
+    this.own = { node: this.node, configVersion, at: Date.now() }
+  }
+
+  nodes(): NodeInfo[] {
+    return this.own === null ? [] : [this.own]
   }
 
   private put<K extends ChangeKind>(

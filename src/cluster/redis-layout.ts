@@ -20,6 +20,8 @@ export interface Keys {
   values: Record<ChangeKind, string>
   tombstones: Record<ChangeKind, string>
   version: string
+  /** node → its NodeInfo as JSON (config version, last seen). */
+  nodes: string
   channel: string
   bucket(start: number): string
   canary(token: string): string
@@ -38,6 +40,7 @@ export function layout(prefix: string): Keys {
     values: { override: `${prefix}overrides`, ejection: `${prefix}ejections` },
     tombstones: { override: `${prefix}overrides:restored`, ejection: `${prefix}ejections:cleared` },
     version: `${prefix}version`,
+    nodes: `${prefix}nodes`,
     channel: `${prefix}events`,
     bucket: (start) => `${prefix}outcomes:${start}`,
     canary: (token) => `${prefix}canary:${token}`,

@@ -33,6 +33,7 @@ import {
   type ChangeKind,
   DEFAULT_TIMING,
   type ManualOverride,
+  type NodeInfo,
   type OutcomeCounts,
   type ResyncEvent,
   type StateStore,
@@ -463,7 +464,53 @@ export class RedisStore extends EventEmitter<StateStoreEvents> implements StateS
     // Writes still unconfirmed (a timeout while connected): replay them through a resync, which reports them.
     if (this.pending.size > 0) this.schedule('resync', () => this.resync(true))
     const full = ++this.polls % FULL_POLL_EVERY === 0
-    await Promise.all([this.loadSnapshot(client), this.outcomes.poll(client, full)])
+    await Promise.all([this.loadSnapshot(client), this.outcomes.poll(client, full), this.syncNodes(client)])
+  }
+
+  private own: NodeInfo | null = null
+  private others: NodeInfo[] = []
+
+  announce(configVersion: string): void {
+    this.own = { node: this.node, configVersion, at: Date.now() }
+    const client = this.client
+    if (client !== null) this.schedule('nodes', () => this.syncNodes(client))
+  }
+
+  nodes(): NodeInfo[] {
+    const now = Date.now()
+    const fresh = this.others.filter((n) => n.node !== this.node && now - n.at < NODE_FRESH_MS)
+    return [...(this.own === null ? [] : [this.own]), ...fresh]
+  }
+
+  /** Refreshes this node's entry and reads the others'; entries not refreshed for a day are removed. */
+  private async syncNodes(client: RedisClient): Promise<void> {
+    const now = Date.now()
+    if (this.own !== null) {
+      this.own = { ...this.own, at: now }
+      await client.hset(this.keys.nodes, this.node, JSON.stringify(this.own))
+    }
+    const all = (await client.hgetall(this.keys.nodes)) as Record<string, string>
+    const others: NodeInfo[] = []
+    for (const [node, json] of Object.entries(all)) {
+      const info = parseNodeInfo(node, json)
+      if (info === null || now - info.at > NODE_FORGET_MS) await client.hdel(this.keys.nodes, node)
+      else others.push(info)
+    }
+    this.others = others
+  }
+}
+
+/** A node not heard from for this long is left out of `mxgate status` (it polls every ~2 s). */
+const NODE_FRESH_MS = 30_000
+const NODE_FORGET_MS = 86_400_000
+
+function parseNodeInfo(node: string, json: string): NodeInfo | null {
+  try {
+    const v = JSON.parse(json) as Partial<NodeInfo>
+    if (typeof v.configVersion !== 'string' || typeof v.at !== 'number') return null
+    return { node, configVersion: v.configVersion, at: v.at }
+  } catch {
+    return null
   }
 }
 

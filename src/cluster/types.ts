@@ -121,6 +121,19 @@ export interface StateStore extends EventEmitter<StateStoreEvents> {
   canaryReturned(token: string, at: number, ttlMs: number): Promise<CanaryShareResult>
   /** When another process reported the token back; null: not (yet); undefined: the store could not be asked. */
   canaryReturnOf(token: string): Promise<number | null | undefined>
+  /** Says which settings this node runs; with Redis every node sees it (and it is refreshed while the node runs). */
+  announce(configVersion: string): void
+  /** Nodes heard from recently, this one included, by name. */
+  nodes(): NodeInfo[]
+}
+
+/** A node and the settings it runs, as it last announced them. */
+export interface NodeInfo {
+  node: string
+  /** Hash of its effective settings (config/reload-plan.ts configVersion). */
+  configVersion: string
+  /** Epoch ms of its last announcement (Redis: refreshed on every poll). */
+  at: number
 }
 
 export interface StoreTiming {

@@ -61,6 +61,23 @@ let draining = false
 let received = 0
 
 const SHUTTING_DOWN = '4.3.2 Service shutting down; try again later'
+let installed = false
+
+/** A reload changed the inbound limits: connections and messages from now on meet the new ones. */
+export function retuneInboundGuard(cfg: MxgateConfig): void {
+  if (!installed) return
+  const s = cfg.smtp
+  Object.assign(limits, {
+    maxConnections: s.maxConnections,
+    maxConnectionsPerIp: s.maxConnectionsPerIp,
+    maxMessagesPerConnection: s.maxMessagesPerConnection,
+    dataTimeoutMs: s.dataTimeoutMs,
+    minDataRate: s.minDataRate,
+    dataRateGraceMs: s.dataRateGraceMs,
+    maxMessageMemory: s.maxMessageMemory,
+  })
+  budget.limit = s.maxMessageMemory
+}
 
 /** Reads the limits and patches Haraka's Connection once per process (each cluster worker has its own counts). */
 export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): void {
@@ -77,6 +94,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
   gate = new ConnectionGate(limits)
   budget = new MemoryBudget(limits.maxMessageMemory)
   maxMessageBytes = harakaMaxBytes
+  installed = true
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const proto = (require('Haraka/connection') as { Connection: { prototype: ConnectionPrototype } }).Connection
     .prototype

@@ -1,9 +1,12 @@
 // Starts Haraka in this process with mxgate's plugin, listener and worker count taken from the mxgate config.
 // Haraka is required only here, after HARAKA points at the project, because its modules read config at load.
 import cluster from 'node:cluster'
+import os from 'node:os'
+import path from 'node:path'
 import { parseTokens } from '../admin/auth'
 import { startAdminServer } from '../admin/server'
 import { ensureTokenFile } from '../admin/token-file'
+import { NotReadyError } from '../admin/types'
 import { startIpcHub } from '../cluster/ipc-hub'
 import { adminTokenFile } from '../config/load'
 import type { MxgateConfig } from '../config/schema'
@@ -15,7 +18,8 @@ import { routeHarakaLog } from './haraka-log'
 import { inboundCounts, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
 import { installProxyProtocol } from './proxy'
 import { countRefusals } from './refusal-count'
-import { drainNode } from './shutdown'
+import { type ConfigSource, Reloader } from './reload'
+import { CLOSE_MARGIN_MS, drainNode, stopBoundMs } from './shutdown'
 import { installStarttls } from './starttls'
 import { tuneHaraka } from './tuning'
 
@@ -24,10 +28,10 @@ interface HarakaServer {
   stopListeners(): void
 }
 
-/** Beyond grace + timeout, what closing the engine (the spool's last saves, Redis) may take before a hard exit. */
-const CLOSE_MARGIN_MS = 10_000
+/** The IPC message a worker sends the master so the other workers reload too (tagged like the state messages). */
+const RELOAD_OTHERS = 'reload-others'
 
-export async function startRelay(root: string, cfg: MxgateConfig): Promise<void> {
+export async function startRelay(root: string, cfg: MxgateConfig, source: ConfigSource): Promise<void> {
   const log = partLogger('main')
   const tokens = adminTokens(cfg, log)
   let admin: NodeAdmin | null = null
@@ -35,6 +39,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   setActiveConfig(cfg)
   process.env.HARAKA = root
   routeHarakaLog(cfg.log.level, partLogger('haraka'), partLogger('console'))
+  moveHarakaQueue()
   tuneHaraka(cfg)
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const connectionIni = require('haraka-config').get('connection.ini') as { max?: { bytes?: string | number } }
@@ -50,7 +55,7 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   const server = require('Haraka/server') as HarakaServer
   const isMaster = cfg.smtp.workers > 0 && cluster.isPrimary
   const timing = { graceMs: cfg.smtp.shutdownGraceMs, timeoutMs: cfg.smtp.shutdownTimeoutMs }
-  const boundMs = timing.graceMs + timing.timeoutMs + CLOSE_MARGIN_MS
+  const boundMs = stopBoundMs(cfg.smtp)
 
   let stopping = false
   const stop = (signal: string) => {
@@ -107,6 +112,22 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   }
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
+  // SIGHUP re-reads the settings. The master has no engine: it passes the signal to every worker, and relays a
+  // worker's API reload to the others, so each worker process applies it (each logs its own result).
+  let reloader: Reloader | null = null
+  let hupWhileStarting = false
+  if (isMaster) {
+    process.on('SIGHUP', () => signalWorkers(null))
+    cluster.on('message', (worker, m: unknown) => {
+      if ((m as { mxgate?: unknown } | null)?.mxgate === RELOAD_OTHERS) signalWorkers(worker.id)
+    })
+  } else {
+    process.on('SIGHUP', () => {
+      // Before the engine is up (a worker still starting) the reload waits for it: it may have read the old file.
+      if (reloader === null) hupWhileStarting = true
+      else reloader.reload('SIGHUP').catch(() => undefined) // refused: logged by the reloader, nothing changed
+    })
+  }
 
   if (!isMaster) {
     log.info(
@@ -124,7 +145,20 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
   if (isMaster && cfg.redis.url === null) startIpcHub(partLogger('cluster'))
   if (!isMaster) {
     const engine = activeEngine()
-    admin = new NodeAdmin(engine)
+    // The reloader exists once the engine is up; an API reload before then is told to come back (503).
+    admin = new NodeAdmin(engine, async (by) => {
+      if (reloader === null) {
+        throw new NotReadyError(
+          'the node is still starting (spool recovery): reload when /readyz says ready (a SIGHUP now is applied once it is up)',
+        )
+      }
+      const view = await reloader.reload(by)
+      if (cluster.isWorker) {
+        process.send?.({ mxgate: RELOAD_OTHERS })
+        view.notes.push('the other worker processes reload too; each logs "configuration reloaded" with its result')
+      }
+      return view
+    })
     const ready = admin
     whenListening(() => {
       ready.smtpListening = true
@@ -142,6 +176,9 @@ export async function startRelay(root: string, cfg: MxgateConfig): Promise<void>
     // The state store and the spool (recovering what a crash left) are ready before the listener takes mail.
     await engine.start()
     engine.metrics.watchInbound(inboundCounts)
+    const rl = new Reloader(engine, source, partLogger('reload'), !!process.env.MXGATE_BACKENDS)
+    reloader = rl
+    if (hupWhileStarting) rl.reload('SIGHUP').catch(() => undefined)
   }
   if (stopping) return
   server.createServer({
@@ -169,6 +206,28 @@ function adminTokens(cfg: MxgateConfig, log: ReturnType<typeof partLogger>) {
     )
   }
   return parseTokens(token)
+}
+
+/**
+ * Haraka creates and scans its outbound queue directory, `$HARAKA/queue`, at start, and exits when it cannot create
+ * it. mxgate never queues outbound mail through Haraka, and its install directory is read-only where it is deployed
+ * (systemd ProtectSystem=strict, a read-only container root): point that directory at the temp dir instead (private
+ * per service under systemd's PrivateTmp, an emptyDir in Kubernetes). Nothing is ever written into it.
+ */
+function moveHarakaQueue(): void {
+  // Through outbound's index, which loads its queue module the way Haraka does (the two require each other).
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  require('Haraka/outbound')
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const queue = require('Haraka/outbound/queue') as { queue_dir: string }
+  queue.queue_dir = path.join(os.tmpdir(), `mxgate-haraka-queue-${process.getuid?.() ?? 'user'}`)
+}
+
+/** SIGHUP to every worker but `except` (the one that already reloaded through the API). */
+function signalWorkers(except: number | null): void {
+  for (const w of Object.values(cluster.workers ?? {})) {
+    if (w !== undefined && w.id !== except) w.process.kill('SIGHUP')
+  }
 }
 
 /** SIGTERM to every worker (each drains as above); SIGKILL past the bound. True when all exited 0. */

@@ -22,6 +22,14 @@ export interface DrainTiming {
   timeoutMs: number
 }
 
+/** Beyond grace + timeout, what closing the engine (the spool's last saves, Redis) may take before a hard exit. */
+export const CLOSE_MARGIN_MS = 10_000
+
+/** How long a node may take to stop (supervisors must wait longer: systemd TimeoutStopSec, Kubernetes' grace). */
+export function stopBoundMs(smtp: { shutdownGraceMs: number; shutdownTimeoutMs: number }): number {
+  return smtp.shutdownGraceMs + smtp.shutdownTimeoutMs + CLOSE_MARGIN_MS
+}
+
 export interface DrainResult {
   /** False when the timeout cut off connections or messages still in progress. */
   complete: boolean

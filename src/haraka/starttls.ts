@@ -126,7 +126,7 @@ export function installStarttls(cfg: MxgateConfig, log: Logger): void {
     if (err instanceof TlsFileError) throw new ConfigError(cfg.files.at(-1) ?? 'environment', err.key, err.message)
     throw err
   }
-  const creds = credentials
+  installedFrom = { cert, key, minVersion }
   tlsSocket.cfg = {
     main: { requireAuthorized: [], no_starttls_ports: [] },
     redis: {},
@@ -141,8 +141,29 @@ export function installStarttls(cfg: MxgateConfig, log: Logger): void {
     requestCert: false,
     rejectUnauthorized: false,
     get secureContext() {
-      return creds?.context()
+      return credentials?.context()
     },
+  }
+}
+
+let installedFrom: { cert: string | null; key: string | null; minVersion: TlsVersion } | null = null
+
+/**
+ * A reload named other files (or another minimum version): the next handshake uses the new pair; a pair that fails
+ * to load leaves the old one in use and returns a note saying so. Unchanged names need nothing: the files are
+ * re-read whenever they change. Null when nothing needed saying.
+ */
+export function reloadStarttls(cfg: MxgateConfig, log: Logger): string | null {
+  const { cert, key, minVersion } = cfg.tls
+  const was = installedFrom
+  if (was === null || (was.cert === cert && was.key === key && was.minVersion === minVersion)) return null
+  try {
+    credentials = cert !== null && key !== null ? new InboundCredentials(cert, key, minVersion, log) : null
+    installedFrom = { cert, key, minVersion }
+    return null
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'inbound TLS pair not reloaded; still using the previous one')
+    return `tls: the new certificate pair did not load (${(err as Error).message}); the previous one stays in use`
   }
 }
 

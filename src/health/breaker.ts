@@ -61,6 +61,18 @@ export class BackendBreaker {
     })
   }
 
+  /**
+   * A reload changed the threshold or the minimum volume: opossum reads `options.errorThresholdPercentage` and its
+   * volume threshold at each failure, so they apply from the next attempt. The window (length, buckets) is built
+   * once and needs a restart.
+   */
+  retune(settings: Pick<BreakerSettings, 'errorThresholdPercent' | 'minVolume'>): void {
+    const cb = this.cb as unknown as Record<string | symbol, unknown> & { options: Record<string, unknown> }
+    cb.options.errorThresholdPercentage = settings.errorThresholdPercent
+    const volume = Object.getOwnPropertySymbols(cb).find((s) => s.description === 'volume-threshold')
+    if (volume !== undefined) cb[volume] = settings.minVolume
+  }
+
   // opossum reads `options.resetTimeout` each time it opens; @types/opossum does not declare `options`.
   private setResetTimeout(ms: number): void {
     ;(this.cb as unknown as { options: { resetTimeout: number } }).options.resetTimeout = ms

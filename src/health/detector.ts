@@ -94,6 +94,11 @@ export class Detector {
 
   constructor(readonly settings: DetectorSettings) {}
 
+  /** A reload removed the backend: its statistics go. */
+  forget(id: string): void {
+    this.tests.delete(id)
+  }
+
   private cusums(id: string): Record<Signal, Cusum> {
     let c = this.tests.get(id)
     if (!c) {

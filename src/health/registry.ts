@@ -338,6 +338,34 @@ export class HealthRegistry extends EventEmitter {
     this.transition(e, 'admitted', null)
   }
 
+  /**
+   * A backend a reload added: it starts in probation (a small share until its good messages are in, then a ramp),
+   * as a re-admitted one does, so a misconfigured newcomer meets the stricter probation detector with little mail.
+   */
+  addBackend(id: string): void {
+    if (this.entries.has(id) || this.closed) return
+    this.add(id)
+    const e = this.entry(id)
+    this.deps.log.info({ backend: id }, `backend ${id} added by a reload`)
+    this.startProbation(e)
+    this.reconcile(id)
+  }
+
+  /** A backend a reload removed, once nothing is in flight to it: its timers and breaker go. */
+  removeBackend(id: string): void {
+    const e = this.entries.get(id)
+    if (!e) return
+    if (e.timer) clearTimeout(e.timer)
+    e.breaker.shutdown()
+    this.entries.delete(id)
+    this.deps.log.info({ backend: id }, `backend ${id} removed by a reload`)
+  }
+
+  /** A reload changed breaker settings: thresholds apply to every backend at once (the window needs a restart). */
+  retune(): void {
+    for (const e of this.entries.values()) e.breaker.retune(this.settings)
+  }
+
   has(id: string): boolean {
     return this.entries.has(id)
   }

@@ -50,7 +50,8 @@ export class ConnectionGate {
 export class MemoryBudget {
   private held = 0
 
-  constructor(readonly limit: number) {}
+  /** A reload may change it: bytes already held stay held, the next reservation meets the new limit. */
+  constructor(public limit: number) {}
 
   /** Takes `n` bytes if they fit; false (and nothing taken) when they do not. */
   reserve(n: number): boolean {

@@ -45,6 +45,30 @@ export class BackendPool {
     return candidates[candidates.length - 1]!.id
   }
 
+  /** A backend joins the choice (a reload added it); its health decides its share (new backends start in probation). */
+  add(b: BackendConfig): void {
+    this.weights.set(b.id, b.weight)
+    if (!this.inFlight.has(b.id)) this.inFlight.set(b.id, 0)
+  }
+
+  /** A reload changed its weight: the next pick uses it. */
+  setWeight(id: string, weight: number): void {
+    if (this.weights.has(id)) this.weights.set(id, weight)
+  }
+
+  /**
+   * No new messages to it (a reload removed it). Its in-flight count stays until those messages end, so the
+   * engine can wait for them before it lets the backend's client and health go.
+   */
+  remove(id: string): void {
+    this.weights.delete(id)
+  }
+
+  /** Forgets a removed backend once nothing is in flight to it. */
+  forget(id: string): void {
+    if (!this.weights.has(id)) this.inFlight.delete(id)
+  }
+
   begin(id: string): void {
     this.inFlight.set(id, (this.inFlight.get(id) ?? 0) + 1)
   }

@@ -136,6 +136,13 @@ export class SpoolStore {
     this.unreadable = new UnreadableFiles(log)
   }
 
+  /** A reload changed the limits: the next message is checked against them. */
+  setLimits(limits: Pick<SpoolOptions, 'maxMessages' | 'maxBytes' | 'minFreeBytes'>): void {
+    this.opts.maxMessages = limits.maxMessages
+    this.opts.maxBytes = limits.maxBytes
+    this.opts.minFreeBytes = limits.minFreeBytes
+  }
+
   /** Directory fsyncs issued; lower than the number of writes when concurrent writes were group-committed. */
   get dirSyncs(): number {
     return this.dirSync.syncs
