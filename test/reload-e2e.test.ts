@@ -9,6 +9,7 @@ import type { ReloadView } from '../src/admin/types'
 import type { FakeBackend } from '../src/testing/fake-backend'
 import { makeTestMessage, type SendResult } from '../src/testing/smtp-sender'
 import { runMxgate, waitForLogs } from './helpers/mxgate-process'
+import { SmtpSession } from './helpers/smtp-session'
 import { api, backend, eventually, type Node, send, startNode, tempDir } from './helpers/spool-e2e'
 
 /** Probation as the test wants it: a small share until 5 good messages, then a short ramp. */
@@ -281,4 +282,24 @@ t.test('in worker mode a reload reaches every worker', async (t) => {
     )
   await waitForLogs(n.proc, () => removedBy().size === 2, 'both workers reloading on the master SIGHUP')
   t.same([...removedBy()].sort(), [...new Set(answered)].sort(), 'the same two worker processes')
+})
+
+t.test('a reload changes the PROXY hosts in place: the next connection meets the new list', async (t) => {
+  const mx1 = await backend(t, { id: 'mx1' })
+  const cfg = configFile(t, pool([mx1]))
+  const n = await node(t, cfg.dir)
+  const header = 'PROXY TCP4 192.0.2.50 127.0.0.1 40000 25\r\n'
+  const fromBalancer = async () => {
+    const { session, banner } = await SmtpSession.open(n.port, { preamble: header, from: '127.0.0.2' })
+    const next = banner.startsWith('220') ? await session.command('EHLO proxy.reload.test') : banner
+    session.end()
+    return next
+  }
+  t.match(await fromBalancer(), /^421 PROXY not allowed from 127\.0\.0\.2/, 'not a PROXY host yet')
+  cfg.write(`${pool([mx1])}[smtp]\nproxy_hosts = 127.0.0.2/32\n`)
+  const r = await reload(n)
+  t.equal(r.status, 200)
+  t.same(r.body.changed, ['smtp.proxyHosts'], 'changed in place')
+  t.same(r.body.needsRestart, [], 'no restart needed')
+  t.match(await fromBalancer(), /^250[- ]/, 'its PROXY header is honoured from the next connection')
 })

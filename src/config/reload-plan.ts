@@ -33,8 +33,7 @@ export const RESTART_KEYS: ReadonlySet<string> = new Set([
   'spool.heldDsnMax',
   'spool.heldDsnLifetimeMs',
   'redis.*',
-  // The PROXY allow list is installed into Haraka once; the shutdown timing is fixed when the signal handlers go in.
-  'smtp.proxyHosts',
+  // The shutdown timing is fixed when the signal handlers go in.
   'smtp.shutdownGraceMs',
   'smtp.shutdownTimeoutMs',
   // The journal, the logger, the verifier (cache, harvest guard, routes) and the canary scheduler (and the

@@ -58,6 +58,14 @@ function ownAddresses(c: ProxyConnection): ProxyAddresses {
   }
 }
 
+/** A reload changed smtp.proxy_hosts: connections from now on are judged by the new list (Haraka asks per connection). */
+export function retuneProxyHosts(cfg: MxgateConfig, log: Logger): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const netUtils = require('haraka-net-utils') as HarakaNetUtils
+  netUtils.is_haproxy_allowed = proxyAllowList(cfg.smtp.proxyHosts)
+  log.info({ proxyHosts: cfg.smtp.proxyHosts }, 'PROXY protocol hosts reloaded')
+}
+
 export function installProxyProtocol(cfg: MxgateConfig, root: string, log: Logger): void {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const netUtils = require('haraka-net-utils') as HarakaNetUtils

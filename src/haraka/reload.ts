@@ -9,6 +9,7 @@ import type { MxgateConfig } from '../config/schema'
 import type { Engine } from '../engine'
 import type { Logger } from '../log'
 import { retuneInboundGuard } from './inbound-guard'
+import { retuneProxyHosts } from './proxy'
 import { reloadStarttls } from './starttls'
 
 export type ConfigSource = () => MxgateConfig
@@ -58,6 +59,7 @@ export class Reloader {
     }
     const retired = engine.reconfigure(next, plan)
     retuneInboundGuard(engine.config)
+    if (plan.live.some((c) => c.key === 'smtp.proxyHosts')) retuneProxyHosts(engine.config, this.log)
     const notes = [...plan.notes]
     const tlsNote = reloadStarttls(engine.config, this.log)
     if (tlsNote !== null) notes.push(tlsNote)
