@@ -5,7 +5,6 @@ import { canaryReturnReply, judgeCanaryRecipient } from '../inbound/canary-retur
 import { dataFaultReply } from '../inbound/data-policy'
 import { renameForgedAuthResults } from '../inbound/forged-trace'
 import { judgeRecipient } from '../inbound/recipient-policy'
-import type { RefusalReason } from '../inbound/refusal-reason'
 import { partLogger } from '../log'
 import type { InboundMessage } from '../message'
 import { activeConfig, activeEngine, closeActiveEngine, markListening } from './active'
