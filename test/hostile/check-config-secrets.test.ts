@@ -22,8 +22,11 @@ t.test('redactConfig masks every token of a list by name and leaves the config i
   const cfg = {
     admin: { listen: { host: '127.0.0.1', port: 8025 }, token: 'alice:one, ci:two', tokenFile: '/x/admin.token' },
     redis: { url: 'redis://:pw@h:6379', prefix: 'mxgate:' },
+    canary: { webhookToken: 'hook-secret-0123456789' },
   } as unknown as MxgateConfig
   const out = redactConfig(cfg)
+  t.equal(out.canary.webhookToken, '***', "the canary webhook's token too")
+  t.equal(cfg.canary.webhookToken, 'hook-secret-0123456789')
   t.equal(out.admin.token, 'alice:***,ci:***')
   t.equal(out.admin.tokenFile, '/x/admin.token', 'a path is not a secret')
   t.equal(out.redis.url, 'redis://:***@h:6379')
