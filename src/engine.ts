@@ -149,7 +149,16 @@ export class Engine {
       },
       partLogger('spool'),
     )
-    this.journal = new Journal({ ...config.journal, dir: journalDir(config), fsync: sp.fsync }, partLogger('journal'))
+    this.journal = new Journal(
+      {
+        ...config.journal,
+        dir: journalDir(config),
+        fsync: sp.fsync,
+        reserveBytes: sp.minFreeBytes,
+        reserveDir: sp.dir,
+      },
+      partLogger('journal'),
+    )
     // The one place the journal is wired: inline deliveries (acceptor) and spool deliveries (runner) report to it.
     const journalPort = config.journal.enabled ? this.journal : null
     this.acceptor = new Acceptor(this.relay, this.spool, sp.retryFirstMs, partLogger('relay'), journalPort)

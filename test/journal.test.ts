@@ -5,7 +5,7 @@ import path from 'node:path'
 import t, { type Test } from 'tap'
 import { encodeRecord, messageIdOf } from '../src/journal/format'
 import { Journal } from '../src/journal/journal'
-import { byteLimit, segmentsToRemove } from '../src/journal/retention'
+import { byteLimit, eatsReserve, segmentsToRemove } from '../src/journal/retention'
 import { listSegments } from '../src/journal/segments'
 import type { JournalWriterOptions } from '../src/journal/writer'
 import { fillDisk, tinyDisk } from './helpers/tiny-disk'
@@ -127,6 +127,11 @@ t.test('retention removes the oldest segments first: past the age limit, then un
   t.same(segmentsToRemove(segs, 1, 0, 10_000, new Set(['d'])), ['a', 'b', 'c'], 'never the segment being written')
   t.equal(byteLimit({ maxAgeMs: 0, maxBytes: 10_000, diskShare: 0.25 }, 1000, 3000), 1000, 'a share of free + own')
   t.equal(byteLimit({ maxAgeMs: 0, maxBytes: 500, diskShare: 0.25 }, 1000, 3000), 500, 'or max_size if smaller')
+  const reserved = { maxAgeMs: 0, maxBytes: 10_000, diskShare: 0.9, reserveBytes: 1000 }
+  t.equal(byteLimit(reserved, 1000, 2500), 1500, "or what leaves twice the spool's min_free_disk free")
+  t.equal(byteLimit(reserved, 500, 1000), 0, 'nothing when the disk is already inside the reserve')
+  t.equal(eatsReserve(reserved, 2500, 400), false, 'a batch that leaves twice the reserve free may be written')
+  t.equal(eatsReserve(reserved, 2500, 600), true, 'one that would not is not')
 })
 
 t.test(

@@ -7,6 +7,11 @@ export interface RetentionLimits {
   maxBytes: number
   /** disk_share: nor more than this share of the space it could use (its own bytes plus what is free). */
   diskShare: number
+  /**
+   * Free space the journal leaves alone: the spool's min_free_disk (the journal lives under the spool dir by default,
+   * and mail not yet delivered comes before copies of mail that was). Twice this stays free, so the spool can work.
+   */
+  reserveBytes?: number
 }
 
 export interface SegmentSize {
@@ -16,9 +21,19 @@ export interface SegmentSize {
   mtimeMs: number
 }
 
-/** The byte limit that applies now: the smaller of max_size and disk_share of (journal + free space). */
+/**
+ * The byte limit that applies now: the smallest of max_size, disk_share of (journal + free space), and what leaves
+ * twice the reserve free.
+ */
 export function byteLimit(limits: RetentionLimits, journalBytes: number, freeBytes: number): number {
-  return Math.min(limits.maxBytes, Math.floor(limits.diskShare * (journalBytes + freeBytes)))
+  const usable = journalBytes + freeBytes
+  const beyondReserve = Math.max(0, usable - 2 * (limits.reserveBytes ?? 0))
+  return Math.min(limits.maxBytes, Math.floor(limits.diskShare * usable), beyondReserve)
+}
+
+/** Whether writing `bytes` more would leave less than twice the reserve free. */
+export function eatsReserve(limits: RetentionLimits, freeBytes: number, bytes: number): boolean {
+  return freeBytes - bytes < 2 * (limits.reserveBytes ?? 0)
 }
 
 /**

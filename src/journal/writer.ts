@@ -6,7 +6,7 @@ import { promises as fsp } from 'node:fs'
 import type { Logger } from '../log'
 import type { InboundMessage } from '../message'
 import { encodeRecord, type IndexLine, type JournalHeader, messageIdOf } from './format'
-import { byteLimit, segmentsToRemove } from './retention'
+import { byteLimit, eatsReserve, type RetentionLimits, segmentsToRemove } from './retention'
 import { listSegments, newSegmentBase, segmentPaths } from './segments'
 
 export interface JournalSettings {
@@ -18,6 +18,12 @@ export interface JournalSettings {
   batchMs: number
   /** Follows spool.fsync: off only for tests and benchmarks. */
   fsync: boolean
+  /**
+   * The spool's min_free_disk and directory: on the spool's filesystem, the journal keeps twice this free
+   * (retention.ts); on a disk of its own, nothing is reserved.
+   */
+  reserveBytes?: number
+  reserveDir?: string
 }
 
 export interface JournalWriterOptions extends JournalSettings {
@@ -85,6 +91,8 @@ export class JournalWriter {
   private readonly segmentMs: number
   private readonly batchBytes: number
   private readonly maxBufferedBytes: number
+  /** The spool's reserve when the journal shares its filesystem (settled at open), else 0. */
+  private reserve: number
 
   constructor(
     private readonly opts: JournalWriterOptions,
@@ -94,6 +102,7 @@ export class JournalWriter {
     this.segmentMs = opts.segmentMs ?? 3_600_000
     this.batchBytes = opts.batchBytes ?? 4 * MIB
     this.maxBufferedBytes = opts.maxBufferedBytes ?? 64 * MIB
+    this.reserve = opts.reserveBytes ?? 0
   }
 
   get dir(): string {
@@ -105,6 +114,11 @@ export class JournalWriter {
     if (!this.opts.enabled) return
     try {
       await fsp.mkdir(this.opts.dir, { recursive: true })
+      if (this.opts.reserveDir !== undefined) {
+        // Unknown (the spool dir unreadable): keep the reserve, the safe side for the spool.
+        const spool = await fsp.stat(this.opts.reserveDir).catch(() => null)
+        if (spool !== null && (await fsp.stat(this.opts.dir)).dev !== spool.dev) this.reserve = 0
+      }
       await this.prune()
     } catch (err) {
       this.fail(err, 0)
@@ -176,6 +190,18 @@ export class JournalWriter {
 
   private async write(batch: Pending[]): Promise<void> {
     try {
+      const bytes = batch.reduce((n, p) => n + p.msg.body.length, 0)
+      if (this.reserve > 0 && eatsReserve(this.limits(), await this.freeBytes(), bytes)) {
+        // Make room from the oldest entries first; what still does not fit is not journaled (the mail is delivered).
+        await this.prune(Date.now(), true)
+        if (eatsReserve(this.limits(), await this.freeBytes(), bytes)) {
+          this.counts.dropped += batch.length
+          this.degrade(
+            `the journal's disk is down to twice the spool's min_free_disk (${this.reserve} bytes): the spool's margin comes first`,
+          )
+          return
+        }
+      }
       const seg = await this.segmentFor(batch[0]!.at)
       const buffers: Buffer[] = []
       const lines: string[] = []
@@ -284,22 +310,35 @@ export class JournalWriter {
     return this.pruning
   }
 
-  /** Removes the oldest segments past the retention time or the size limit; refreshes the size and age figures. */
-  async prune(now = Date.now()): Promise<void> {
-    const segs = await listSegments(this.opts.dir)
-    const total = segs.reduce((n, s) => n + s.bytes, 0)
-    let free = Number.POSITIVE_INFINITY
+  private limits(): RetentionLimits {
+    return {
+      maxAgeMs: this.opts.retentionMs,
+      maxBytes: this.opts.maxBytes,
+      diskShare: this.opts.diskShare,
+      reserveBytes: this.reserve,
+    }
+  }
+
+  private async freeBytes(): Promise<number> {
     try {
       const st = await fsp.statfs(this.opts.dir)
-      free = st.bavail * st.bsize
+      return st.bavail * st.bsize
     } catch {
-      // no statfs here: only max_size applies
+      return Number.POSITIVE_INFINITY // no statfs here: only max_size applies
     }
-    const limit = byteLimit(
-      { maxAgeMs: this.opts.retentionMs, maxBytes: this.opts.maxBytes, diskShare: this.opts.diskShare },
-      total,
-      free,
-    )
+  }
+
+  /**
+   * Removes the oldest segments past the retention time or the size limit; refreshes the size and age figures.
+   * `fromWrite`: called by the writer itself, between batches, so the segment being written may be closed and go too
+   * when even that is over the limit (only the spool's reserve makes a limit that small).
+   */
+  async prune(now = Date.now(), fromWrite = false): Promise<void> {
+    const segs = await listSegments(this.opts.dir)
+    const total = segs.reduce((n, s) => n + s.bytes, 0)
+    const limit = byteLimit(this.limits(), total, await this.freeBytes())
+    const current = this.segment
+    if (fromWrite && current !== null && current.size > 0 && current.size > limit) await this.closeSegment()
     const keep = new Set(this.segment ? [this.segment.base] : [])
     const gone = new Set(segmentsToRemove(segs, this.opts.retentionMs, limit, now, keep))
     for (const base of gone) {
