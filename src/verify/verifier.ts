@@ -21,6 +21,7 @@ import type { DeliveryAttempt, SmtpReply } from '../backend/outcome'
 import type { Logger } from '../log'
 import type { Envelope } from '../message'
 import { type Verdict as AttemptVerdict, classifyAttempt } from '../relay/classify'
+import type { HealthPort, PoolPort } from '../relay/relay'
 import { type CacheTier, cacheKey, type Verdict, type VerdictCache } from './cache'
 
 /** A session held for one check (BackendClient.reserve). */
@@ -33,22 +34,11 @@ export interface CheckClient {
   reserve(deadlineAt: number): Promise<CheckLease | DeliveryAttempt>
 }
 
-export interface CheckPool {
-  pick(avoid: ReadonlySet<string>): string | null
-  begin(id: string): void
-  end(id: string): void
-}
+/** The pool as deliveries see it: checks pick backends the same way. */
+export type CheckPool = PoolPort
 
-export interface CheckHealth {
-  track(
-    id: string,
-    fn: () => Promise<DeliveryAttempt>,
-    faultOf: (a: DeliveryAttempt) => string | null,
-    opts?: { settleLater?: boolean },
-  ): Promise<DeliveryAttempt | null>
-  chargeFault(id: string, reason: string): void
-  suspect(id: string): boolean
-}
+/** The health ports deliveries use, less settle(): check faults reach the breaker only, not the detector's rates. */
+export type CheckHealth = Pick<HealthPort, 'track' | 'chargeFault' | 'suspect'>
 
 export type Source = 'backend' | CacheTier
 
