@@ -258,6 +258,10 @@ t.test('a Redis outage under load loses nothing and nodes go on deciding alone',
     // Paces the trickle of mail that lets probes and trial messages run; the loop ends on convergence (bounded).
     if (!converged) await sleep(SETTLE_ROUND_MS)
   }
+  if (!converged)
+    for (const n of c.nodes)
+      for (const l of n.proc.logs.filter((l) => l.backend === 'mx3' && l.to))
+        t.comment(`node ${n.label} mx3 → ${String(l.to)}: ${String(l.reason ?? l.msg)}`)
   t.same(last, [expected, expected, expected], 'after Redis returns every node reports the same states')
   t.comment(`states converged ${Date.now() - settleStarted} ms after Redis came back`)
   for (const n of c.nodes) t.equal(await redisUpMetric(n), 1, `node ${n.label} reports mxgate_redis_up 1 again`)

@@ -85,3 +85,60 @@ t.test('the end of a freeze says whether the budget is free or only no alarm is 
     ],
   )
 })
+
+t.test('a re-admitted backend is judged on buckets that began after its re-admission only', async (t) => {
+  // The last episode's counts can arrive late (a node kept them through a Redis outage and flushes them when Redis
+  // returns): they were acted on already and must not eject the backend again in its probation.
+  const timing = { bucketMs: 1000, retentionMs: 60_000 }
+  const t0 = 1_000_000_000_000
+  let clock = t0
+  const store = new MemoryStore({ node: 'n1', timing })
+  const health = new HealthRegistry(
+    ['a', 'b', 'c'].map((id, i) => ({ id, host: '127.0.0.1', port: i + 1, weight: 100 })),
+    DEFAULTS.breaker,
+    { probe: async () => null, store, log: pino({ level: 'silent' }), now: () => clock },
+  )
+  const loop = new DetectorLoop(DETECTOR_DEFAULTS, timing, store, health, pino({ level: 'silent' }))
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  const fed: number[] = []
+  const step = loop.detector.step.bind(loop.detector)
+  loop.detector.step = (now, inc, window, views) => {
+    fed.push(inc.get('a')?.fail ?? 0)
+    return step(now, inc, window, views)
+  }
+  const healthyTraffic = (at: number) => {
+    store.recordOutcomes('b', 300, 0, at)
+    store.recordOutcomes('c', 300, 0, at)
+  }
+  healthyTraffic(t0 + 100)
+  await store.setOverride('a', { state: 'ejected', by: 'test', reason: 'broken', at: clock, until: null })
+  loop.round(t0 + 500)
+  t.equal(health.status('a').manual?.state, 'ejected', 'a is out')
+
+  clock = t0 + 1500
+  await store.setOverride('a', null)
+  t.equal(health.status('a').state, 'probation', 'a is back, in probation')
+  t.equal(health.readmittedAt('a'), t0 + 1500)
+  // Late counts of the episode before: in a bucket before the re-admission, and in the one it began in.
+  store.recordOutcomes('a', 0, 30, t0 + 200)
+  store.recordOutcomes('a', 0, 30, t0 + 1200)
+  healthyTraffic(t0 + 1300)
+  const late = loop.round(t0 + 1600)
+  t.same(late.eject, [], 'the late counts of the last episode eject nobody')
+  t.equal(health.status('a').state, 'probation', 'a stays in probation')
+
+  // Faults after the re-admission count as ever: the stricter probation detector ejects it.
+  clock = t0 + 2500
+  store.recordOutcomes('a', 0, 30, t0 + 2100)
+  healthyTraffic(t0 + 2200)
+  const fresh = loop.round(t0 + 2500)
+  t.same(
+    fresh.eject.map((e) => [e.id, e.reason]),
+    [['a', 'probation']],
+    'fresh faults in probation eject it',
+  )
+  t.same(fed, [0, 0, 30], 'only the fresh faults were fed to the detector')
+})

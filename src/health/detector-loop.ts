@@ -1,7 +1,8 @@
 // Runs the detector once per outcome bucket: reads every backend's counts from the state store (summed over all
 // nodes; this node's own counts alone while Redis is down), feeds the increments since the last round, and acts on
 // the result through the health registry — eject, or say "would eject", "budget frozen", "pool degraded".
-// Each node decides alone on the pooled evidence; the first to eject shares it and the others follow.
+// Each node decides alone on the pooled evidence; the first to eject shares it and the others follow. A backend
+// back in rotation is judged on buckets that began after its re-admission only.
 import { EventEmitter } from 'node:events'
 import type { StateStore } from '../cluster/types'
 import type { Logger } from '../log'
@@ -114,6 +115,9 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
           fail: Math.max(c.fail, had.fail),
           refused: Math.max(c.refused, had.refused),
         })
+        // A bucket that began before the backend's re-admission holds the last episode's evidence, which can arrive
+        // late (counts a node kept through a Redis outage): already acted on, it must not eject the backend again.
+        if (start < this.health.readmittedAt(id)) continue
         const acc = out.get(id) ?? { ok: 0, fail: 0, refused: 0 }
         out.set(id, { ok: acc.ok + d.ok, fail: acc.fail + d.fail, refused: acc.refused + d.refused })
       }

@@ -100,7 +100,7 @@ interface Entry {
   until: number | null
   ejections: number
   lastAdmittedAt: number
-  /** When this node last closed the backend's breaker (trial passed, restore, or the ejecting node let go); 0 never. */
+  /** When the backend last came back into rotation here (trial passed, restore, manual lift, reload); 0 never out. */
   readmittedAt: number
   lastFault: string | null
   trialInFlight: boolean
@@ -286,7 +286,6 @@ export class HealthRegistry extends EventEmitter {
   private onClose(e: Entry): void {
     if (this.closed) return
     e.lastAdmittedAt = this.now()
-    e.readmittedAt = this.now()
     e.remote = null
     const shared = this.deps.store.ejections().get(e.id)
     if (shared && shared.node === this.deps.store.node) this.publish(this.deps.store.setEjection(e.id, null))
@@ -299,6 +298,7 @@ export class HealthRegistry extends EventEmitter {
    * small), then ramps up to 100% over `slow_start`. Without either, it is admitted at once.
    */
   private startProbation(e: Entry): void {
+    e.readmittedAt = this.now()
     e.ejectedBy = null
     e.evidence = null
     e.probationGood = 0
@@ -454,6 +454,14 @@ export class HealthRegistry extends EventEmitter {
     if (!e) return false
     const probation = e.state === 'probation' || e.state === 'trial'
     return probation || (this.deps.suspicion?.(id, probation) ?? false)
+  }
+
+  /**
+   * When the backend last came back into rotation on this node (0: never out). Evidence from before it belongs to
+   * the episode that ended then: the detector does not hold it against the re-admitted backend.
+   */
+  readmittedAt(id: string): number {
+    return this.entries.get(id)?.readmittedAt ?? 0
   }
 
   /** Backends the detector has out now (ejected, probing or on trial after its ejection), on any node. */
