@@ -41,6 +41,27 @@ t.test('only our ids are renamed, in the header section only, folded values incl
   )
 })
 
+t.test('a name followed by spaces or tabs before its colon is the same field; a longer name is not', async (t) => {
+  const msg = lines(
+    'Authentication-Results : mxgate.localdomain; dkim=pass\r\n' +
+      'Authentication-Results\t \t:mxgate.localdomain; spf=pass\r\n' +
+      'Authentication-Results-Copy: mxgate.localdomain; dkim=pass\r\n' +
+      'Authentication-Results x: mxgate.localdomain; dkim=pass\r\n' +
+      'Authentication-Results\r\n' +
+      '\r\n',
+  )
+  t.equal(renameForgedAuthResults(msg, ['mxgate.localdomain']), 2)
+  t.equal(
+    text(msg),
+    'X-Mxgate-Forged-Authentication-Results: mxgate.localdomain; dkim=pass\r\n' +
+      'X-Mxgate-Forged-Authentication-Results:mxgate.localdomain; spf=pass\r\n' +
+      'Authentication-Results-Copy: mxgate.localdomain; dkim=pass\r\n' +
+      'Authentication-Results x: mxgate.localdomain; dkim=pass\r\n' +
+      'Authentication-Results\r\n' +
+      '\r\n',
+  )
+})
+
 t.test('a message without such fields is left as it is, the same buffers', async (t) => {
   const msg = lines('Subject: x\r\nFrom: a@b.test\r\n\r\nbody\r\n')
   const before = [...msg]

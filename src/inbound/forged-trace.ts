@@ -5,7 +5,7 @@
 // RFC 8601 §5 says the border MTA must remove or rename every such field that arrived from outside. mxgate renames
 // it (the bytes stay for forensics; nobody trusts the new name) and touches nothing else.
 
-const NAME = Buffer.from('authentication-results:')
+const NAME = Buffer.from('authentication-results')
 const RENAMED = Buffer.from('X-Mxgate-Forged-Authentication-Results:')
 
 /** The authserv-id of an Authentication-Results value (RFC 8601 §2.2: CFWS, then the id, then `;` or CFWS). */
@@ -15,15 +15,22 @@ export function authservId(value: string): string {
   return m ? m[0].toLowerCase() : ''
 }
 
-function startsWithName(line: Buffer): boolean {
-  if (line.length < NAME.length) return false
+/**
+ * Where the value of an Authentication-Results field begins (just after its colon), or -1 for any other line. The
+ * name is matched in any case and may be followed by spaces or tabs before the colon (RFC 5322 §4.5.3's obsolete
+ * syntax, which readers still accept: a forgery must not slip through that way).
+ */
+function valueStart(line: Buffer): number {
+  if (line.length <= NAME.length) return -1
   for (let i = 0; i < NAME.length; i++) {
-    // ASCII letters only differ by 0x20 in case; ':' and '-' are compared exactly.
+    // ASCII letters only differ by 0x20 in case; '-' is compared exactly.
     const c = line[i]!
     const want = NAME[i]!
-    if (c !== want && !(want >= 0x61 && want <= 0x7a && c === want - 0x20)) return false
+    if (c !== want && !(want >= 0x61 && want <= 0x7a && c === want - 0x20)) return -1
   }
-  return true
+  let i = NAME.length
+  while (i < line.length && (line[i] === 0x20 || line[i] === 0x09)) i++
+  return line[i] === 0x3a ? i + 1 : -1
 }
 
 /**
@@ -36,14 +43,15 @@ export function renameForgedAuthResults(lines: Buffer[], ids: readonly string[],
   for (let i = first; i < lines.length; i++) {
     const line = lines[i]!
     if (line.length <= 2 && (line[0] === 0x0d || line[0] === 0x0a)) break // the blank line ends the header section
-    if (!startsWithName(line)) continue
+    const start = valueStart(line)
+    if (start < 0) continue
     // The value may go on over folded lines: the id could be on the next one.
-    let value = line.subarray(NAME.length).toString('latin1')
+    let value = line.subarray(start).toString('latin1')
     for (let j = i + 1; j < lines.length && (lines[j]![0] === 0x20 || lines[j]![0] === 0x09); j++) {
       value += lines[j]!.toString('latin1')
     }
     if (!ids.includes(authservId(value))) continue
-    lines[i] = Buffer.concat([RENAMED, line.subarray(NAME.length)])
+    lines[i] = Buffer.concat([RENAMED, line.subarray(start)])
     renamed++
   }
   return renamed

@@ -14,6 +14,8 @@ t.test('forged Authentication-Results are renamed before the backend sees them',
   const data =
     'Authentication-Results: mxgate.localdomain; dkim=pass header.d=bank.test\r\n' +
     'Authentication-Results: elsewhere.test; spf=pass\r\n' +
+    // Space before the colon (RFC 5322's obsolete syntax, still read by mail clients): renamed all the same.
+    'authentication-results \t: (ours) mxgate.localdomain; dmarc=pass\r\n' +
     'Subject: pay now\r\n' +
     '\r\n' +
     'Authentication-Results: mxgate.localdomain; a body line stays\r\n'
@@ -31,6 +33,7 @@ t.test('forged Authentication-Results are renamed before the backend sees them',
     afterReceived,
     'X-Mxgate-Forged-Authentication-Results: mxgate.localdomain; dkim=pass header.d=bank.test\r\n' +
       'Authentication-Results: elsewhere.test; spf=pass\r\n' +
+      'X-Mxgate-Forged-Authentication-Results: (ours) mxgate.localdomain; dmarc=pass\r\n' +
       'Subject: pay now\r\n' +
       '\r\n' +
       'Authentication-Results: mxgate.localdomain; a body line stays\r\n',
