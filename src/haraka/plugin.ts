@@ -217,8 +217,8 @@ interface RecordedTransaction {
  * The message exactly as the sender sent it, in wire form, in one copy: the Received line Haraka added at DATA, then
  * every DATA line (see tuning.ts). Not get_data(): that re-emits the header section from Haraka's parsed header
  * strings, which decode the raw bytes as UTF-8 and so alter 8-bit header bytes, and it reads the message stream,
- * which holds a blank line and the body lines a second time when no blank line ended the header section. The lines
- * are in memory even when Haraka also spooled the stream to a file. Null only when nothing was recorded (Haraka
+ * which holds a blank line and the body lines a second time when no blank line ended the header section (and, with
+ * tuning.ts, holds nothing: the recorded lines are the only copy). Null only when nothing was recorded (Haraka
  * running without tuning.ts): then get_data does it.
  */
 export function storedMessage(txn: RecordedTransaction, authservIds: readonly string[]): Buffer | null {

@@ -13,6 +13,8 @@ interface RecordingTransaction {
   mxgateLines?: Buffer[] | undefined
   /** What Haraka decodes a string line with (it passes the Received line as a string). */
   encoding: BufferEncoding
+  /** Haraka's own switch: true keeps every line out of its message stream. */
+  discard_data: boolean
 }
 
 interface TransactionClass {
@@ -98,13 +100,19 @@ export function tuneHaraka(cfg: MxgateConfig): void {
   // ends the header section (a body right after the header, a header-only message, a first line that is no
   // header), Transaction.end_data adds a blank line to the stream and then, a second time, every line from the first
   // one that does not look like a header on, so the stream holds more than the sender sent.
+  // The recorded lines are the message's one copy in memory: `discard_data` keeps Haraka's message stream empty
+  // (it would hold a second copy, in 64 KB chunks, for nobody: mxgate never reads it). Haraka still parses the
+  // header section from the lines, for its own checks.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Transaction = (require('Haraka/transaction') as { Transaction: TransactionClass }).Transaction
   const addData = Transaction.prototype.add_data
   Transaction.prototype.add_data = function (this: RecordingTransaction, line: Buffer | string) {
     const buf = typeof line === 'string' ? Buffer.from(line, this.encoding) : line
     if (this.mxgateLines) this.mxgateLines.push(buf)
-    else this.mxgateLines = [buf]
+    else {
+      this.mxgateLines = [buf]
+      this.discard_data = true
+    }
     return addData.call(this, buf)
   }
 
