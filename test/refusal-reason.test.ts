@@ -9,6 +9,7 @@ t.test('each reply maps to its reason', async (t) => {
     [550, 'Message too big!', 'size'],
     [552, '5.3.4 Message size exceeds fixed maximum message size', 'size'],
     [451, 'Bare line-feed; see https://haraka.github.io/barelf/', 'bare_lf'],
+    [554, '5.6.0 Message refused: it contains a bare LF (one not preceded by CR); lines must end in CRLF', 'bare_lf'],
     [554, '5.6.0 Message refused: it contains a NUL byte; lines must end in CRLF', 'bad_bytes'],
     [550, 'Too many received headers - possible mail loop', 'loop'],
     [554, 'Transaction failed due to too many MIME parts', 'mime_parts'],

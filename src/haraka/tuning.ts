@@ -3,6 +3,7 @@
 // haraka-net-utils, haraka-config), so package.json pins those versions: re-check every patch when upgrading.
 // bench/README.md has what each one bought.
 import type { MxgateConfig } from '../config/schema'
+import { dataFaultReply } from '../inbound/data-policy'
 
 interface MessageStreamClass {
   prototype: { destroy(this: { spooling: boolean }): void }
@@ -47,6 +48,13 @@ interface ConnectionClass {
  */
 const HARAKA_TOO_BIG = 'Message too big!'
 export const TOO_BIG = '5.3.4 Message size exceeds fixed maximum message size'
+
+/**
+ * Haraka refuses a bare LF in DATA with `451 Bare line-feed` and closes: a 4xx the sender retries for days with the
+ * same bytes. Like a bare CR or a NUL (data-policy.ts) it is a fault of the message: refused for good.
+ */
+const HARAKA_BARE_LF = 'Bare line-feed'
+const BARE_LF = dataFaultReply('bare LF')
 
 /** Haraka says just `421 timeout` when a connection was idle for `smtp.idle_timeout`. */
 export const IDLE_TIMEOUT = '4.4.2 Idle for too long; closing connection'
@@ -166,6 +174,9 @@ export function tuneHaraka(cfg: MxgateConfig): void {
     if (msg === HARAKA_TOO_BIG) {
       code = 552
       msg = TOO_BIG
+    } else if (Number(code) === 451 && typeof msg === 'string' && msg.startsWith(HARAKA_BARE_LF)) {
+      code = BARE_LF.code
+      msg = `${BARE_LF.enhanced} ${BARE_LF.text}`
     } else if (code === 421 && msg === 'timeout') {
       msg = IDLE_TIMEOUT
     }

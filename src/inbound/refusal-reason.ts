@@ -34,7 +34,7 @@ export type RefusalReason = (typeof REFUSAL_REASONS)[number]
 /** First match wins: more specific texts before the generic code ranges. */
 const BY_TEXT: ReadonlyArray<[RegExp, RefusalReason]> = [
   [/^5\.3\.4 |^Message too big/, 'size'],
-  [/^Bare line-feed/, 'bare_lf'],
+  [/^Bare line-feed|^5\.6\.0 Message refused: it contains a bare LF/, 'bare_lf'],
   [/^5\.6\.0 Message refused: it contains/, 'bad_bytes'],
   [/^Too many received headers/, 'loop'],
   [/too many MIME parts/, 'mime_parts'],

@@ -63,14 +63,14 @@ const SMUGGLED = 'MAIL FROM:<admin@example.com>\r\nRCPT TO:<victim@example.com>\
 
 /** The public end-of-data variants (SEC Consult's list and its kin) that are not <CRLF>.<CRLF>. */
 const VARIANTS: [string, string, RegExp][] = [
-  ['<LF>.<LF>', '\n.\n', /^451 Bare line-feed/],
-  ['<LF>.<CRLF>', '\n.\r\n', /^451 Bare line-feed/],
-  ['<CRLF>.<LF>', '\r\n.\n', /^451 Bare line-feed/],
+  ['<LF>.<LF>', '\n.\n', /^554 5\.6\.0 .*bare LF/],
+  ['<LF>.<CRLF>', '\n.\r\n', /^554 5\.6\.0 .*bare LF/],
+  ['<CRLF>.<LF>', '\r\n.\n', /^554 5\.6\.0 .*bare LF/],
   ['<CR>.<CR>', '\r.\r', /^554 5\.6\.0 .*bare CR/],
   ['<CR>.<CRLF>', '\r.\r\n', /^554 5\.6\.0 .*bare CR/],
   ['<CRLF>.<CR>', '\r\n.\r', /^554 5\.6\.0 .*bare CR/],
-  ['<CR>.<LF>', '\r.\n', /^(554 5\.6\.0 .*bare CR|451 Bare line-feed)/],
-  ['<LF>.<CR>', '\n.\r', /^(554 5\.6\.0 .*bare CR|451 Bare line-feed)/],
+  ['<CR>.<LF>', '\r.\n', /^(554 5\.6\.0 .*bare CR|554 5\.6\.0 .*bare LF)/],
+  ['<LF>.<CR>', '\n.\r', /^(554 5\.6\.0 .*bare CR|554 5\.6\.0 .*bare LF)/],
   ['<CRLF>.<NUL><CRLF>', '\r\n.\0\r\n', /^554 5\.6\.0 .*NUL/],
   ['<CRLF><NUL>.<CRLF>', '\r\n\0.\r\n', /^554 5\.6\.0 .*NUL/],
   ['<CR><NUL>.<CRLF>', '\r\0.\r\n', /^554 5\.6\.0 /],
