@@ -507,3 +507,14 @@ t.test('announces every MAIL transaction, a faulted one too', async (t) => {
   t.equal((await send(backend)).ok, true, 'the second is accepted')
   t.equal(seen.length, 2, 'one transaction per MAIL FROM')
 })
+
+t.test('announces every RCPT TO in a transaction, a faulted one too', async (t) => {
+  const backend = await startBackend(t, {
+    faults: [{ stage: 'rcpt', action: 'reply', reply: '550 5.1.1 No such user', rcpt: 'gone@example.test' }],
+  })
+  const seen: string[] = []
+  backend.on('recipient', (e) => seen.push(e.rcpt))
+  const r = await send(backend, { to: ['rcpt@example.test', 'gone@example.test'] })
+  t.equal(r.ok, true, 'the message goes to the recipient that was taken')
+  t.same(seen, ['rcpt@example.test', 'gone@example.test'], 'each RCPT TO, in order, the refused one too')
+})

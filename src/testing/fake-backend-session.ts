@@ -32,6 +32,8 @@ export interface SessionHost {
   greeted(): void
   /** A well-formed MAIL FROM began a transaction (before any fault applies to it). */
   mailStarted(sessionId: string): void
+  /** A well-formed RCPT TO inside a transaction named this address (before any fault applies to it). */
+  rcptSeen(sessionId: string, rcpt: string): void
   finished(kind: 'received' | 'dropped' | 'stalled', msg: ReceivedMessage): void
   later(ms: number, fn: () => void): void
 }
@@ -314,6 +316,7 @@ export class Session {
     if (!this.tx) this.send('503 5.5.1 Need MAIL before RCPT')
     else if (!rcpt) this.send('501 5.5.4 Syntax: RCPT TO:<address>')
     else {
+      this.host.rcptSeen(this.sessionId, rcpt)
       const rule = this.host.fault('rcpt', this.sessionId, { rcpt })
       if (rule && this.refusedBy(rule)) return
       this.tx.to.push(rcpt)

@@ -75,7 +75,19 @@ export interface TransactionEvent {
   at: number
 }
 
-export type FakeBackendEvents = { message: [ReceivedMessage]; fault: [FaultEvent]; transaction: [TransactionEvent] }
+/** One RCPT TO the backend saw in a transaction, faulted or not: a delivery's or a recipient check's. */
+export interface RecipientEvent {
+  sessionId: string
+  rcpt: string
+  at: number
+}
+
+export type FakeBackendEvents = {
+  message: [ReceivedMessage]
+  fault: [FaultEvent]
+  transaction: [TransactionEvent]
+  recipient: [RecipientEvent]
+}
 
 export class FakeBackendError extends Error {
   readonly code: string
@@ -159,6 +171,9 @@ export class FakeBackend extends EventEmitter<FakeBackendEvents> {
       },
       mailStarted: (sessionId) => {
         this.emit('transaction', { sessionId, at: Date.now() })
+      },
+      rcptSeen: (sessionId, rcpt) => {
+        this.emit('recipient', { sessionId, rcpt, at: Date.now() })
       },
       finished: (kind, msg) => {
         if (kind === 'received') {

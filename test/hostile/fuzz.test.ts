@@ -10,6 +10,9 @@
 // - every message the backend received was completed by its sender: its bytes as the backend got them (after
 //   mxgate's Received field, dot-stuffing kept) appear in what one dialogue wrote, immediately followed by `.` CRLF
 //   — so no message reached a backend without its sender's `<CRLF>.<CRLF>`, and none was cut, joined or smuggled;
+// - no message the backend received holds a NUL, a bare CR or a bare LF (each is refused whole);
+// - no DATA brought the backend more than one message: a dialogue sent it at most as many messages as it got 354
+//   replies (the check above alone would pass a smuggled inner message, whose bytes the sender also wrote);
 // - no recipient the backend received routes elsewhere: each is a mailbox of our domain (or bare postmaster) whose
 //   dequoted local part holds no %, ! or @ (the "odd recipient" mutation builds addresses from exactly those);
 // - for clean dialogues, 250 is a promise both ways: a message whose final dot drew 250 reached the backend exactly
@@ -56,6 +59,36 @@ function routesElsewhere(rcpt: string): string | null {
   const dequoted = local.startsWith('"') && local.endsWith('"') ? local.slice(1, -1).replace(/\\(.)/g, '$1') : local
   if (domain !== 'example.com') return `domain ${domain}`
   return /[%!@]/.test(dequoted) ? `local part ${dequoted}` : null
+}
+
+/** Where `wire` holds a NUL, a CR not followed by LF or an LF not after a CR, or null. */
+function badByte(wire: Buffer): string | null {
+  for (let i = 0; i < wire.length; i++) {
+    const c = wire[i]
+    if (c === 0x00) return `NUL at ${i}`
+    if (c === 0x0d && wire[i + 1] !== 0x0a) return `bare CR at ${i}`
+    if (c === 0x0a && wire[i - 1] !== 0x0d) return `bare LF at ${i}`
+  }
+  return null
+}
+
+/** How many 354 replies (go ahead with DATA) a dialogue got. */
+function goAheads(run: DialogueRun): number {
+  return run.received
+    .toString('latin1')
+    .split('\r\n')
+    .filter((line) => line.startsWith('354 ')).length
+}
+
+/**
+ * The dialogues that could have sent `msg`: its bytes (after mxgate's Received field, dot-stuffing kept) and a
+ * final dot appear in what the dialogue wrote; only the one its token names, when it carries one.
+ */
+function possibleSenders(msg: ReceivedMessage, runs: DialogueRun[]): DialogueRun[] {
+  const sent = Buffer.concat([senderPart(msg), Buffer.from('.\r\n')])
+  const token = /X-Fuzz-Token: s\d+-d(\d+)-/.exec(msg.wire.toString('latin1'))
+  const own = token ? runs.filter((r) => r.dialogue.id === Number(token[1])) : runs
+  return own.filter((r) => r.written.includes(sent))
 }
 
 t.test(`fuzz: ${CASES} dialogues, seed ${SEED}`, async (t) => {
@@ -138,18 +171,46 @@ t.test(`fuzz: ${CASES} dialogues, seed ${SEED}`, async (t) => {
   })
 
   t.test('every message the backend received was completed by its sender, byte for byte', async (t) => {
-    const incomplete = received.filter((msg) => {
-      const sent = Buffer.concat([senderPart(msg), Buffer.from('.\r\n')])
-      const token = /X-Fuzz-Token: s\d+-d(\d+)-/.exec(msg.wire.toString('latin1'))
-      const own = token ? runs.filter((r) => r.dialogue.id === Number(token[1])) : runs
-      return !own.some((r) => r.written.includes(sent))
-    })
+    const incomplete = received.filter((msg) => possibleSenders(msg, runs).length === 0)
     for (const msg of incomplete.slice(0, 5)) {
       t.fail(
         `backend received a message no sender completed: ${JSON.stringify(msg.wire.toString('latin1').slice(0, 300))}`,
       )
     }
     t.equal(incomplete.length, 0, `all ${received.length} received messages match a sender's completed DATA`)
+  })
+
+  t.test('no message the backend received holds a NUL, a bare CR or a bare LF', async (t) => {
+    const bad = received.map((msg) => [msg, badByte(msg.wire)] as const).filter(([, why]) => why !== null)
+    for (const [msg, why] of bad.slice(0, 5)) {
+      t.fail(`backend received ${why}: ${JSON.stringify(msg.wire.toString('latin1').slice(0, 300))}`)
+    }
+    t.equal(bad.length, 0, `none of ${received.length} received messages holds a NUL, bare CR or bare LF`)
+  })
+
+  t.test('no dialogue brought the backend more messages than it got 354 replies', async (t) => {
+    // Each message is charged to a dialogue that could have sent it and still has a 354 to spare; those with the
+    // fewest possible senders first (a token names one), so a message is left over only when no matching is possible.
+    const spare = new Map(runs.map((r) => [r, goAheads(r)]))
+    const candidates = received
+      .map((msg) => ({ msg, from: possibleSenders(msg, runs) }))
+      .sort((a, b) => a.from.length - b.from.length)
+    const extra: ReceivedMessage[] = []
+    for (const { msg, from } of candidates) {
+      const run = from.find((r) => (spare.get(r) ?? 0) > 0)
+      if (run === undefined) extra.push(msg)
+      else spare.set(run, (spare.get(run) ?? 0) - 1)
+    }
+    for (const msg of extra.slice(0, 5)) {
+      const ids = possibleSenders(msg, runs).map((r) => `${r.dialogue.id} (${goAheads(r)} × 354)`)
+      t.fail(
+        `a message beyond its sender's 354 replies, from dialogue ${ids.join(' or ') || 'none'}: ` +
+          JSON.stringify(msg.wire.toString('latin1').slice(0, 300)),
+      )
+    }
+    const total = runs.reduce((n, r) => n + goAheads(r), 0)
+    t.ok(received.length <= total, `${received.length} messages received, ${total} 354 replies sent`)
+    t.equal(extra.length, 0, 'every received message is matched to a 354 of its own dialogue')
   })
 
   t.test('no recipient the backend received routes elsewhere', async (t) => {

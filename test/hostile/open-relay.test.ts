@@ -16,6 +16,12 @@ t.test('routing tricks in the recipient are refused at RCPT with 550 5.7.1', asy
   t.teardown(() => b.stop())
   const m = await startMxgate({ backends: `mx1=127.0.0.1:${b.port}` })
   t.teardown(() => m.stop())
+  // Recipient verification asks a backend MAIL/RCPT at RCPT time: a routing recipient must not reach it that way
+  // either, so every MAIL FROM and RCPT TO the backend sees is counted, not only finished messages.
+  const transactions: string[] = []
+  const asked: string[] = []
+  b.on('transaction', (e) => transactions.push(e.sessionId))
+  b.on('recipient', (e) => asked.push(e.rcpt))
 
   const tricks = [
     '<user%other.test@example.com>',
@@ -38,7 +44,15 @@ t.test('routing tricks in the recipient are refused at RCPT with 550 5.7.1', asy
     t.match(replies[3], RELAY_DENIED, `${rcpt} → ${replies[3]}`)
   }
   t.equal(b.received.length, 0, 'no message reached the backend')
-  t.equal(b.counters.messages, 0, 'the backend saw no transaction')
+  t.equal(b.counters.messages, 0, 'the backend accepted no message')
+  t.same(asked, [], 'no recipient check (or anything else) asked the backend about any of them')
+  t.equal(transactions.length, 0, 'the backend saw no MAIL FROM at all')
+
+  // The control: a recipient of ours is checked at the backend, so the counts above would have seen a check.
+  const ours = await dialogue(m.port, ['EHLO client.test', 'MAIL FROM:<s@remote.test>', 'RCPT TO:<user@example.com>'])
+  t.match(ours[3], /^250 /, `<user@example.com> → ${ours[3]}`)
+  t.same(asked, ['user@example.com'], 'the check of a recipient of ours reached the backend')
+  t.equal(b.received.length, 0)
 })
 
 t.test('bare <postmaster> and ordinary recipients of our domains are accepted and relayed', async (t) => {
@@ -97,19 +111,33 @@ t.test('recipients beyond max_recipients get 452 4.5.3 and the message goes to t
   t.equal(b.received[0]?.to.at(-1), 'u99@example.com')
 })
 
-t.test('a too large SIZE and a message over the limit get 552 5.3.4', async (t) => {
+t.test('a too large SIZE at MAIL and a message over the limit at the dot get 552 5.3.4', async (t) => {
   const b = new FakeBackend({ id: 'mx1' })
   await b.start()
   t.teardown(() => b.stop())
   const m = await startMxgate({ backends: `mx1=127.0.0.1:${b.port}` })
   t.teardown(() => m.stop())
+  const TOO_BIG = '552 5.3.4 Message size exceeds fixed maximum message size'
   const replies = await dialogue(m.port, [
     'EHLO client.test',
     'MAIL FROM:<s@remote.test> SIZE=1000000000',
     'MAIL FROM:<s@remote.test> SIZE=1000',
   ])
   t.match(replies[1], /\r\n250 SIZE 52428800$/, 'SIZE is advertised with the limit')
-  t.equal(replies[2], '552 5.3.4 Message size exceeds fixed maximum message size')
+  t.equal(replies[2], TOO_BIG)
   t.match(replies[3], /^250 /, 'a sender may try again with a smaller size')
-  t.equal(b.received.length, 0)
+
+  // Without SIZE= the limit is met at the dot: 53,000 lines of 1,000 bytes are over the advertised 52,428,800.
+  const big = `Subject: big\r\n\r\n${`${'z'.repeat(998)}\r\n`.repeat(53_000)}.`
+  const atDot = await dialogue(m.port, [
+    'EHLO client.test',
+    'MAIL FROM:<s@remote.test>',
+    'RCPT TO:<a@example.com>',
+    'DATA',
+    big,
+  ])
+  t.match(atDot[4], /^354 /)
+  t.equal(atDot[5], TOO_BIG, 'a message over the limit sent without SIZE= is refused at the dot')
+  t.equal(b.received.length, 0, 'no message reached the backend')
+  t.equal(b.counters.messages, 0, 'the backend accepted no message')
 })
