@@ -4,6 +4,7 @@
 // It patches Haraka 3.3.4's Connection (accumulate_data, reset_transaction_respond): re-check when upgrading.
 import constants from 'haraka-constants'
 import type { MxgateConfig } from '../config/schema'
+import { clientKey } from '../inbound/client-key'
 import { type DataFault, dataLineFault } from '../inbound/data-policy'
 import { ConnectionGate, dataOverdue, type InboundLimits, MemoryBudget } from '../inbound/limits'
 import { partLogger } from '../log'
@@ -160,16 +161,18 @@ function startDataClock(conn: GuardedConn, txn: GuardedTransaction): void {
 
 /** A new connection: its slot, or why it gets none (421 and close). */
 export function admitConnection(conn: GuardedConn): Refusal | null {
-  const full = gate.open(conn.remote.ip)
+  // Per client: an IPv4 address, or an IPv6 /64 (a host there can use any of its addresses).
+  const client = clientKey(conn.remote.ip)
+  const full = gate.open(client)
   if (full === null) {
-    conn.mxgateSlot = conn.remote.ip
+    conn.mxgateSlot = client
     open.add(conn)
     return null
   }
-  log.info({ ip: conn.remote.ip, full, open: gate.counts }, 'connection refused: too many')
+  log.info({ ip: conn.remote.ip, client, full, open: gate.counts }, 'connection refused: too many')
   return full === 'total'
     ? { code: 421, text: '4.7.0 Too many connections to this server; try again later' }
-    : { code: 421, text: `4.7.0 Too many connections from ${conn.remote.ip}; try again later` }
+    : { code: 421, text: `4.7.0 Too many connections from ${client}; try again later` }
 }
 
 export function releaseConnection(conn: GuardedConn): void {

@@ -2,6 +2,7 @@
 // Haraka runs one RCPT's hooks at a time; the RCPTs a client pipelined behind it wait in `current_data`, so their
 // checks are started here, to run alongside this one.
 import constants from 'haraka-constants'
+import { clientKey } from '../inbound/client-key'
 import { partLogger } from '../log'
 import type { VerifyMetrics } from '../verify/metrics'
 import { pipelinedRecipients } from '../verify/pipelined'
@@ -21,10 +22,12 @@ export function verifyRecipient(
   domains: readonly string[],
 ): void {
   const ip = connection.remote.ip
-  check.prefetch(ip, pipelinedRecipients(connection.current_data), (d) => domains.includes(d))
+  // The harvest guard counts per client: an IPv6 client is its /64 (client-key.ts).
+  const client = clientKey(ip)
+  check.prefetch(client, pipelinedRecipients(connection.current_data), (d) => domains.includes(d))
   const address = rcpt.address
   check
-    .decide(ip, { user: rcpt.user ?? '', host: rcpt.host ?? '', address })
+    .decide(client, { user: rcpt.user ?? '', host: rcpt.host ?? '', address })
     .then((d) => {
       metrics?.decided(d)
       if (d.action === 'accept') {
