@@ -8,6 +8,7 @@ import {
   type HistoryView,
   type JournalListView,
   JournalOffError,
+  MessageBusyError,
   type NodeView,
   NotReadyError,
   ReloadRefusedError,
@@ -21,6 +22,7 @@ import {
 import { formatHostPort } from './config/units'
 import type { Engine } from './engine'
 import type { FoundEntry } from './journal/reader'
+import { SpoolBusyError } from './relay/spool-runner'
 import type { SpoolEntry } from './spool/format'
 
 function itemView(e: SpoolEntry): SpoolItemView {
@@ -242,7 +244,7 @@ export class NodeAdmin implements AdminPort {
   private async whileClaimed<T>(id: string, fn: () => Promise<T>): Promise<T> {
     this.entry(id)
     const claim = await this.engine.spool.claim(id, this.engine.node)
-    if (!claim) throw new Error(`message ${id} is being delivered right now; try again in a moment`)
+    if (!claim) throw new MessageBusyError(id)
     try {
       return await fn()
     } finally {
@@ -281,8 +283,13 @@ export class NodeAdmin implements AdminPort {
     bounce: async (id: string, actor: Actor): Promise<void> => {
       this.entry(id)
       // The runner claims it first and then reads its newest envelope: what another process delivered meanwhile
-      // is not reported as failed.
-      await this.engine.runner.bounce(id, `returned by an operator (${actor.by})`)
+      // is not reported as failed. A claim held elsewhere means busy: nothing sent, nothing changed.
+      try {
+        await this.engine.runner.bounce(id, `returned by an operator (${actor.by})`)
+      } catch (err) {
+        if (err instanceof SpoolBusyError) throw new MessageBusyError(id)
+        throw err
+      }
     },
   }
 

@@ -380,8 +380,11 @@ t.test('a stall after the dot times out at dot, bounded by the deadline, and the
   const { server, client } = await setup(t, { message: () => STALL }, { timeouts: { ...TIMEOUTS, dot: 60_000 } })
   // Room for connect, banner, EHLO and MAIL on a loaded machine; still far below the 60 s dot timeout.
   const attempt = await client.deliver(env, BODY, soon(2000))
-  t.match(attempt.failure, { stage: 'dot', kind: 'timeout', message: /delivery deadline/ })
-  t.ok(attempt.elapsedMs < 60_000, 'the deadline, not the 60 s dot timeout, ended the wait')
+  t.match(
+    attempt.failure,
+    { stage: 'dot', kind: 'timeout', message: /delivery deadline/ },
+    'the deadline, not the 60 s dot timeout, ended the wait',
+  )
   await server.waitFor(() => server.openConnections === 0, 'the timed-out session to close')
   t.equal(client.openSessions, 0)
 })
@@ -435,11 +438,18 @@ t.test('a delivery waits for a busy pool at most session_wait, well before its d
     await server.close()
   })
   const first = client.deliver(env, BODY, soon(1500))
+  let firstDone = false
+  void first.then(() => {
+    firstDone = true
+  })
   const started = Date.now()
   const second = await client.deliver(env, BODY, soon(10_000))
   const waited = Date.now() - started
   t.match(second.failure, { stage: 'connect', kind: 'saturated' })
-  t.ok(waited >= 140 && waited < 1000, `gave up after ${waited} ms`)
+  // A lower bound only (a busy machine fires the timer late): the wait happened. That it ended on session_wait,
+  // not on its own deadline nor when the first delivery let its session go, shows in the order of events.
+  t.ok(waited >= 140, `gave up after ${waited} ms`)
+  t.notOk(firstDone, 'the first delivery still held the only session when the second gave up')
   t.same(waits, ['b1 saturated'])
   t.match((await first).failure, { stage: 'dot', kind: 'timeout' })
 })

@@ -74,7 +74,6 @@ t.test(
       const c = onA.get(id)!
       t.equal(c.lost, 0, `${id}: none of A's canaries counted lost`)
       t.type(c.lastRoundTripMs, 'number', `${id}: round trip recorded on A`)
-      t.ok(c.lastRoundTripMs! < 5000, `${id}: A's round trip ${c.lastRoundTripMs} ms is within the timeout`)
     }
     t.same(lostLines(a), [], 'A logs no loss')
     t.ok(

@@ -1,8 +1,9 @@
 // The relay engine over real sockets: failover, classification, breaker ejection and recovery, second opinion.
 import { randomUUID } from 'node:crypto'
 import t from 'tap'
+import type { DeliveryAttempt } from '../src/backend/outcome'
 import { toWireForm } from '../src/backend/wire'
-import type { HealthState } from '../src/health/registry'
+import type { EjectionEvidence, HealthState } from '../src/health/registry'
 import type { InboundMessage } from '../src/message'
 import type { FakeBackendOptions } from '../src/testing/fake-backend'
 import { makeTestMessage } from '../src/testing/smtp-sender'
@@ -377,6 +378,101 @@ t.test('a non-ASCII address whose only SMTPUTF8 backend is out is deferred (spoo
   }
   t.equal(rig.engine.health.status('b1').window.faults, 0, 'b1 is never charged')
 })
+
+t.test(
+  'a non-ASCII address while its only SMTPUTF8 backend recovers: taken when b2 may take it, else deferred',
+  async (t) => {
+    const rig = await startRig([{ smtputf8: false }, {}], {
+      tweak: (c) => {
+        c.breaker.slowStartMs = 60_000 // probation outlasts the test
+        // A probe that meets a silent banner keeps b2 probing until the rig closes.
+        c.client.timeouts.banner = 60_000
+        c.breaker.probeTimeoutMs = 60_000
+      },
+    })
+    t.teardown(() => rig.close())
+    const { health } = rig.engine
+    const b2 = rig.backends[1]!
+    const josé = async () => rig.engine.relay.relay(message(['josé@example.com']).msg)
+    const path = (r: { attempts: { backendId: string; verdict: string }[] }) =>
+      r.attempts.map((a) => [a.backendId, a.verdict])
+    const evidence: EjectionEvidence = {
+      signal: 'fault',
+      faults: 1,
+      messages: 1,
+      rate: 1,
+      poolRate: 0,
+      statistic: 1,
+      threshold: 1,
+      firstFaultAt: Date.now(),
+    }
+    const ejectAndProbe = async (until: HealthState) => {
+      t.ok(health.ejectByDetector('b2', 'detector', 'test ejection', evidence), 'the detector ejects b2')
+      t.ok(await waitFor(() => health.status('b2').state === until, 10_000), `then b2 is in ${until}`)
+    }
+    t.equal((await josé()).outcome, 'delivered', 'b2 takes it while admitted')
+
+    // Probation: back in rotation at a share of its weight. The pool may pick it, and it can take the envelope.
+    await health.eject('b2', 'disk swap', null, 'ops')
+    await health.restore('b2', 'ops')
+    t.equal(health.status('b2').state, 'probation')
+    const inProbation = await josé()
+    t.equal(inProbation.outcome, 'delivered', 'probation: delivered')
+    t.same(path(inProbation), [
+      ['b1', 'unsupported'],
+      ['b2', 'delivered'],
+    ])
+
+    // Trial: its probe passed and it takes one message. While another one is on its way there, nothing else goes.
+    await ejectAndProbe('trial')
+    let trialDone: (a: DeliveryAttempt) => void = () => {}
+    const held = health.track(
+      'b2',
+      () => new Promise<DeliveryAttempt>((r) => (trialDone = r)),
+      () => null,
+    )
+    t.equal(health.admission('b2').allowed, false, 'its trial message is in flight')
+    const behindTrial = await josé()
+    t.equal(behindTrial.outcome, 'deferred', 'trial with its message in flight: deferred, not 553')
+    t.same(path(behindTrial), [['b1', 'unsupported']])
+    t.equal(behindTrial.refused.length, 0)
+    trialDone({
+      backendId: 'b2',
+      ok: true,
+      accepted: ['user@example.com'],
+      refused: [],
+      dotReply: { code: 250, enhanced: '2.0.0', lines: ['Ok'] },
+      failure: null,
+      elapsedMs: 1,
+      reusedSession: false,
+    })
+    await held
+    t.equal(health.status('b2').state, 'probation', 'that trial message went through')
+
+    // Trial again, and this time the non-ASCII message is the trial message.
+    await ejectAndProbe('trial')
+    const onTrial = await josé()
+    t.equal(onTrial.outcome, 'delivered', 'trial: delivered, as its trial message')
+    t.same(path(onTrial), [
+      ['b1', 'unsupported'],
+      ['b2', 'delivered'],
+    ])
+    t.equal(health.status('b2').state, 'probation', 'the trial passed')
+
+    // Probing: out of rotation until its probe answers (here it never does).
+    await b2.setFaults([{ stage: 'banner', action: 'stall' }])
+    await ejectAndProbe('probing')
+    const since = health.status('b2').since
+    const whileProbing = await josé()
+    t.equal(whileProbing.outcome, 'deferred', 'probing: deferred, not 553')
+    t.same(path(whileProbing), [['b1', 'unsupported']])
+    t.equal(whileProbing.refused.length, 0)
+    const accepted = await rig.engine.accept(message(['josé@example.com']).msg)
+    t.equal(accepted.outcome, 'spooled', 'probing: the sender hears 250 once it is spooled')
+    t.match(health.status('b2'), { state: 'probing', since }, 'b2 was probing all along')
+    t.equal(health.status('b1').window.faults, 0, 'b1 is never charged')
+  },
+)
 
 t.test('a spooled non-ASCII message is retried, not bounced, while its only SMTPUTF8 backend is out', async (t) => {
   const rig = await startRig([{ smtputf8: false }, {}])

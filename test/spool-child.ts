@@ -1,12 +1,14 @@
 // A second process for the spool tests (run by test/spool-helpers.ts spawnChild). Modes:
 //   claim <dir> <owner> <id...>   open the spool, print "ready", wait for "go" on stdin, claim every id, print
-//                                 {"id","won"} per id, print "done"; then hold the claims until "exit" (or stdin ends)
+//                                 {"id","won"} per id, print "done"; then hold the claims until "release" (lets
+//                                 them go, prints "released") or "exit" (or stdin ends)
 //   write <dir> <concurrency>     write messages forever (bounded), print "wrote <id>" after each write() resolved
 //   deliver <dir> <owner> <id> <rcpt>
 //                                 open the spool, claim <id>, record <rcpt> as delivered (as a runner does after a
 //                                 partial delivery), release the claim, print "done"; then wait for "exit"
 import { createInterface } from 'node:readline'
 import pino from 'pino'
+import type { Claim } from '../src/spool/claims'
 import { SpoolStore } from '../src/spool/store'
 
 const [mode, dir, ...rest] = process.argv.slice(2)
@@ -29,9 +31,18 @@ async function claimMode(owner: string, ids: string[]): Promise<void> {
   await store.open()
   console.log('ready')
   while ((await next()) !== 'go') {}
-  for (const id of ids) console.log(JSON.stringify({ id, won: (await store.claim(id, owner)) !== null }))
+  const held: Claim[] = []
+  for (const id of ids) {
+    const claim = await store.claim(id, owner)
+    if (claim) held.push(claim)
+    console.log(JSON.stringify({ id, won: claim !== null }))
+  }
   console.log('done')
-  while ((await next()) !== 'exit') {}
+  for (let line = await next(); line !== 'exit'; line = await next()) {
+    if (line !== 'release') continue
+    for (const claim of held.splice(0)) await store.release(claim)
+    console.log('released')
+  }
   process.exit(0)
 }
 

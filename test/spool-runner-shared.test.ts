@@ -1,7 +1,12 @@
 // The spool runner beside another process on the same spool directory (a child that holds or changes claims):
 // no futile re-claiming of a message someone else delivers, `spool flush` writes nothing under another's claim,
-// and an operator's `spool bounce` reports only what is still pending after the other process's progress.
+// and an operator's `spool bounce` reports only what is still pending after the other process's progress, and is
+// refused as busy (409) while the other process holds the message.
+import pino from 'pino'
 import t from 'tap'
+import { parseTokens } from '../src/admin/auth'
+import { startAdminServer } from '../src/admin/server'
+import { MessageBusyError } from '../src/admin/types'
 import type { MxgateConfig } from '../src/config/schema'
 import type { InboundMessage } from '../src/message'
 import { NodeAdmin } from '../src/node-admin'
@@ -23,6 +28,7 @@ function inbound(to: string[]): InboundMessage {
 
 const REFUSE = [{ stage: 'connect' as const, action: 'refuse' as const }]
 const actor = { by: 'test', from: '127.0.0.1' }
+const TOKEN = 'spool-runner-shared-token'
 
 function quick(c: MxgateConfig): void {
   c.spool.retryFirstMs = 200
@@ -115,5 +121,75 @@ t.test('spool bounce claims the message, then reads the envelope another process
     'it names only b@: a@ was delivered by the other process',
   )
   t.same(spoolFiles(engine.config.spool.dir).msg, [], 'the message is gone')
+  child.send('exit')
+})
+
+t.test('spool bounce of a message another process holds is refused as busy; once it lets go, one DSN', async (t) => {
+  const smarthost = await backend(t, { id: 'smarthost' })
+  const rig = await startRig([{ faults: REFUSE }], {
+    tweak: (c) => {
+      quick(c)
+      c.spool.retryFirstMs = 3_600_000
+      c.spool.retryMaxMs = 7_200_000
+      c.spool.bounceRelay = { host: '127.0.0.1', port: smarthost.port }
+    },
+  })
+  t.teardown(() => rig.close())
+  const { engine } = rig
+  const r = await engine.accept(inbound(['a@example.com', 'b@example.com']))
+  if (r.outcome !== 'spooled') throw new Error(`expected spooled, got ${r.outcome}`)
+  const x = r.spoolId
+  await engine.runner.stop()
+  const admin = new NodeAdmin(engine)
+  const server = await startAdminServer({
+    listen: { host: '127.0.0.1', port: 0 },
+    tokens: parseTokens(TOKEN),
+    port: admin,
+    log: pino({ level: 'silent' }),
+  })
+  t.teardown(() => server.close())
+  const post = async (change: 'bounce' | 'hold') => {
+    const res = await fetch(`http://127.0.0.1:${server.address.port}/api/spool/${encodeURIComponent(x)}/${change}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      body: '{}',
+    })
+    return { status: res.status, body: (await res.json()) as { error?: string; bounced?: boolean } }
+  }
+
+  // Another process on the directory holds x's claim (it is delivering x).
+  const child = spawnChild(t, ['claim', engine.config.spool.dir, 'other-node', x])
+  await child.waitFor((l) => l === 'ready')
+  child.send('go')
+  t.match(JSON.parse(await child.waitFor((l) => l.startsWith('{'))), { id: x, won: true })
+
+  const refused = await admin.spool.bounce(x, actor).then(
+    () => null,
+    (err: unknown) => err,
+  )
+  t.ok(refused instanceof MessageBusyError, `the bounce is refused as busy (${String(refused)})`)
+  t.same(
+    await post('bounce'),
+    { status: 409, body: { error: `message ${x} is being delivered right now; try again in a moment` } },
+    'the admin API answers 409, not 500',
+  )
+  t.equal((await post('hold')).status, 409, 'a hold is refused as busy too')
+  t.equal(engine.spool.get(x)?.held, false, 'and changes nothing')
+  t.same(smarthost.received, [], 'no DSN went out')
+  t.same(engine.spool.get(x)?.pending, ['a@example.com', 'b@example.com'], 'x keeps its recipients')
+  t.same(spoolFiles(engine.config.spool.dir).msg.length, 1, 'x is still in the spool')
+
+  child.send('release')
+  await child.waitFor((l) => l === 'released')
+  t.same(await post('bounce'), { status: 200, body: { id: x, bounced: true } }, 'once it lets go, the bounce runs')
+  t.equal(smarthost.received.length, 1, 'one DSN')
+  t.same(
+    parseDsn(smarthost.received[0]!).recipients.map((f) => f['final-recipient']),
+    ['rfc822; a@example.com', 'rfc822; b@example.com'],
+    'naming both recipients',
+  )
+  t.same(spoolFiles(engine.config.spool.dir).msg, [], 'the message is gone')
+  t.equal((await post('bounce')).status, 404, 'a second bounce finds nothing to bounce')
+  t.equal(smarthost.received.length, 1, 'and sends nothing')
   child.send('exit')
 })

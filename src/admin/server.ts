@@ -9,7 +9,7 @@ import { JOURNAL_ROUTES } from './journal-routes'
 import { checkJsonContentType, checkOrigin, ownOrigins, WILDCARD_HOSTS } from './request-guard'
 import { type AuditNote, findRoute, HttpError, type Reply, ROUTES, type Route } from './routes'
 import { STATUS_ROUTES } from './status-routes'
-import { type Actor, type AdminPort, JournalOffError, NotReadyError, UnknownIdError } from './types'
+import { type Actor, type AdminPort, JournalOffError, MessageBusyError, NotReadyError, UnknownIdError } from './types'
 
 export const MAX_BODY_BYTES = 64 * 1024
 const DEFAULT_CHANGE_TIMEOUT_MS = 15_000
@@ -141,6 +141,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     if (err instanceof UnknownIdError) return { status: 404, error: err.message, headers: {} }
     if (err instanceof NotReadyError) return { status: 503, error: err.message, headers: { 'retry-after': '5' } }
     if (err instanceof JournalOffError) return { status: 409, error: err.message, headers: {} }
+    if (err instanceof MessageBusyError) return { status: 409, error: err.message, headers: { 'retry-after': '1' } }
     if (err instanceof ChangeTimeoutError) return { status: 504, error: err.message, headers: {} }
     const errorId = randomUUID().slice(0, 8)
     log.error({ err, errorId, method, path }, 'admin request failed')

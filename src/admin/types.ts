@@ -181,6 +181,18 @@ export class NotReadyError extends Error {
   }
 }
 
+/**
+ * Thrown by AdminPort methods when the spooled message is being delivered or changed right now, by this process or
+ * another one on the same spool (it holds the message's claim); the server turns it into 409. Nothing was changed.
+ */
+export class MessageBusyError extends Error {
+  readonly code = 'EMESSAGEBUSY'
+  constructor(readonly id: string) {
+    super(`message ${id} is being delivered right now; try again in a moment`)
+    this.name = 'MessageBusyError'
+  }
+}
+
 /** One journal entry as `journal ls` shows it: a message the backend took, and the recipients it took. */
 export interface JournalEntryView {
   id: string
