@@ -180,6 +180,13 @@ const SETTINGS: Record<string, Setter> = {
     1,
     1_000_000,
   ),
+  'smtp.max_errors': int(
+    (c, v) => {
+      c.smtp.maxErrors = v
+    },
+    0,
+    1_000_000,
+  ),
   'smtp.idle_timeout': duration((c, v) => {
     c.smtp.idleTimeoutMs = v
   }, 1000),

@@ -38,6 +38,11 @@ export interface MxgateConfig {
     maxConnectionsPerIp: number
     /** Transactions per connection; the next MAIL gets 421 4.7.0 and the connection closes. */
     maxMessagesPerConnection: number
+    /**
+     * Error replies (4xx/5xx to commands) a connection may earn without delivering a message; the last one is followed
+     * by 421 4.7.0 and the connection closes (Postfix's smtpd_hard_error_limit). 0 = no limit.
+     */
+    maxErrors: number
     /** A connection that says nothing for this long is closed (RFC 5321 §4.5.3.2.7: at least 5 minutes). */
     idleTimeoutMs: number
     /** The whole DATA phase; and the rate floor (bytes/s) that applies after `dataRateGraceMs` of it. */
@@ -263,6 +268,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     maxConnections: 1000,
     maxConnectionsPerIp: 50,
     maxMessagesPerConnection: 1000,
+    maxErrors: 20,
     idleTimeoutMs: 300_000,
     dataTimeoutMs: 600_000,
     minDataRate: 500,

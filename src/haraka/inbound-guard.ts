@@ -72,6 +72,7 @@ export function retuneInboundGuard(cfg: MxgateConfig): void {
     maxConnections: s.maxConnections,
     maxConnectionsPerIp: s.maxConnectionsPerIp,
     maxMessagesPerConnection: s.maxMessagesPerConnection,
+    maxErrors: s.maxErrors,
     dataTimeoutMs: s.dataTimeoutMs,
     minDataRate: s.minDataRate,
     dataRateGraceMs: s.dataRateGraceMs,
@@ -87,6 +88,7 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
     maxConnections: s.maxConnections,
     maxConnectionsPerIp: s.maxConnectionsPerIp,
     maxMessagesPerConnection: s.maxMessagesPerConnection,
+    maxErrors: s.maxErrors,
     dataTimeoutMs: s.dataTimeoutMs,
     minDataRate: s.minDataRate,
     dataRateGraceMs: s.dataRateGraceMs,
@@ -157,6 +159,11 @@ function startDataClock(conn: GuardedConn, txn: GuardedTransaction): void {
     conn.respond(421, `4.4.2 ${why}; closing connection`, () => conn.disconnect())
   }, 1000)
   txn.mxgateDataTimer.unref()
+}
+
+/** The limits in force (a reload changes them in place). */
+export function inboundLimits(): Readonly<InboundLimits> {
+  return limits
 }
 
 /** A new connection: its slot, or why it gets none (421 and close). */

@@ -14,8 +14,9 @@ import { formatHostPort } from '../config/units'
 import { partLogger } from '../log'
 import { NodeAdmin } from '../node-admin'
 import { activeEngine, closeActiveEngine, existingEngine, setActiveConfig, whenListening } from './active'
+import { installErrorLimit } from './error-limit'
 import { routeHarakaLog } from './haraka-log'
-import { inboundCounts, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
+import { inboundCounts, inboundLimits, installInboundGuard, sendIdleConnectionsAway } from './inbound-guard'
 import { installProxyProtocol } from './proxy'
 import { countRefusals } from './refusal-count'
 import { type ConfigSource, Reloader } from './reload'
@@ -47,6 +48,7 @@ export async function startRelay(root: string, cfg: MxgateConfig, source: Config
   installStarttls(cfg, partLogger('tls'))
   installProxyProtocol(cfg, root, partLogger('smtp'))
   countRefusals((reason) => existingEngine()?.metrics.smtpRejected(reason))
+  installErrorLimit(() => inboundLimits().maxErrors)
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)

@@ -1,10 +1,13 @@
 // What one node grants the internet at once: connections (in all and per client address), messages per connection,
-// time and rate for DATA, and memory for messages in flight. Pure counters and arithmetic: no Haraka, no sockets.
+// errors per connection, time and rate for DATA, and memory for messages in flight. Pure counters and arithmetic: no
+// Haraka, no sockets.
 
 export interface InboundLimits {
   maxConnections: number
   maxConnectionsPerIp: number
   maxMessagesPerConnection: number
+  /** Error replies a connection may earn without delivering a message (0 = no limit). */
+  maxErrors: number
   /** The whole DATA phase, from 354 to the final dot. */
   dataTimeoutMs: number
   /** Bytes per second a sender must keep up during DATA once `dataRateGraceMs` has passed (0 = no floor). */
@@ -86,4 +89,15 @@ export function dataOverdue(
     return 'rate'
   }
   return null
+}
+
+/**
+ * Does a reply to a command count against the client's error allowance? Every refusal does (an unknown command, a bad
+ * sequence, a refused recipient), except `421` (the connection closes anyway) and `452 4.5.3` for recipients beyond
+ * `max_recipients` (mxgate's limit, not the client's mistake: it sends them again in the next transaction). Replies to
+ * the end of DATA never count: the client finished a transaction, whatever a backend made of it.
+ */
+export function countsAsError(code: number, text: string): boolean {
+  if (code < 400 || code === 421) return false
+  return !text.startsWith('4.5.3 ')
 }

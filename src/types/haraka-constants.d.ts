@@ -10,7 +10,7 @@ declare module 'haraka-constants' {
     disconnect: number
     ok: number
     next_hook: number
-    connection: { state: { CMD: number; DATA: number } }
+    connection: { state: { CMD: number; DATA: number; DISCONNECTING: number } }
   }
   export = constants
 }

@@ -1,0 +1,64 @@
+// A client that keeps making mistakes is sent away: after `smtp.max_errors` error replies without delivering a
+// message, the last one is followed by `421 4.7.0 Too many errors` and the connection closes (Postfix's
+// smtpd_hard_error_limit). Otherwise a client could hold a connection slot for hours with junk, or probe addresses
+// and commands at leisure. Which replies count is countsAsError's (src/inbound/limits.ts). Patches Haraka 3.3.4's
+// Connection.prototype.respond, outermost, so the closing 421 is counted as a refusal too.
+import constants from 'haraka-constants'
+import { countsAsError } from '../inbound/limits'
+import { partLogger } from '../log'
+
+const log = partLogger('smtp')
+const DISCONNECTING = constants.connection.state.DISCONNECTING
+
+interface ErrorCountingConn {
+  state: number
+  remote: { ip: string }
+  /** True while Haraka sends the reply to the end of DATA. */
+  awaiting_data_reply?: boolean
+  respond(code: number, msg: unknown, func?: () => void): unknown
+  disconnect(): void
+  /** Error replies since the connection began or last delivered a message. */
+  mxgateErrors?: number
+  /** The closing 421 is on its way. */
+  mxgateErrorCut?: boolean
+}
+
+interface ConnectionClass {
+  prototype: { respond(this: ErrorCountingConn, code: number, msg: unknown, func?: () => void): unknown }
+}
+
+/** The first line of a reply as Haraka takes it: a string, lines, or a DSN object with `reply`. */
+function firstLine(msg: unknown): string {
+  const m = msg !== null && typeof msg === 'object' && 'reply' in msg ? (msg as { reply: unknown }).reply : msg
+  const first = Array.isArray(m) ? m[0] : m
+  return typeof first === 'string' ? first : String(first ?? '')
+}
+
+/** `maxErrors` is read at every error, so a reload's new limit applies to connections already open. */
+export function installErrorLimit(maxErrors: () => number): void {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Connection = (require('Haraka/connection') as { Connection: ConnectionClass }).Connection
+  const respond = Connection.prototype.respond
+  Connection.prototype.respond = function (this: ErrorCountingConn, code, msg, func) {
+    if (this.state >= DISCONNECTING || this.mxgateErrorCut === true) return respond.call(this, code, msg, func)
+    if (this.awaiting_data_reply === true) {
+      if (Number(code) < 300) this.mxgateErrors = 0
+      return respond.call(this, code, msg, func)
+    }
+    const max = maxErrors()
+    if (max <= 0 || !countsAsError(Number(code), firstLine(msg))) return respond.call(this, code, msg, func)
+    const errors = (this.mxgateErrors ?? 0) + 1
+    this.mxgateErrors = errors
+    if (errors < max) return respond.call(this, code, msg, func)
+    this.mxgateErrorCut = true
+    log.info({ ip: this.remote.ip, errors }, 'too many errors: connection closed')
+    return respond.call(this, code, msg, () => {
+      func?.()
+      if (this.state >= DISCONNECTING) return
+      // Past the cut flag: this reply goes straight through.
+      this.respond(421, `4.7.0 Too many errors (${errors}) without a message delivered; closing connection`, () =>
+        this.disconnect(),
+      )
+    })
+  }
+}
