@@ -187,6 +187,13 @@ const SETTINGS: Record<string, Setter> = {
     0,
     1_000_000,
   ),
+  'smtp.max_junk_commands': int(
+    (c, v) => {
+      c.smtp.maxJunkCommands = v
+    },
+    0,
+    1_000_000,
+  ),
   'smtp.idle_timeout': duration((c, v) => {
     c.smtp.idleTimeoutMs = v
   }, 1000),

@@ -43,6 +43,12 @@ export interface MxgateConfig {
      * by 421 4.7.0 and the connection closes (Postfix's smtpd_hard_error_limit). 0 = no limit.
      */
     maxErrors: number
+    /**
+     * NOOP, RSET, VRFY, HELP, EXPN and ETRN a connection may send without delivering a message; each one beyond
+     * counts as an error (Postfix's smtpd_junk_command_limit), so a client that only keeps a connection alive is
+     * sent away in the end. 0 = no limit.
+     */
+    maxJunkCommands: number
     /** A connection that says nothing for this long is closed (RFC 5321 §4.5.3.2.7: at least 5 minutes). */
     idleTimeoutMs: number
     /** The whole DATA phase; and the rate floor (bytes/s) that applies after `dataRateGraceMs` of it. */
@@ -269,6 +275,7 @@ export const DEFAULTS: Omit<MxgateConfig, 'files'> = {
     maxConnectionsPerIp: 50,
     maxMessagesPerConnection: 1000,
     maxErrors: 20,
+    maxJunkCommands: 100,
     idleTimeoutMs: 300_000,
     dataTimeoutMs: 600_000,
     minDataRate: 500,

@@ -48,7 +48,7 @@ export async function startRelay(root: string, cfg: MxgateConfig, source: Config
   installStarttls(cfg, partLogger('tls'))
   installProxyProtocol(cfg, root, partLogger('smtp'))
   countRefusals((reason) => existingEngine()?.metrics.smtpRejected(reason))
-  installErrorLimit(() => inboundLimits().maxErrors)
+  installErrorLimit(inboundLimits)
   process.on('uncaughtException', (err) => {
     log.fatal({ err }, 'uncaught exception; exiting')
     process.exit(1)

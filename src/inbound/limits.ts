@@ -8,6 +8,8 @@ export interface InboundLimits {
   maxMessagesPerConnection: number
   /** Error replies a connection may earn without delivering a message (0 = no limit). */
   maxErrors: number
+  /** Junk commands (isJunkCommand) before each further one counts as an error (0 = no limit). */
+  maxJunkCommands: number
   /** The whole DATA phase, from 354 to the final dot. */
   dataTimeoutMs: number
   /** Bytes per second a sender must keep up during DATA once `dataRateGraceMs` has passed (0 = no floor). */
@@ -100,4 +102,9 @@ export function dataOverdue(
 export function countsAsError(code: number, text: string): boolean {
   if (code < 400 || code === 421) return false
   return !text.startsWith('4.5.3 ')
+}
+
+/** Commands that move no mail: a client that sends only these is keeping a connection slot for nothing. */
+export function isJunkCommand(line: string): boolean {
+  return /^(?:NOOP|RSET|VRFY|HELP|EXPN|ETRN)(?:\s|$)/i.test(line)
 }

@@ -1,11 +1,12 @@
 // A client that keeps making mistakes is sent away: after smtp.max_errors error replies without delivering a message,
 // the last one is followed by 421 4.7.0 and the connection closes (Postfix's smtpd_hard_error_limit). Refused
-// recipients count; a delivered message starts the count again; replies to the end of DATA never count.
+// recipients count; a delivered message starts the count again; replies to the end of DATA never count. Past
+// smtp.max_junk_commands, each NOOP/RSET/VRFY/… counts as an error (smtpd_junk_command_limit).
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import t, { type Test } from 'tap'
-import { countsAsError } from '../../src/inbound/limits'
+import { countsAsError, isJunkCommand } from '../../src/inbound/limits'
 import { FakeBackend } from '../../src/testing/fake-backend'
 import { startMxgate } from '../helpers/mxgate-process'
 import { parseMetrics } from '../helpers/prom'
@@ -44,6 +45,13 @@ t.test('which replies count', async (t) => {
   t.notOk(countsAsError(250, 'OK'))
   t.notOk(countsAsError(421, '4.7.0 Too many connections'), 'the connection closes anyway')
   t.notOk(countsAsError(452, '4.5.3 Too many recipients (at most 1000 per message)'), 'our limit, not a mistake')
+})
+
+t.test('which commands are junk', async (t) => {
+  for (const c of ['NOOP', 'noop', 'RSET', 'VRFY postmaster', 'HELP', 'EXPN list', 'ETRN example.com', 'NOOP x'])
+    t.ok(isJunkCommand(c), c)
+  for (const c of ['MAIL FROM:<a@b.test>', 'RCPT TO:<a@b.test>', 'DATA', 'EHLO x', 'QUIT', 'NOOPS', 'RSETX'])
+    t.notOk(isJunkCommand(c), c)
 })
 
 t.test('the max_errors-th error reply is followed by 421 4.7.0 and the connection closes', async (t) => {
@@ -90,6 +98,25 @@ t.test('a delivered message starts the count again; refusals at the end of DATA 
   await closedAfter(t, s, 'the third error')
   t.equal(b.received.length, 1, 'only the first message was delivered')
 })
+
+t.test(
+  'past max_junk_commands each NOOP or RSET counts as an error; a delivery starts both counts again',
+  async (t) => {
+    const { b, m } = await node(t, '[smtp]\nmax_errors = 3\nmax_junk_commands = 2\n')
+    const { session: s } = await SmtpSession.open(m.port)
+    await s.command('EHLO client.test')
+    t.match(await s.command('NOOP'), /^250/, 'junk 1')
+    t.match(await s.command('RSET'), /^250/, 'junk 2')
+    t.match(await s.command('NOOP'), /^250/, 'junk 3: error 1')
+    t.match(await s.command('NOOP'), /^250/, 'junk 4: error 2')
+    t.match(await send(s, 'keeps it'), /^250 /, 'a delivery: both counts start again')
+    for (let i = 0; i < 4; i++) t.match(await s.command(i % 2 ? 'RSET' : 'NOOP'), /^250/, `junk ${i + 1} since`)
+    t.match(await s.command('NOOP'), /^250/, 'junk 5 since the delivery: error 3, answered…')
+    t.match(await s.next(), CUT, '…then the 421')
+    await closedAfter(t, s, 'the last junk command')
+    t.equal(b.received.length, 1)
+  },
+)
 
 t.test('max_errors = 0: no limit', async (t) => {
   const { m } = await node(t, '[smtp]\nmax_errors = 0\n')
