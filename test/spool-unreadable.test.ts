@@ -97,3 +97,29 @@ t.test('a read error at delivery leaves the file alone; a corrupt body is still 
   await t.rejects(store.readBody(e.id), { code: 'ESPOOLCORRUPT' })
   t.equal(quarantined(dir).length, 1, 'proven corruption is quarantined')
 })
+
+t.test('a refresh of a shared spool leaves an unreadable file to its backoff', async (t) => {
+  const dir = tempDir(t)
+  const { store: writer } = await openStore(dir)
+  const e = await writer.write(message())
+  const reads: string[] = []
+  let armed = true
+  const { store } = await openStore(dir, {
+    fault: (op, file) => {
+      if (op !== 'read' || !file.endsWith(`${e.id}.msg`)) return
+      reads.push(file)
+      if (armed) throw fault('EIO')
+    },
+  })
+  t.equal(reads.length, 1, 'read once at open, and failed')
+  // Another process writes meanwhile: each refresh indexes what is new, and does not read the unreadable one again.
+  for (let i = 0; i < 5; i++) {
+    await writer.write(message())
+    await store.refresh()
+  }
+  t.equal(reads.length, 1, 'five refreshes within its backoff did not read it again')
+  armed = false
+  await store.retryUnreadable(later())
+  t.equal(reads.length, 2, 'its backoff over, it is read again')
+  t.same(store.get(e.id)?.to, e.to, 'and resumed')
+})

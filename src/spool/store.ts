@@ -516,7 +516,10 @@ export class SpoolStore {
         if (!msgs.has(id)) for (const s of seqs) await fsp.unlink(join(this.opts.dir, envName(id, s))).catch(() => 0)
       }
     }
+    const now = Date.now()
     const todo = [...msgs].filter((id) => {
+      // An unreadable message is out of the index: read it on its own backoff (retryUnreadable), not on every refresh.
+      if (!atOpen && this.unreadable.waiting(id, now)) return false
       const known = this.index.get(id)
       const top = Math.max(0, ...(envs.get(id) ?? []))
       return !known || top > known.seq

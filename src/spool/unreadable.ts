@@ -32,6 +32,12 @@ export class UnreadableFiles {
     return [...this.byId].filter(([, u]) => u.retryAt <= now).map(([id]) => id)
   }
 
+  /** Is `id` unreadable and its next read not yet due? (A refresh of a shared spool leaves it to its backoff.) */
+  waiting(id: string, now: number): boolean {
+    const u = this.byId.get(id)
+    return u !== undefined && u.retryAt > now
+  }
+
   /** A read of `file` (of message `id`) failed: schedule the next one; warn at the first, alert once later. */
   failed(id: string, file: string, err: unknown, now = Date.now()): void {
     const errno = errnoOf(err) ?? 'UNKNOWN'
