@@ -115,7 +115,7 @@ export class Metrics {
     })
     new Gauge({
       name: 'mxgate_smtp_clients',
-      help: 'Client addresses with an open inbound connection',
+      help: 'Clients (IPv4 addresses, IPv6 /64s) with an open inbound connection',
       registers,
       collect() {
         this.set(read().clients)

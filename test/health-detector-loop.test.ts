@@ -121,7 +121,7 @@ t.test('a re-admitted backend is judged on buckets that began after its re-admis
   clock = t0 + 1500
   await store.setOverride('a', null)
   t.equal(health.status('a').state, 'probation', 'a is back, in probation')
-  t.equal(health.readmittedAt('a'), t0 + 1500)
+  t.equal(health.returnedAt('a'), t0 + 1500)
   // Late counts of the episode before: in a bucket before the re-admission, and in the one it began in.
   store.recordOutcomes('a', 0, 30, t0 + 200)
   store.recordOutcomes('a', 0, 30, t0 + 1200)
@@ -141,4 +141,34 @@ t.test('a re-admitted backend is judged on buckets that began after its re-admis
     'fresh faults in probation eject it',
   )
   t.same(fed, [0, 0, 30], 'only the fresh faults were fed to the detector')
+})
+
+t.test('a backend a reload adds follows another node’s live ejection of it, decided before the reload', async (t) => {
+  // Rolling reloads: node n2 added the new backend first, and its probation detector ejected it; this node adds it
+  // later and must not send it mail until n2's ejection ends.
+  const timing = { bucketMs: 1000, retentionMs: 60_000 }
+  // The store drops ejections whose end has passed by the real clock.
+  let clock = Date.now()
+  const store = new MemoryStore({ node: 'n1', timing })
+  const health = new HealthRegistry([{ id: 'a', host: '127.0.0.1', port: 1, weight: 100 }], DEFAULTS.breaker, {
+    probe: async () => 'unused' as never,
+    store,
+    log: pino({ level: 'silent' }),
+    now: () => clock,
+  })
+  t.teardown(() => {
+    health.close()
+    return store.stop()
+  })
+  await store.setEjection('x', {
+    reason: 'probation: 12 faults in 40 messages',
+    at: clock,
+    until: clock + 60_000,
+    count: 1,
+    node: 'n2',
+  })
+  clock += 5_000
+  health.addBackend('x')
+  t.equal(health.status('x').state, 'ejected', 'ejected here too, by n2')
+  t.equal(health.returnedAt('x'), clock, 'for the detector it came into rotation at the reload')
 })

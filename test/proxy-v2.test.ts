@@ -1,5 +1,6 @@
 // The PROXY v2 header parser: whole, partial, LOCAL, IPv6, and the refusals.
 import t from 'tap'
+import { clientKey } from '../src/inbound/client-key'
 import { parseProxyV2, V2_SIGNATURE } from '../src/inbound/proxy-v2'
 
 const header = (verCmd: number, famProto: number, addr: Buffer) => {
@@ -51,4 +52,19 @@ t.test('refuses what it cannot use', async (t) => {
     kind: 'invalid',
     why: 'an IPv4 address block shorter than 12 bytes',
   })
+})
+
+t.test('an IPv4-mapped source from a dual-stack load balancer counts as that IPv4 client', async (t) => {
+  const a6 = Buffer.alloc(36)
+  a6.writeUInt16BE(0xffff, 10)
+  Buffer.from([192, 0, 2, 7]).copy(a6, 12)
+  a6.writeUInt16BE(0xffff, 26)
+  Buffer.from([10, 0, 0, 5]).copy(a6, 28)
+  a6.writeUInt16BE(40000, 32)
+  a6.writeUInt16BE(25, 34)
+  const parsed = parseProxyV2(header(0x21, 0x21, a6))
+  t.equal(parsed.kind, 'proxy')
+  const src = parsed.kind === 'proxy' ? parsed.addresses.src_ip : ''
+  t.equal(src, '0:0:0:0:0:ffff:c000:207', 'the header writes it in hex')
+  t.equal(clientKey(src), '192.0.2.7', 'its own client, not every mapped sender in one ::/64')
 })

@@ -39,7 +39,7 @@ export interface MxgateConfig {
     /** Transactions per connection; the next MAIL gets 421 4.7.0 and the connection closes. */
     maxMessagesPerConnection: number
     /**
-     * Error replies (4xx/5xx to commands) a connection may earn without delivering a message; the last one is followed
+     * 5xx replies to commands (the client's mistakes) a connection may earn without delivering a message; the last is followed
      * by 421 4.7.0 and the connection closes (Postfix's smtpd_hard_error_limit). 0 = no limit.
      */
     maxErrors: number

@@ -33,11 +33,10 @@ interface ConnectionClass {
   prototype: { respond(this: ErrorCountingConn, code: number, msg: unknown, func?: () => void): unknown }
 }
 
-/** The first line of a reply as Haraka takes it: a string, lines, or a DSN object with `reply`. */
-function firstLine(msg: unknown): string {
-  const m = msg !== null && typeof msg === 'object' && 'reply' in msg ? (msg as { reply: unknown }).reply : msg
-  const first = Array.isArray(m) ? m[0] : m
-  return typeof first === 'string' ? first : String(first ?? '')
+/** The code Haraka will send: a DSN object passed as the message carries its own. */
+function replyCode(code: number, msg: unknown): number {
+  if (msg !== null && typeof msg === 'object' && 'code' in msg && 'reply' in msg) return Number(msg.code)
+  return Number(code)
 }
 
 /** The limits are read at every reply, so a reload's new ones apply to connections already open. */
@@ -48,7 +47,7 @@ export function installErrorLimit(current: () => Pick<InboundLimits, 'maxErrors'
   Connection.prototype.respond = function (this: ErrorCountingConn, code, msg, func) {
     if (this.state >= DISCONNECTING || this.mxgateErrorCut === true) return respond.call(this, code, msg, func)
     if (this.awaiting_data_reply === true) {
-      if (Number(code) < 300) {
+      if (replyCode(code, msg) < 300) {
         this.mxgateErrors = 0
         this.mxgateJunk = 0
       }
@@ -56,7 +55,7 @@ export function installErrorLimit(current: () => Pick<InboundLimits, 'maxErrors'
     }
     const { maxErrors, maxJunkCommands } = current()
     if (maxErrors <= 0) return respond.call(this, code, msg, func)
-    let error = countsAsError(Number(code), firstLine(msg))
+    let error = countsAsError(replyCode(code, msg))
     if (!error && maxJunkCommands > 0 && this.current_line !== null && isJunkCommand(this.current_line)) {
       this.mxgateJunk = (this.mxgateJunk ?? 0) + 1
       error = this.mxgateJunk > maxJunkCommands

@@ -38,7 +38,7 @@ export function verifyRecipient(
       }
       const reply = passBack(d.reply, d.action === 'refuse' ? '5.1.1' : '4.4.3')
       log.info(
-        { ip, rcpt: address, result: d.result, source: d.source, reply: `${reply.code} ${reply.text}` },
+        { ip, client, rcpt: address, result: d.result, source: d.source, reply: `${reply.code} ${reply.text}` },
         d.action === 'cutoff' ? 'harvester cut off' : 'recipient refused at RCPT',
       )
       const why = d.action === 'cutoff' ? 'harvest' : d.action === 'refuse' ? 'unknown_recipient' : 'unverified'

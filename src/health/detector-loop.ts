@@ -117,7 +117,7 @@ export class DetectorLoop extends EventEmitter<LoopEvents> {
         })
         // A bucket that began before the backend's re-admission holds the last episode's evidence, which can arrive
         // late (counts a node kept through a Redis outage): already acted on, it must not eject the backend again.
-        if (start < this.health.readmittedAt(id)) continue
+        if (start < this.health.returnedAt(id)) continue
         const acc = out.get(id) ?? { ok: 0, fail: 0, refused: 0 }
         out.set(id, { ok: acc.ok + d.ok, fail: acc.fail + d.fail, refused: acc.refused + d.refused })
       }

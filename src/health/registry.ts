@@ -100,8 +100,13 @@ interface Entry {
   until: number | null
   ejections: number
   lastAdmittedAt: number
-  /** When the backend last came back into rotation here (trial passed, restore, manual lift, reload); 0 never out. */
+  /**
+   * When this node last closed the backend's breaker (trial passed, restore, or the ejecting node let go); 0 never.
+   * Another node's ejection decided before it is not followed (see reconcile).
+   */
   readmittedAt: number
+  /** When the backend last came back into rotation here (any way, a reload's addition too); 0 never out. */
+  returnedAt: number
   lastFault: string | null
   trialInFlight: boolean
   timer: NodeJS.Timeout | null
@@ -163,6 +168,7 @@ export class HealthRegistry extends EventEmitter {
       ejections: 0,
       lastAdmittedAt: now,
       readmittedAt: 0,
+      returnedAt: 0,
       lastFault: null,
       trialInFlight: false,
       timer: null,
@@ -286,6 +292,7 @@ export class HealthRegistry extends EventEmitter {
   private onClose(e: Entry): void {
     if (this.closed) return
     e.lastAdmittedAt = this.now()
+    e.readmittedAt = this.now()
     e.remote = null
     const shared = this.deps.store.ejections().get(e.id)
     if (shared && shared.node === this.deps.store.node) this.publish(this.deps.store.setEjection(e.id, null))
@@ -298,7 +305,7 @@ export class HealthRegistry extends EventEmitter {
    * small), then ramps up to 100% over `slow_start`. Without either, it is admitted at once.
    */
   private startProbation(e: Entry): void {
-    e.readmittedAt = this.now()
+    e.returnedAt = this.now()
     e.ejectedBy = null
     e.evidence = null
     e.probationGood = 0
@@ -460,8 +467,8 @@ export class HealthRegistry extends EventEmitter {
    * When the backend last came back into rotation on this node (0: never out). Evidence from before it belongs to
    * the episode that ended then: the detector does not hold it against the re-admitted backend.
    */
-  readmittedAt(id: string): number {
-    return this.entries.get(id)?.readmittedAt ?? 0
+  returnedAt(id: string): number {
+    return this.entries.get(id)?.returnedAt ?? 0
   }
 
   /** Backends the detector has out now (ejected, probing or on trial after its ejection), on any node. */

@@ -94,14 +94,14 @@ export function dataOverdue(
 }
 
 /**
- * Does a reply to a command count against the client's error allowance? Every refusal does (an unknown command, a bad
- * sequence, a refused recipient), except `421` (the connection closes anyway) and `452 4.5.3` for recipients beyond
- * `max_recipients` (mxgate's limit, not the client's mistake: it sends them again in the next transaction). Replies to
- * the end of DATA never count: the client finished a transaction, whatever a backend made of it.
+ * Does a reply to a command count against the client's error allowance? A permanent refusal does (an unknown command,
+ * bad syntax or sequence, a relay attempt, an unknown recipient): the client's mistake. A 4xx does not: it says mxgate
+ * or a backend cannot take something now (a recipient check that timed out, `452 4.5.3` for recipients beyond
+ * `max_recipients`, a 421 that closes the connection anyway). Replies to the end of DATA never count (the caller
+ * leaves them out): the client finished a transaction, whatever a backend made of it.
  */
-export function countsAsError(code: number, text: string): boolean {
-  if (code < 400 || code === 421) return false
-  return !text.startsWith('4.5.3 ')
+export function countsAsError(code: number): boolean {
+  return code >= 500 && code < 600
 }
 
 /** Commands that move no mail: a client that sends only these is keeping a connection slot for nothing. */
