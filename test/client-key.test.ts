@@ -29,9 +29,13 @@ t.test('the key of an address', async (t) => {
   for (const [ip, key] of cases) t.equal(clientKey(ip), key, ip)
 })
 
+/** Four groups of an IPv6 address, as hex text. */
+const four = fc.array(
+  fc.integer({ min: 0, max: 0xffff }).map((n) => n.toString(16)),
+  { minLength: 4, maxLength: 4 },
+)
+
 t.test('every address of one /64 has the same key', async (t) => {
-  const group = fc.integer({ min: 0, max: 0xffff }).map((n) => n.toString(16))
-  const four = fc.array(group, { minLength: 4, maxLength: 4 })
   holds(
     t,
     __filename,
@@ -51,8 +55,6 @@ function isEmbedded(prefix: string[]): boolean {
 }
 
 t.test('addresses in two different /64s have different keys', async (t) => {
-  const group = fc.integer({ min: 0, max: 0xffff }).map((n) => n.toString(16))
-  const four = fc.array(group, { minLength: 4, maxLength: 4 })
   holds(
     t,
     __filename,

@@ -3,7 +3,7 @@
 // and an operator's `spool bounce` reports only what is still pending after the other process's progress, and is
 // refused as busy (409) while the other process holds the message.
 import pino from 'pino'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { parseTokens } from '../src/admin/auth'
 import { startAdminServer } from '../src/admin/server'
 import { MessageBusyError } from '../src/admin/types'
@@ -90,7 +90,11 @@ t.test(
   },
 )
 
-t.test('spool bounce claims the message, then reads the envelope another process just advanced', async (t) => {
+/**
+ * A node whose only backend refuses, with a smarthost for DSNs and retries an hour apart, holding one spooled message
+ * for a@ and b@; its runner is stopped so nothing refreshes its index behind the test's back.
+ */
+async function bounceRig(t: Test) {
   const smarthost = await backend(t, { id: 'smarthost' })
   const rig = await startRig([{ faults: REFUSE }], {
     tweak: (c) => {
@@ -104,16 +108,20 @@ t.test('spool bounce claims the message, then reads the envelope another process
   const { engine } = rig
   const r = await engine.accept(inbound(['a@example.com', 'b@example.com']))
   if (r.outcome !== 'spooled') throw new Error(`expected spooled, got ${r.outcome}`)
-  // No rounds from here on: this node's index is not refreshed behind the test's back.
   await engine.runner.stop()
-  t.same(engine.spool.get(r.spoolId)?.pending, ['a@example.com', 'b@example.com'])
+  return { smarthost, engine, spoolId: r.spoolId }
+}
+
+t.test('spool bounce claims the message, then reads the envelope another process just advanced', async (t) => {
+  const { smarthost, engine, spoolId } = await bounceRig(t)
+  t.same(engine.spool.get(spoolId)?.pending, ['a@example.com', 'b@example.com'])
 
   // Another process on the directory delivers a@ and records it.
-  const child = spawnChild(t, ['deliver', engine.config.spool.dir, 'other-node', r.spoolId, 'a@example.com'])
+  const child = spawnChild(t, ['deliver', engine.config.spool.dir, 'other-node', spoolId, 'a@example.com'])
   await child.waitFor((l) => l === 'done')
-  t.same(engine.spool.get(r.spoolId)?.pending, ['a@example.com', 'b@example.com'], 'this node has not noticed')
+  t.same(engine.spool.get(spoolId)?.pending, ['a@example.com', 'b@example.com'], 'this node has not noticed')
 
-  await new NodeAdmin(engine).spool.bounce(r.spoolId, actor)
+  await new NodeAdmin(engine).spool.bounce(spoolId, actor)
   t.ok(await eventually(() => smarthost.received.length === 1, 10_000), 'a DSN went out')
   t.same(
     parseDsn(smarthost.received[0]!).recipients.map((f) => f['final-recipient']),
@@ -125,21 +133,7 @@ t.test('spool bounce claims the message, then reads the envelope another process
 })
 
 t.test('spool bounce of a message another process holds is refused as busy; once it lets go, one DSN', async (t) => {
-  const smarthost = await backend(t, { id: 'smarthost' })
-  const rig = await startRig([{ faults: REFUSE }], {
-    tweak: (c) => {
-      quick(c)
-      c.spool.retryFirstMs = 3_600_000
-      c.spool.retryMaxMs = 7_200_000
-      c.spool.bounceRelay = { host: '127.0.0.1', port: smarthost.port }
-    },
-  })
-  t.teardown(() => rig.close())
-  const { engine } = rig
-  const r = await engine.accept(inbound(['a@example.com', 'b@example.com']))
-  if (r.outcome !== 'spooled') throw new Error(`expected spooled, got ${r.outcome}`)
-  const x = r.spoolId
-  await engine.runner.stop()
+  const { smarthost, engine, spoolId: x } = await bounceRig(t)
   const admin = new NodeAdmin(engine)
   const server = await startAdminServer({
     listen: { host: '127.0.0.1', port: 0 },

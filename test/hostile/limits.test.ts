@@ -40,6 +40,9 @@ async function until(what: string, check: () => Promise<boolean>): Promise<void>
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** A slow-loris client's pace: one byte this often (well under any rate floor; the pace is the attack). */
+const TRICKLE_EVERY_MS = 100
+
 t.test('connections beyond the per-address and total limits get 421 4.7.0; a freed slot is usable again', async (t) => {
   const { m } = await start(t, '[smtp]\nmax_connections = 3\nmax_connections_per_ip = 2\n')
   const a = connect(m.port)
@@ -164,7 +167,7 @@ t.test(
       )
       for (let i = 0; i < 300 && open; i++) {
         c.socket.write('x')
-        await sleep(100)
+        await sleep(TRICKLE_EVERY_MS)
       }
     })
 
