@@ -64,28 +64,10 @@ let received = 0
 const SHUTTING_DOWN = '4.3.2 Service shutting down; try again later'
 let installed = false
 
-/** A reload changed the inbound limits: connections and messages from now on meet the new ones. */
-export function retuneInboundGuard(cfg: MxgateConfig): void {
-  if (!installed) return
+/** The inbound limits of a configuration. */
+function limitsOf(cfg: MxgateConfig): InboundLimits {
   const s = cfg.smtp
-  Object.assign(limits, {
-    maxConnections: s.maxConnections,
-    maxConnectionsPerIp: s.maxConnectionsPerIp,
-    maxMessagesPerConnection: s.maxMessagesPerConnection,
-    maxErrors: s.maxErrors,
-    maxJunkCommands: s.maxJunkCommands,
-    dataTimeoutMs: s.dataTimeoutMs,
-    minDataRate: s.minDataRate,
-    dataRateGraceMs: s.dataRateGraceMs,
-    maxMessageMemory: s.maxMessageMemory,
-  })
-  budget.limit = s.maxMessageMemory
-}
-
-/** Reads the limits and patches Haraka's Connection once per process (each cluster worker has its own counts). */
-export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): void {
-  const s = cfg.smtp
-  limits = {
+  return {
     maxConnections: s.maxConnections,
     maxConnectionsPerIp: s.maxConnectionsPerIp,
     maxMessagesPerConnection: s.maxMessagesPerConnection,
@@ -96,6 +78,18 @@ export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): 
     dataRateGraceMs: s.dataRateGraceMs,
     maxMessageMemory: s.maxMessageMemory,
   }
+}
+
+/** A reload changed the inbound limits: connections and messages from now on meet the new ones. */
+export function retuneInboundGuard(cfg: MxgateConfig): void {
+  if (!installed) return
+  Object.assign(limits, limitsOf(cfg))
+  budget.limit = limits.maxMessageMemory
+}
+
+/** Reads the limits and patches Haraka's Connection once per process (each cluster worker has its own counts). */
+export function installInboundGuard(cfg: MxgateConfig, harakaMaxBytes: number): void {
+  limits = limitsOf(cfg)
   gate = new ConnectionGate(limits)
   budget = new MemoryBudget(limits.maxMessageMemory)
   maxMessageBytes = harakaMaxBytes
